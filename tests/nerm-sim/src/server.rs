@@ -1,0 +1,535 @@
+//! The running simulator: shared state, the middleware that makes it realistic (auth, rate
+//! limit, latency, faults, statistics), the `/_sim` inspection routes, and start-up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::{Behaviour, CommitFailMode, RateLimit, SimConfig};
+use crate::error::ApiError;
+use crate::seed::Seed;
+use crate::tenant::{BulkKind, LoginRequest, Tenant};
+
+/// Counters a test or benchmark reads from `GET /_sim/stats`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    /// `"GET /api/users"` style keys (route templates) → count of requests that reached auth.
+    pub requests: BTreeMap<String, u64>,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// 429s sent by the token bucket.
+    pub rate_limited: u64,
+    /// Faults injected, by kind (`error`, `throttle`, `slow`, `drop`, `commit_then_fail`, `down`).
+    pub faults: BTreeMap<String, u64>,
+    /// Requests with a missing or unknown token.
+    pub unauthorized: u64,
+    /// Non-GET `/api` requests answered 2xx (or committed before a fault).
+    pub writes: u64,
+    pub total: u64,
+}
+
+struct Limiter {
+    config: RateLimit,
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// A queued bulk job waiting to run.
+struct PendingJob {
+    job_id: String,
+    kind: BulkKind,
+    items: Vec<Value>,
+}
+
+pub struct Sim {
+    tenant: Mutex<Tenant>,
+    config: RwLock<SimConfig>,
+    stats: Mutex<Stats>,
+    limiter: Mutex<Option<Limiter>>,
+    rng: Mutex<StdRng>,
+    pending_jobs: Mutex<Vec<PendingJob>>,
+}
+
+impl Sim {
+    pub fn new(config: SimConfig, seed: &Seed) -> Result<Arc<Sim>, String> {
+        config.validate()?;
+        let mut tenant = Tenant::default();
+        seed.apply(&mut tenant, &config.behaviour)?;
+        let rng = match config.faults.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let sim = Sim {
+            tenant: Mutex::new(tenant),
+            limiter: Mutex::new(None),
+            config: RwLock::new(config),
+            stats: Mutex::new(Stats::default()),
+            rng: Mutex::new(rng),
+            pending_jobs: Mutex::new(Vec::new()),
+        };
+        sim.rebuild_limiter();
+        Ok(Arc::new(sim))
+    }
+
+    pub fn tenant(&self) -> MutexGuard<'_, Tenant> {
+        self.tenant.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn config(&self) -> SimConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .behaviour
+            .clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn bump_fault(&self, kind: &str) {
+        self.bump(|s| *s.faults.entry(kind.to_string()).or_default() += 1);
+    }
+
+    /// Replaces the config (validated) and resets the token bucket if its figures changed.
+    pub fn set_config(&self, next: SimConfig) -> Result<(), String> {
+        next.validate()?;
+        let seed_changed = {
+            let mut cfg = self.config.write().unwrap_or_else(|e| e.into_inner());
+            let changed = cfg.faults.seed != next.faults.seed;
+            *cfg = next;
+            changed
+        };
+        if seed_changed && let Some(s) = self.config().faults.seed {
+            *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = StdRng::seed_from_u64(s);
+        }
+        self.rebuild_limiter();
+        Ok(())
+    }
+
+    fn rebuild_limiter(&self) {
+        let wanted = self.config().faults.rate_limit;
+        let mut slot = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().map(|l| l.config) == wanted {
+            return;
+        }
+        *slot = wanted.map(|rl| {
+            let burst = NonZeroU32::new(rl.requests).expect("validated > 0");
+            let period = Duration::from_secs(rl.per_seconds) / rl.requests;
+            let quota = Quota::with_period(period)
+                .expect("non-zero period")
+                .allow_burst(burst);
+            Limiter {
+                config: rl,
+                limiter: DefaultKeyedRateLimiter::keyed(quota),
+            }
+        });
+    }
+
+    /// `Some(retry_after_secs)` when `token` has spent its bucket.
+    fn rate_limited(&self, token: &str) -> Option<u64> {
+        let slot = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let l = slot.as_ref()?;
+        match l.limiter.check_key(&token.to_string()) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Some(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
+        }
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random_bool(p.min(1.0))
+    }
+
+    fn jitter(&self, max: u64) -> u64 {
+        if max == 0 {
+            0
+        } else {
+            self.rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random_range(0..=max)
+        }
+    }
+
+    /// Queues a bulk body as a job and schedules it (NOTES §2.11).
+    pub fn queue_job(self: &Arc<Self>, kind: BulkKind, items: Vec<Value>) -> String {
+        let job_id = self.tenant().queue_job();
+        self.pending_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PendingJob {
+                job_id: job_id.clone(),
+                kind,
+                items,
+            });
+        let delay = self.behaviour().job_delay_ms;
+        let sim = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            sim.run_jobs();
+        });
+        job_id
+    }
+
+    /// Runs every queued job now; returns how many ran.
+    pub fn run_jobs(&self) -> usize {
+        let jobs: Vec<PendingJob> =
+            std::mem::take(&mut *self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()));
+        let b = self.behaviour();
+        let mut tenant = self.tenant();
+        for job in &jobs {
+            tenant.complete_job(&job.job_id, job.kind, &job.items, &b);
+        }
+        jobs.len()
+    }
+
+    /// Empties the tenant (and queued jobs), then applies `seed`.
+    pub fn reset(&self, seed: &Seed) -> Result<(), String> {
+        let mut fresh = Tenant::default();
+        seed.apply(&mut fresh, &self.behaviour())?;
+        self.pending_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.tenant() = fresh;
+        Ok(())
+    }
+}
+
+/// The token in `Authorization: Bearer <t>` or `Authorization: Token token=<t>` (NOTES §1.2).
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = if let Some(t) = raw.strip_prefix("Bearer ") {
+        t.trim()
+    } else {
+        raw.strip_prefix("Token ")?
+            .trim()
+            .strip_prefix("token=")?
+            .trim()
+            .trim_matches('"')
+    };
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// A response whose body fails at once: hyper closes the connection without sending a byte.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated drop",
+        ))
+    });
+    Response::new(Body::from_stream(stream))
+}
+
+fn server_error(sim: &Sim) -> Response {
+    let code = match sim.jitter(2) {
+        0 => StatusCode::INTERNAL_SERVER_ERROR,
+        1 => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(json!({ "error": "Sorry something went wrong" }))).into_response()
+}
+
+/// Auth, rate limit, latency and faults for every `/api` route, then statistics.
+async fn realism(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let key = format!("{} {}", req.method(), route);
+    let is_write = req.method() != Method::GET;
+    let resp = realism_inner(&sim, req, next, is_write).await;
+    let status = resp.status().as_u16();
+    sim.bump(|s| {
+        s.total += 1;
+        *s.requests.entry(key).or_default() += 1;
+        *s.statuses.entry(status).or_default() += 1;
+        if is_write && resp.status().is_success() {
+            s.writes += 1;
+        }
+    });
+    resp
+}
+
+async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool) -> Response {
+    let cfg = sim.config();
+    let f = &cfg.faults;
+    let delay = f.latency_ms + sim.jitter(f.latency_jitter_ms);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if f.down {
+        sim.bump_fault("down");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "Service Unavailable" })),
+        )
+            .into_response();
+    }
+    let Some(token) = bearer_token(req.headers()).filter(|t| cfg.tokens.contains(t)) else {
+        sim.bump(|s| s.unauthorized += 1);
+        return ApiError::Unauthorized.into_response();
+    };
+    if let Some(retry_after_secs) = sim.rate_limited(&token) {
+        sim.bump(|s| s.rate_limited += 1);
+        return ApiError::TooManyRequests { retry_after_secs }.into_response();
+    }
+    if sim.roll(f.throttle_rate) {
+        sim.bump_fault("throttle");
+        return ApiError::TooManyRequests {
+            retry_after_secs: f.throttle_retry_after_secs,
+        }
+        .into_response();
+    }
+    if sim.roll(f.error_rate) {
+        sim.bump_fault("error");
+        return server_error(sim);
+    }
+    if sim.roll(f.drop_rate) {
+        sim.bump_fault("drop");
+        return dropped_connection();
+    }
+    if sim.roll(f.slow_rate) {
+        sim.bump_fault("slow");
+        tokio::time::sleep(Duration::from_millis(f.slow_ms)).await;
+    }
+    let commit_then_fail = is_write && sim.roll(f.commit_then_fail_rate);
+    let resp = next.run(req).await;
+    if commit_then_fail && resp.status().is_success() {
+        sim.bump_fault("commit_then_fail");
+        sim.bump(|s| s.writes += 1);
+        let reset = match f.commit_then_fail_mode {
+            CommitFailMode::Error500 => false,
+            CommitFailMode::Reset => true,
+            CommitFailMode::Either => sim.roll(0.5),
+        };
+        return if reset {
+            dropped_connection()
+        } else {
+            server_error(sim)
+        };
+    }
+    resp
+}
+
+// ----- /_sim: inspection and test hooks (not part of NERM) ----------------------------------
+
+fn admin_routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({ "ok": true })) }))
+        .route("/state", get(dump_state))
+        .route("/reset", post(reset))
+        .route("/seed", post(seed))
+        .route("/stats", get(get_stats))
+        .route("/stats/reset", post(reset_stats))
+        .route("/config", get(get_config).patch(patch_config))
+        .route("/sso/login", post(sso_login))
+        .route("/sso/daily_refresh", post(daily_refresh))
+        .route("/idp/groups", post(set_idp_groups))
+        .route("/jobs/run", post(run_jobs))
+}
+
+type AdminResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
+
+fn admin_err(msg: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": msg.to_string() })),
+    )
+}
+
+/// The full state, with hidden fields (passwords, role sources) visible for assertions.
+async fn dump_state(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(serde_json::to_value(&*sim.tenant()).unwrap_or(Value::Null))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ResetBody {
+    /// `true`: start from nothing instead of the demo tenant.
+    empty: bool,
+}
+
+async fn reset(State(sim): State<Arc<Sim>>, body: Option<Json<ResetBody>>) -> AdminResult {
+    let empty = body.is_some_and(|b| b.0.empty);
+    let seed = if empty { Seed::default() } else { Seed::demo() };
+    sim.reset(&seed).map_err(admin_err)?;
+    sim.bump(|s| *s = Stats::default());
+    Ok(Json(json!({ "reset": true, "empty": empty })))
+}
+
+async fn seed(State(sim): State<Arc<Sim>>, Json(seed): Json<Seed>) -> AdminResult {
+    let b = sim.behaviour();
+    seed.apply(&mut sim.tenant(), &b).map_err(admin_err)?;
+    Ok(Json(json!({ "seeded": true })))
+}
+
+async fn get_stats(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(serde_json::to_value(sim.stats()).unwrap_or(Value::Null))
+}
+
+async fn reset_stats(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    sim.bump(|s| *s = Stats::default());
+    Json(json!({ "reset": true }))
+}
+
+async fn get_config(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    let mut v = serde_json::to_value(sim.config()).unwrap_or(Value::Null);
+    // Tokens are credentials: report how many, never which.
+    v["tokens"] = json!(sim.config().tokens.len());
+    Json(v)
+}
+
+async fn patch_config(State(sim): State<Arc<Sim>>, Json(patch): Json<Value>) -> AdminResult {
+    let next = sim.config().merged(&patch).map_err(admin_err)?;
+    sim.set_config(next).map_err(admin_err)?;
+    Ok(get_config(State(sim)).await)
+}
+
+async fn sso_login(State(sim): State<Arc<Sim>>, Json(req): Json<LoginRequest>) -> AdminResult {
+    let b = sim.behaviour();
+    let user = sim
+        .tenant()
+        .simulate_login(&req, &b)
+        .map_err(|e| (StatusCode::FORBIDDEN, Json(json!({ "error": e }))))?;
+    Ok(Json(json!({ "user": user })))
+}
+
+async fn daily_refresh(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    let b = sim.behaviour();
+    let removed = sim.tenant().daily_refresh(&b);
+    Json(json!({ "removed_role_assignments": removed }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdpGroups {
+    login: String,
+    groups: Vec<String>,
+}
+
+async fn set_idp_groups(State(sim): State<Arc<Sim>>, Json(body): Json<IdpGroups>) -> Json<Value> {
+    sim.tenant()
+        .idp_directory
+        .insert(crate::tenant::login_key(&body.login), body.groups);
+    Json(json!({ "ok": true }))
+}
+
+async fn run_jobs(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(json!({ "ran": sim.run_jobs() }))
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "The requested resource was not found" })),
+    )
+        .into_response()
+}
+
+/// The whole HTTP surface: `/api/...` (NERM) and `/_sim/...` (test hooks).
+pub fn router(sim: Arc<Sim>) -> Router {
+    let api =
+        crate::api::routes().route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
+    Router::new()
+        .nest("/api", api)
+        .nest("/_sim", admin_routes())
+        .fallback(not_found)
+        .with_state(sim)
+}
+
+/// A simulator listening on 127.0.0.1; dropping it (or [`Running::stop`]) shuts it down.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub sim: Arc<Sim>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The NERM base URL, e.g. `http://127.0.0.1:4010/api`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+    /// The server root, e.g. `http://127.0.0.1:4010`.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a simulator on `127.0.0.1:port` (0 = a free port).
+pub async fn start(config: SimConfig, seed: &Seed, port: u16) -> Result<Running, String> {
+    let sim = Sim::new(config, seed)?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = router(Arc::clone(&sim));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        sim,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
