@@ -24,24 +24,13 @@ type ApiResult = Result<Response, ApiError>;
 pub fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/user", post(create_user))
-        .route(
-            "/users",
-            get(list_users)
-                .post(bulk_create_users)
-                .patch(bulk_patch_users),
-        )
-        .route(
-            "/users/{id}",
-            get(get_user).patch(patch_user).delete(delete_user),
-        )
+        .route("/users", get(list_users).post(bulk_create_users).patch(bulk_patch_users))
+        .route("/users/{id}", get(get_user).patch(patch_user).delete(delete_user))
         .route("/roles", get(list_roles))
         .route("/roles/{id}", get(get_role))
         .route("/system_roles", get(list_system_roles))
         .route("/user_role", post(create_user_role))
-        .route(
-            "/user_roles",
-            get(list_user_roles).post(bulk_create_user_roles),
-        )
+        .route("/user_roles", get(list_user_roles).post(bulk_create_user_roles))
         .route("/user_roles/{id}", get(get_user_role))
         .route("/user_role/{id}", delete(delete_user_role))
         .route("/profile_types", get(list_profile_types))
@@ -49,34 +38,18 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/ne_attributes", get(list_attributes))
         .route("/ne_attributes/{id}", get(get_attribute))
         .route("/profile", post(create_profile))
-        .route(
-            "/profiles",
-            get(list_profiles)
-                .post(bulk_create_profiles)
-                .patch(bulk_patch_profiles),
-        )
-        .route(
-            "/profiles/{id}",
-            get(get_profile).patch(patch_profile).delete(delete_profile),
-        )
+        .route("/profiles", get(list_profiles).post(bulk_create_profiles).patch(bulk_patch_profiles))
+        .route("/profiles/{id}", get(get_profile).patch(patch_profile).delete(delete_profile))
         .route("/user_profile", post(create_user_profile))
-        .route(
-            "/user_profiles",
-            get(list_user_profiles).post(bulk_create_user_profiles),
-        )
+        .route("/user_profiles", get(list_user_profiles).post(bulk_create_user_profiles))
         .route("/user_profiles/{id}", get(get_user_profile))
         .route("/user_profile/{id}", delete(delete_user_profile))
         .route("/user_manager", post(create_user_manager))
         .route(
             "/user_managers",
-            get(list_user_managers)
-                .post(bulk_create_user_managers)
-                .patch(bulk_patch_user_managers),
+            get(list_user_managers).post(bulk_create_user_managers).patch(bulk_patch_user_managers),
         )
-        .route(
-            "/user_managers/{id}",
-            get(get_user_manager).patch(patch_user_manager),
-        )
+        .route("/user_managers/{id}", get(get_user_manager).patch(patch_user_manager))
         .route("/job_status", get(job_status))
 }
 
@@ -90,17 +63,14 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(body)
-        .map_err(|_| ApiError::bad_request("There was an issue with your JSON syntax"))
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("There was an issue with your JSON syntax"))
 }
 
 /// The single-object wrapper every write needs: `{"user": {...}}` (NOTES §1.3).
 fn wrapped(body: &Bytes, key: &str) -> Result<Map<String, Value>, ApiError> {
     match parse_json(body)?.get(key) {
         Some(Value::Object(m)) if !m.is_empty() => Ok(m.clone()),
-        _ => Err(ApiError::bad_request(format!(
-            "param is missing or the value is empty: {key}"
-        ))),
+        _ => Err(ApiError::bad_request(format!("param is missing or the value is empty: {key}"))),
     }
 }
 
@@ -109,9 +79,7 @@ fn wrapped_list(body: &Bytes, key: &str, b: &Behaviour) -> Result<Vec<Value>, Ap
     let items = match parse_json(body)?.get(key) {
         Some(Value::Array(a)) if !a.is_empty() => a.clone(),
         _ => {
-            return Err(ApiError::bad_request(format!(
-                "param is missing or the value is empty: {key}"
-            )));
+            return Err(ApiError::bad_request(format!("param is missing or the value is empty: {key}")));
         }
     };
     if items.len() > b.bulk_max {
@@ -128,13 +96,8 @@ fn parse_id(raw: &str, kind: &'static str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(kind))
 }
 
-fn find<'a, T: Record>(
-    coll: &'a Coll<T>,
-    raw: &str,
-    kind: &'static str,
-) -> Result<&'a T, ApiError> {
-    coll.get(&parse_id(raw, kind)?)
-        .ok_or(ApiError::NotFound(kind))
+fn find<'a, T: Record>(coll: &'a Coll<T>, raw: &str, kind: &'static str) -> Result<&'a T, ApiError> {
+    coll.get(&parse_id(raw, kind)?).ok_or(ApiError::NotFound(kind))
 }
 
 /// Query parameters, flat (`limit`) or in the older deepObject form (`query[limit]`).
@@ -144,9 +107,7 @@ impl<'a> Params<'a> {
     pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0
             .iter()
-            .find(|(k, _)| {
-                k == key || k.strip_prefix("query[").and_then(|r| r.strip_suffix(']')) == Some(key)
-            })
+            .find(|(k, _)| k == key || k.strip_prefix("query[").and_then(|r| r.strip_suffix(']')) == Some(key))
             .map(|(_, v)| v.as_str())
     }
     fn flag(&self, key: &str) -> bool {
@@ -165,9 +126,9 @@ fn paging(p: &Params, b: &Behaviour, order_fields: &[&str]) -> Result<Paging, Ap
     let number = |key: &str, default: usize| -> Result<usize, ApiError> {
         match p.get(key) {
             None | Some("") => Ok(default),
-            Some(v) => v.parse::<usize>().map_err(|_| {
-                ApiError::bad_request(format!("{key} must be a non-negative integer"))
-            }),
+            Some(v) => {
+                v.parse::<usize>().map_err(|_| ApiError::bad_request(format!("{key} must be a non-negative integer")))
+            }
         }
     };
     let limit = number("limit", b.page_default)?.clamp(1, b.page_max);
@@ -175,27 +136,17 @@ fn paging(p: &Params, b: &Behaviour, order_fields: &[&str]) -> Result<Paging, Ap
     let order = match p.get("order").filter(|o| !o.is_empty()) {
         Some(o) if order_fields.contains(&o) => Some(o.to_string()),
         Some(o) => {
-            return Err(ApiError::bad_request(format!(
-                "order by {o} is not supported"
-            )));
+            return Err(ApiError::bad_request(format!("order by {o} is not supported")));
         }
         None => None,
     };
-    Ok(Paging {
-        limit,
-        offset,
-        metadata: p.flag("metadata"),
-        order,
-    })
+    Ok(Paging { limit, offset, metadata: p.flag("metadata"), order })
 }
 
 fn link(resource: &str, params: &Params, offset: usize, limit: usize) -> String {
     let mut s = format!("api/{resource}?offset={offset}&limit={limit}");
     for (k, v) in params.0 {
-        if !matches!(
-            k.as_str(),
-            "offset" | "limit" | "query[offset]" | "query[limit]"
-        ) {
+        if !matches!(k.as_str(), "offset" | "limit" | "query[offset]" | "query[limit]") {
             s.push('&');
             s.push_str(k);
             s.push('=');
@@ -206,13 +157,7 @@ fn link(resource: &str, params: &Params, offset: usize, limit: usize) -> String 
 }
 
 /// One page of `matches` under `{plural: [...], _metadata: {...}}`.
-fn page_of<T>(
-    resource: &str,
-    params: &Params,
-    pg: &Paging,
-    matches: Vec<&T>,
-    render: impl Fn(&T) -> Value,
-) -> Value {
+fn page_of<T>(resource: &str, params: &Params, pg: &Paging, matches: Vec<&T>, render: impl Fn(&T) -> Value) -> Value {
     let total = matches.len();
     let items: Vec<Value> = match &pg.order {
         Some(field) => {
@@ -220,26 +165,13 @@ fn page_of<T>(
             all.sort_by(|a, b| cmp_json(&a[field.as_str()], &b[field.as_str()]));
             all.into_iter().skip(pg.offset).take(pg.limit).collect()
         }
-        None => matches
-            .into_iter()
-            .skip(pg.offset)
-            .take(pg.limit)
-            .map(&render)
-            .collect(),
+        None => matches.into_iter().skip(pg.offset).take(pg.limit).map(&render).collect(),
     };
     let mut out = Map::new();
     out.insert(resource.to_string(), Value::Array(items));
     if pg.metadata {
-        let next = (pg.offset + pg.limit < total)
-            .then(|| link(resource, params, pg.offset + pg.limit, pg.limit));
-        let previous = (pg.offset > 0).then(|| {
-            link(
-                resource,
-                params,
-                pg.offset.saturating_sub(pg.limit),
-                pg.limit,
-            )
-        });
+        let next = (pg.offset + pg.limit < total).then(|| link(resource, params, pg.offset + pg.limit, pg.limit));
+        let previous = (pg.offset > 0).then(|| link(resource, params, pg.offset.saturating_sub(pg.limit), pg.limit));
         out.insert(
             "_metadata".into(),
             json!({ "limit": pg.limit, "offset": pg.offset, "total": total, "next": next, "previous": previous }),
@@ -250,11 +182,9 @@ fn page_of<T>(
 
 fn cmp_json(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x
-            .as_f64()
-            .unwrap_or(0.0)
-            .partial_cmp(&y.as_f64().unwrap_or(0.0))
-            .unwrap_or(std::cmp::Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(std::cmp::Ordering::Equal)
+        }
         (Value::String(x), Value::String(y)) => x.cmp(y),
         (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
         (Value::Null, _) => std::cmp::Ordering::Less,
@@ -318,13 +248,7 @@ async fn create_user(State(sim): S, body: Bytes) -> ApiResult {
 async fn list_users(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
     let b = sim.behaviour();
-    let pg = paging(
-        &p,
-        &b,
-        &[
-            "name", "login", "email", "title", "status", "type", "uid", "id",
-        ],
-    )?;
+    let pg = paging(&p, &b, &["name", "login", "email", "title", "status", "type", "uid", "id"])?;
     let t = sim.tenant();
     let status = p.get("user_status").or_else(|| p.get("status"));
     let candidates: Vec<&crate::model::User> = match p.get("login") {
@@ -340,11 +264,7 @@ async fn list_users(State(sim): S, Query(q): Q) -> ApiResult {
                 && matches_filter(&p, "email", Some(&u.email))
                 && matches_filter(&p, "title", u.title.as_deref())
                 && matches_filter(&p, "type", Some(u.kind.as_str()))
-                && matches_filter(
-                    &p,
-                    "sailpoint_identity_id",
-                    u.sailpoint_identity_id.as_deref(),
-                )
+                && matches_filter(&p, "sailpoint_identity_id", u.sailpoint_identity_id.as_deref())
                 && status.is_none_or(|s| u.status == s)
         })
         .collect();
@@ -386,9 +306,7 @@ async fn list_roles(State(sim): S, Query(q): Q) -> ApiResult {
     let matches = t
         .roles
         .iter()
-        .filter(|r| {
-            matches_filter(&p, "type", Some(&r.kind)) && matches_filter(&p, "name", Some(&r.name))
-        })
+        .filter(|r| matches_filter(&p, "type", Some(&r.kind)) && matches_filter(&p, "name", Some(&r.name)))
         .collect();
     ok(page_of("roles", &p, &pg, matches, |r| r.render()))
 }
@@ -402,10 +320,7 @@ async fn get_role(State(sim): S, Path(id): Path<String>) -> ApiResult {
 async fn list_system_roles(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
     let pg = paging(&p, &sim.behaviour(), &["name", "uid", "id"])?;
-    let roles = [
-        ("profile_contributor", "Profile Contributor"),
-        ("profile_owner", "Profile Owner"),
-    ];
+    let roles = [("profile_contributor", "Profile Contributor"), ("profile_owner", "Profile Owner")];
     let matches: Vec<&(&str, &str)> = roles.iter().collect();
     ok(page_of(
         "system_roles",
@@ -430,10 +345,7 @@ async fn list_user_roles(State(sim): S, Query(q): Q) -> ApiResult {
     let matches = t
         .user_roles
         .iter()
-        .filter(|r| {
-            uuid_filter(&p, "user_id", Some(r.user_id))
-                && uuid_filter(&p, "role_id", Some(r.role_id))
-        })
+        .filter(|r| uuid_filter(&p, "user_id", Some(r.user_id)) && uuid_filter(&p, "role_id", Some(r.role_id)))
         .collect();
     ok(page_of("user_roles", &p, &pg, matches, |r| r.render()))
 }
@@ -470,9 +382,7 @@ async fn list_profile_types(State(sim): S, Query(q): Q) -> ApiResult {
 
 async fn get_profile_type(State(sim): S, Path(key): Path<String>) -> ApiResult {
     let t = sim.tenant();
-    let pt = t
-        .profile_type_by_key(&key)
-        .ok_or(ApiError::NotFound("ProfileType"))?;
+    let pt = t.profile_type_by_key(&key).ok_or(ApiError::NotFound("ProfileType"))?;
     ok(json!({ "profile_type": pt.render() }))
 }
 
@@ -483,19 +393,14 @@ async fn list_attributes(State(sim): S, Query(q): Q) -> ApiResult {
     let matches = t
         .ne_attributes
         .iter()
-        .filter(|a| {
-            matches_filter(&p, "label", Some(&a.label))
-                && matches_filter(&p, "data_type", Some(&a.data_type))
-        })
+        .filter(|a| matches_filter(&p, "label", Some(&a.label)) && matches_filter(&p, "data_type", Some(&a.data_type)))
         .collect();
     ok(page_of("ne_attributes", &p, &pg, matches, |a| a.render()))
 }
 
 async fn get_attribute(State(sim): S, Path(key): Path<String>) -> ApiResult {
     let t = sim.tenant();
-    let a = t
-        .attribute_by_key(&key)
-        .ok_or(ApiError::NotFound("Attribute"))?;
+    let a = t.attribute_by_key(&key).ok_or(ApiError::NotFound("Attribute"))?;
     ok(json!({ "ne_attribute": a.render() }))
 }
 
@@ -514,9 +419,7 @@ async fn list_profiles(State(sim): S, Query(q): Q) -> ApiResult {
     let updated_after = match p.get("updated_after").filter(|s| !s.is_empty()) {
         Some(d) if crate::tenant::date_matches(d, "yyyy-mm-dd") => Some(d.to_string()),
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "updated_after must be a date (YYYY-MM-DD)",
-            ));
+            return Err(ApiError::bad_request("updated_after must be a date (YYYY-MM-DD)"));
         }
         None => None,
     };
@@ -525,16 +428,11 @@ async fn list_profiles(State(sim): S, Query(q): Q) -> ApiResult {
     if let Some(after) = p.get("after_id") {
         // Keyset paging: id order, only type/limit/updated_after honoured (NOTES §2.6, §5 item 4).
         if p.get("offset").is_some() {
-            return Err(ApiError::bad_request(
-                "offset cannot be used together with after_id",
-            ));
+            return Err(ApiError::bad_request("offset cannot be used together with after_id"));
         }
         let after = match after.trim() {
             "" => None,
-            s => Some(
-                Uuid::parse_str(s)
-                    .map_err(|_| ApiError::bad_request("after_id must be a profile id"))?,
-            ),
+            s => Some(Uuid::parse_str(s).map_err(|_| ApiError::bad_request("after_id must be a profile id"))?),
         };
         let pg = paging(&p, &b, &[])?;
         let t = sim.tenant();
@@ -545,45 +443,20 @@ async fn list_profiles(State(sim): S, Query(q): Q) -> ApiResult {
         let page: Vec<&crate::model::Profile> = it.by_ref().take(pg.limit).collect();
         let more = it.next().is_some();
         if page.is_empty() && after.is_some() && b.after_id_legacy_400 {
-            return Err(ApiError::bad_request(
-                "No more records after the given after_id",
-            ));
+            return Err(ApiError::bad_request("No more records after the given after_id"));
         }
         let last = page.last().map(|pr| pr.id);
-        let items: Vec<Value> = page
-            .iter()
-            .map(|pr| t.render_profile(pr, exclude, &b))
-            .collect();
+        let items: Vec<Value> = page.iter().map(|pr| t.render_profile(pr, exclude, &b)).collect();
         let mut out = json!({ "profiles": items });
         if pg.metadata {
-            let total = t
-                .profiles
-                .iter()
-                .filter(|pr| type_ok(pr.profile_type_id) && date_ok(&pr.updated_on))
-                .count();
-            let next_after = if more || b.after_id_legacy_400 {
-                last
-            } else {
-                None
-            };
+            let total = t.profiles.iter().filter(|pr| type_ok(pr.profile_type_id) && date_ok(&pr.updated_on)).count();
+            let next_after = if more || b.after_id_legacy_400 { last } else { None };
             out["_metadata"] = json!({ "limit": pg.limit, "offset": 0, "total": total, "next": null,
                                        "previous": null, "after_id": next_after });
         }
         return ok(out);
     }
-    let pg = paging(
-        &p,
-        &b,
-        &[
-            "name",
-            "status",
-            "created_at",
-            "updated_at",
-            "uid",
-            "id",
-            "profile_type_id",
-        ],
-    )?;
+    let pg = paging(&p, &b, &["name", "status", "created_at", "updated_at", "uid", "id", "profile_type_id"])?;
     let t = sim.tenant();
     let matches = t
         .profiles
@@ -595,9 +468,7 @@ async fn list_profiles(State(sim): S, Query(q): Q) -> ApiResult {
                 && matches_filter(&p, "status", Some(&pr.status))
         })
         .collect();
-    ok(page_of("profiles", &p, &pg, matches, |pr| {
-        t.render_profile(pr, exclude, &b)
-    }))
+    ok(page_of("profiles", &p, &pg, matches, |pr| t.render_profile(pr, exclude, &b)))
 }
 
 async fn get_profile(State(sim): S, Path(id): Path<String>) -> ApiResult {
@@ -639,11 +510,7 @@ async fn create_user_profile(State(sim): S, body: Bytes) -> ApiResult {
 
 async fn list_user_profiles(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
-    let pg = paging(
-        &p,
-        &sim.behaviour(),
-        &["user_id", "profile_id", "relationship_type", "uid", "id"],
-    )?;
+    let pg = paging(&p, &sim.behaviour(), &["user_id", "profile_id", "relationship_type", "uid", "id"])?;
     let t = sim.tenant();
     let matches = t
         .user_profiles
@@ -664,8 +531,7 @@ async fn get_user_profile(State(sim): S, Path(id): Path<String>) -> ApiResult {
 }
 
 async fn delete_user_profile(State(sim): S, Path(id): Path<String>) -> ApiResult {
-    sim.tenant()
-        .delete_user_profile(parse_id(&id, "UserProfile")?)?;
+    sim.tenant().delete_user_profile(parse_id(&id, "UserProfile")?)?;
     ok(json!({}))
 }
 
@@ -683,19 +549,12 @@ async fn create_user_manager(State(sim): S, body: Bytes) -> ApiResult {
 
 async fn list_user_managers(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
-    let pg = paging(
-        &p,
-        &sim.behaviour(),
-        &["user_id", "manager_id", "uid", "id"],
-    )?;
+    let pg = paging(&p, &sim.behaviour(), &["user_id", "manager_id", "uid", "id"])?;
     let t = sim.tenant();
     let matches = t
         .user_managers
         .iter()
-        .filter(|r| {
-            uuid_filter(&p, "user_id", Some(r.user_id))
-                && uuid_filter(&p, "manager_id", Some(r.manager_id))
-        })
+        .filter(|r| uuid_filter(&p, "user_id", Some(r.user_id)) && uuid_filter(&p, "manager_id", Some(r.manager_id)))
         .collect();
     ok(page_of("user_managers", &p, &pg, matches, |r| r.render()))
 }
@@ -727,13 +586,9 @@ async fn bulk_patch_user_managers(State(sim): S, body: Bytes) -> ApiResult {
 async fn job_status(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
     let Some(job_id) = p.get("job_id").filter(|s| !s.is_empty()) else {
-        return Err(ApiError::bad_request(
-            "param is missing or the value is empty: job_id",
-        ));
+        return Err(ApiError::bad_request("param is missing or the value is empty: job_id"));
     };
     let t: std::sync::MutexGuard<'_, Tenant> = sim.tenant();
-    let job = t
-        .job_by_job_id(job_id)
-        .ok_or_else(|| ApiError::bad_request(format!("job {job_id} was not found")))?;
+    let job = t.job_by_job_id(job_id).ok_or_else(|| ApiError::bad_request(format!("job {job_id} was not found")))?;
     ok(job.render_status())
 }

@@ -19,11 +19,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            tokens: vec!["sim-token".into()],
-            behaviour: Behaviour::default(),
-            faults: Faults::default(),
-        }
+        SimConfig { tokens: vec!["sim-token".into()], behaviour: Behaviour::default(), faults: Faults::default() }
     }
 }
 
@@ -118,9 +114,7 @@ impl std::str::FromStr for JobMode {
                 .strip_prefix("threshold:")
                 .and_then(|n| n.parse().ok())
                 .map(JobMode::Threshold)
-                .ok_or_else(|| {
-                    format!("job mode must be never, always or threshold:N, got {other:?}")
-                }),
+                .ok_or_else(|| format!("job mode must be never, always or threshold:N, got {other:?}")),
         }
     }
 }
@@ -133,9 +127,7 @@ impl Serialize for JobMode {
 
 impl<'de> Deserialize<'de> for JobMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -199,10 +191,7 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit {
-            requests: 100,
-            per_seconds: 10,
-        }
+        RateLimit { requests: 100, per_seconds: 10 }
     }
 }
 
@@ -237,18 +226,13 @@ impl SimConfig {
             ("commit_then_fail_rate", f.commit_then_fail_rate),
         ] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
-                    "faults.{name} must be a probability in 0..=1, got {p}"
-                ));
+                return Err(format!("faults.{name} must be a probability in 0..=1, got {p}"));
             }
         }
         if let Some(rl) = f.rate_limit
             && (rl.requests == 0 || rl.per_seconds == 0)
         {
-            return Err(
-                "faults.rate_limit needs requests > 0 and per_seconds > 0 (omit it to turn it off)"
-                    .into(),
-            );
+            return Err("faults.rate_limit needs requests > 0 and per_seconds > 0 (omit it to turn it off)".into());
         }
         let b = &self.behaviour;
         if b.page_max == 0 || b.page_default == 0 || b.bulk_max == 0 {
@@ -280,9 +264,7 @@ mod tests {
     #[test]
     fn a_merge_patch_changes_only_the_named_knobs() {
         let cfg = SimConfig::default();
-        let next = cfg
-            .merged(&serde_json::json!({"faults": {"error_rate": 0.5, "rate_limit": null}}))
-            .unwrap();
+        let next = cfg.merged(&serde_json::json!({"faults": {"error_rate": 0.5, "rate_limit": null}})).unwrap();
         assert_eq!(next.faults.error_rate, 0.5);
         assert_eq!(next.faults.rate_limit, None);
         assert_eq!(next.behaviour, cfg.behaviour);
@@ -290,9 +272,7 @@ mod tests {
 
     #[test]
     fn a_probability_above_one_is_refused() {
-        let err = SimConfig::default()
-            .merged(&serde_json::json!({"faults": {"drop_rate": 2.0}}))
-            .unwrap_err();
+        let err = SimConfig::default().merged(&serde_json::json!({"faults": {"drop_rate": 2.0}})).unwrap_err();
         assert!(err.contains("drop_rate"), "{err}");
     }
 

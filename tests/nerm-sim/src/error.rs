@@ -10,10 +10,7 @@ pub enum ApiError {
     /// 400 `{"error": msg}`: bad JSON, missing wrapper, bad parameters.
     BadRequest(String),
     /// 400 `{"error": msg, "errors": {field: message}}`: a model validation failure.
-    Validation {
-        error: String,
-        errors: Map<String, Value>,
-    },
+    Validation { error: String, errors: Map<String, Value> },
     /// 404 `{"error": "The requested <Type> was not found"}` (NOTES §5 item 7).
     NotFound(&'static str),
     /// 401 `{"error": ...}` (NOTES §5 item 8).
@@ -31,10 +28,7 @@ impl ApiError {
 
     /// A validation failure on one record; `action` is "create" or "update".
     pub fn invalid(object: &str, action: &str, errors: Map<String, Value>) -> Self {
-        ApiError::Validation {
-            error: format!("The {object} failed to {action}"),
-            errors,
-        }
+        ApiError::Validation { error: format!("The {object} failed to {action}"), errors }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -67,16 +61,10 @@ impl ApiError {
     /// The per-record error strings used in bulk job results.
     pub fn messages(&self) -> Vec<String> {
         match self {
-            ApiError::Validation { errors, .. } => errors
-                .iter()
-                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default()))
-                .collect(),
-            other => vec![
-                other.body()["error"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            ],
+            ApiError::Validation { errors, .. } => {
+                errors.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default())).collect()
+            }
+            other => vec![other.body()["error"].as_str().unwrap_or_default().to_string()],
         }
     }
 }
@@ -85,8 +73,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         if let ApiError::TooManyRequests { retry_after_secs } = self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         resp
     }
@@ -98,9 +85,7 @@ pub struct FieldErrors(Map<String, Value>);
 
 impl FieldErrors {
     pub fn add(&mut self, field: &str, msg: &str) {
-        self.0
-            .entry(field.to_string())
-            .or_insert_with(|| Value::String(msg.to_string()));
+        self.0.entry(field.to_string()).or_insert_with(|| Value::String(msg.to_string()));
     }
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)
@@ -109,10 +94,6 @@ impl FieldErrors {
         self.0.is_empty()
     }
     pub fn into_result(self, object: &str, action: &str) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(object, action, self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(object, action, self.0)) }
     }
 }

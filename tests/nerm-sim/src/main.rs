@@ -7,11 +7,7 @@ use clap::Parser;
 use nerm_sim::{RateLimit, Seed, SimConfig};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "nerm-sim",
-    version,
-    about = "A stateful SailPoint NERM API simulator (loopback only)"
-)]
+#[command(name = "nerm-sim", version, about = "A stateful SailPoint NERM API simulator (loopback only)")]
 struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 0)]
@@ -56,8 +52,7 @@ struct Args {
 fn build_config(args: &Args) -> Result<SimConfig, String> {
     let mut cfg = match &args.config {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             toml::from_str::<SimConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => SimConfig::default(),
@@ -73,9 +68,7 @@ fn build_config(args: &Args) -> Result<SimConfig, String> {
     f.slow_rate = args.slow_rate.unwrap_or(f.slow_rate);
     f.slow_ms = args.slow_ms.unwrap_or(f.slow_ms);
     f.drop_rate = args.drop_rate.unwrap_or(f.drop_rate);
-    f.commit_then_fail_rate = args
-        .commit_then_fail_rate
-        .unwrap_or(f.commit_then_fail_rate);
+    f.commit_then_fail_rate = args.commit_then_fail_rate.unwrap_or(f.commit_then_fail_rate);
     f.seed = args.fault_seed.or(f.seed);
     cfg.validate()?;
     Ok(cfg)
@@ -85,21 +78,10 @@ fn parse_rate_limit(s: &str) -> Result<Option<RateLimit>, String> {
     if s == "off" {
         return Ok(None);
     }
-    let (r, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("--rate-limit must be REQUESTS/SECONDS or off, got {s:?}"))?;
-    let requests = r
-        .trim()
-        .parse()
-        .map_err(|_| format!("--rate-limit: bad request count {r:?}"))?;
-    let per_seconds = p
-        .trim()
-        .parse()
-        .map_err(|_| format!("--rate-limit: bad seconds {p:?}"))?;
-    Ok(Some(RateLimit {
-        requests,
-        per_seconds,
-    }))
+    let (r, p) = s.split_once('/').ok_or_else(|| format!("--rate-limit must be REQUESTS/SECONDS or off, got {s:?}"))?;
+    let requests = r.trim().parse().map_err(|_| format!("--rate-limit: bad request count {r:?}"))?;
+    let per_seconds = p.trim().parse().map_err(|_| format!("--rate-limit: bad seconds {p:?}"))?;
+    Ok(Some(RateLimit { requests, per_seconds }))
 }
 
 #[tokio::main]
@@ -116,11 +98,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let seed = if args.empty {
-        Seed::default()
-    } else {
-        Seed::demo()
-    };
+    let seed = if args.empty { Seed::default() } else { Seed::demo() };
     let running = match nerm_sim::start(cfg, &seed, args.port).await {
         Ok(r) => r,
         Err(e) => {

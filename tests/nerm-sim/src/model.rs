@@ -30,10 +30,7 @@ impl<T: Serialize> Serialize for Coll<T> {
 
 impl<T> Default for Coll<T> {
     fn default() -> Self {
-        Coll {
-            slots: Vec::new(),
-            index: HashMap::new(),
-        }
+        Coll { slots: Vec::new(), index: HashMap::new() }
     }
 }
 
@@ -119,13 +116,7 @@ pub const PROFILE_STATUSES: [&str; 4] = ["Active", "Inactive", "On Leave", "Term
 pub const ID_PROOFING: [&str; 3] = ["pending", "pass", "fail"];
 pub const ROLE_TYPES: [&str; 3] = ["NeprofileRole", "NeaccessRole", "IdproxyRole"];
 pub const RELATIONSHIPS: [&str; 2] = ["owner", "contributor"];
-pub const CATEGORIES: [&str; 5] = [
-    "employee",
-    "non-employee",
-    "organization",
-    "assignment",
-    "other",
-];
+pub const CATEGORIES: [&str; 5] = ["employee", "non-employee", "organization", "assignment", "other"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
@@ -186,11 +177,7 @@ impl User {
 }
 
 pub fn split_groups(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(String::from)
-        .collect()
+    s.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,14 +316,8 @@ pub const DATA_TYPES: [(&str, &str); 14] = [
     ("contributor search", "ContributorSearchAttribute"),
 ];
 
-pub const DATE_FORMATS: [&str; 6] = [
-    "mm/dd/yyyy",
-    "mm-dd-yyyy",
-    "dd/mm/yyyy",
-    "dd-mm-yyyy",
-    "yyyy/mm/dd",
-    "yyyy-mm-dd",
-];
+pub const DATE_FORMATS: [&str; 6] =
+    ["mm/dd/yyyy", "mm-dd-yyyy", "dd/mm/yyyy", "dd-mm-yyyy", "yyyy/mm/dd", "yyyy-mm-dd"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NeAttribute {
@@ -372,11 +353,7 @@ impl NeAttribute {
         }
     }
     pub fn class_name(&self) -> &'static str {
-        DATA_TYPES
-            .iter()
-            .find(|(d, _)| *d == self.data_type)
-            .map(|(_, c)| *c)
-            .unwrap_or("TextFieldAttribute")
+        DATA_TYPES.iter().find(|(d, _)| *d == self.data_type).map(|(_, c)| *c).unwrap_or("TextFieldAttribute")
     }
     pub fn has_validation(&self, method: &str) -> bool {
         self.validations.iter().any(|v| v == method)
@@ -389,10 +366,7 @@ impl NeAttribute {
         m.insert("data_type".into(), json!(self.data_type));
         m.insert("type".into(), json!(self.class_name()));
         m.insert("archived".into(), json!(self.archived));
-        m.insert(
-            "allow_multiple_selections".into(),
-            json!(self.allow_multiple_selections),
-        );
+        m.insert("allow_multiple_selections".into(), json!(self.allow_multiple_selections));
         put_opt(&mut m, "date_format", &self.date_format);
         if let Some(pt) = self.profile_type_id {
             m.insert("profile_type_id".into(), json!(pt));

@@ -127,19 +127,9 @@ impl Seed {
             roles: vec![
                 role("Sponsor", "sponsor", &["Sponsors"], "NeprofileRole"),
                 role("Manager", "manager", &["Managers"], "NeprofileRole"),
-                role(
-                    "Administrator",
-                    "administrator",
-                    &["NERM_Admins", "ORG_ADMIN"],
-                    "NeprofileRole",
-                ),
+                role("Administrator", "administrator", &["NERM_Admins", "ORG_ADMIN"], "NeprofileRole"),
                 role("Employee", "employee", &["Employees"], "NeprofileRole"),
-                role(
-                    "Vendor Portal",
-                    "vendor_portal",
-                    &["Vendors"],
-                    "NeaccessRole",
-                ),
+                role("Vendor Portal", "vendor_portal", &["Vendors"], "NeaccessRole"),
             ],
             ne_attributes: vec![
                 employee_id,
@@ -185,10 +175,7 @@ impl Seed {
     pub fn apply(&self, tenant: &mut Tenant, b: &crate::config::Behaviour) -> Result<(), String> {
         for r in &self.roles {
             if !ROLE_TYPES.contains(&r.kind.as_str()) {
-                return Err(format!(
-                    "role {:?}: type must be one of {ROLE_TYPES:?}",
-                    r.name
-                ));
+                return Err(format!("role {:?}: type must be one of {ROLE_TYPES:?}", r.name));
             }
             let uid = r.uid.clone().unwrap_or_else(random_uid);
             if tenant.roles.iter().any(|x| x.uid == uid) {
@@ -206,10 +193,7 @@ impl Seed {
         // Types first (attributes may point at them), then attributes, then namings.
         for t in &self.profile_types {
             if !CATEGORIES.contains(&t.category.as_str()) {
-                return Err(format!(
-                    "profile type {:?}: category must be one of {CATEGORIES:?}",
-                    t.name
-                ));
+                return Err(format!("profile type {:?}: category must be one of {CATEGORIES:?}", t.name));
             }
             if tenant.profile_type_by_key(&t.uid).is_none() {
                 tenant.add_profile_type(ProfileType {
@@ -228,18 +212,12 @@ impl Seed {
         }
         for a in &self.ne_attributes {
             if !DATA_TYPES.iter().any(|(d, _)| *d == a.data_type) {
-                return Err(format!(
-                    "attribute {:?}: unknown data_type {:?}",
-                    a.uid, a.data_type
-                ));
+                return Err(format!("attribute {:?}: unknown data_type {:?}", a.uid, a.data_type));
             }
             if let Some(f) = &a.date_format
                 && !DATE_FORMATS.contains(&f.as_str())
             {
-                return Err(format!(
-                    "attribute {:?}: date_format must be one of {DATE_FORMATS:?}",
-                    a.uid
-                ));
+                return Err(format!("attribute {:?}: date_format must be one of {DATE_FORMATS:?}", a.uid));
             }
             if tenant.attribute_by_key(&a.uid).is_some() {
                 continue;
@@ -285,24 +263,15 @@ impl Seed {
         }
         for u in &self.users {
             let obj = u.as_object().ok_or("each seed user must be an object")?;
-            if obj
-                .get("login")
-                .and_then(Value::as_str)
-                .is_some_and(|l| tenant.user_by_login(l).is_some())
-            {
+            if obj.get("login").and_then(Value::as_str).is_some_and(|l| tenant.user_by_login(l).is_some()) {
                 continue;
             }
             tenant.create_user(obj).map_err(|e| describe(&e))?;
         }
         for p in &self.profiles {
-            let mut obj = p
-                .as_object()
-                .ok_or("each seed profile must be an object")?
-                .clone();
+            let mut obj = p.as_object().ok_or("each seed profile must be an object")?.clone();
             if let Some(Value::String(uid)) = obj.remove("profile_type") {
-                let pt = tenant
-                    .profile_type_by_key(&uid)
-                    .ok_or_else(|| format!("no profile type {uid:?}"))?;
+                let pt = tenant.profile_type_by_key(&uid).ok_or_else(|| format!("no profile type {uid:?}"))?;
                 obj.insert("profile_type_id".into(), json!(pt.id));
             }
             tenant.create_profile(&obj, b).map_err(|e| describe(&e))?;

@@ -93,18 +93,11 @@ impl Sim {
     }
 
     pub fn config(&self) -> SimConfig {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn behaviour(&self) -> Behaviour {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .behaviour
-            .clone()
+        self.config.read().unwrap_or_else(|e| e.into_inner()).behaviour.clone()
     }
 
     pub fn stats(&self) -> Stats {
@@ -144,13 +137,8 @@ impl Sim {
         *slot = wanted.map(|rl| {
             let burst = NonZeroU32::new(rl.requests).expect("validated > 0");
             let period = Duration::from_secs(rl.per_seconds) / rl.requests;
-            let quota = Quota::with_period(period)
-                .expect("non-zero period")
-                .allow_burst(burst);
-            Limiter {
-                config: rl,
-                limiter: DefaultKeyedRateLimiter::keyed(quota),
-            }
+            let quota = Quota::with_period(period).expect("non-zero period").allow_burst(burst);
+            Limiter { config: rl, limiter: DefaultKeyedRateLimiter::keyed(quota) }
         });
     }
 
@@ -168,36 +156,21 @@ impl Sim {
     }
 
     fn roll(&self, p: f64) -> bool {
-        p > 0.0
-            && self
-                .rng
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .random_bool(p.min(1.0))
+        p > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).random_bool(p.min(1.0))
     }
 
     fn jitter(&self, max: u64) -> u64 {
-        if max == 0 {
-            0
-        } else {
-            self.rng
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .random_range(0..=max)
-        }
+        if max == 0 { 0 } else { self.rng.lock().unwrap_or_else(|e| e.into_inner()).random_range(0..=max) }
     }
 
     /// Queues a bulk body as a job and schedules it (NOTES §2.11).
     pub fn queue_job(self: &Arc<Self>, kind: BulkKind, items: Vec<Value>) -> String {
         let job_id = self.tenant().queue_job();
-        self.pending_jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(PendingJob {
-                job_id: job_id.clone(),
-                kind,
-                items,
-            });
+        self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()).push(PendingJob {
+            job_id: job_id.clone(),
+            kind,
+            items,
+        });
         let delay = self.behaviour().job_delay_ms;
         let sim = Arc::clone(self);
         tokio::spawn(async move {
@@ -209,8 +182,7 @@ impl Sim {
 
     /// Runs every queued job now; returns how many ran.
     pub fn run_jobs(&self) -> usize {
-        let jobs: Vec<PendingJob> =
-            std::mem::take(&mut *self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()));
+        let jobs: Vec<PendingJob> = std::mem::take(&mut *self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()));
         let b = self.behaviour();
         let mut tenant = self.tenant();
         for job in &jobs {
@@ -223,10 +195,7 @@ impl Sim {
     pub fn reset(&self, seed: &Seed) -> Result<(), String> {
         let mut fresh = Tenant::default();
         seed.apply(&mut fresh, &self.behaviour())?;
-        self.pending_jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.tenant() = fresh;
         Ok(())
     }
@@ -238,11 +207,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let token = if let Some(t) = raw.strip_prefix("Bearer ") {
         t.trim()
     } else {
-        raw.strip_prefix("Token ")?
-            .trim()
-            .strip_prefix("token=")?
-            .trim()
-            .trim_matches('"')
+        raw.strip_prefix("Token ")?.trim().strip_prefix("token=")?.trim().trim_matches('"')
     };
     (!token.is_empty()).then(|| token.to_string())
 }
@@ -250,10 +215,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 /// A response whose body fails at once: hyper closes the connection without sending a byte.
 fn dropped_connection() -> Response {
     let stream = futures::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "simulated drop",
-        ))
+        Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop"))
     });
     Response::new(Body::from_stream(stream))
 }
@@ -269,10 +231,8 @@ fn server_error(sim: &Sim) -> Response {
 
 /// Auth, rate limit, latency and faults for every `/api` route, then statistics.
 async fn realism(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
     let key = format!("{} {}", req.method(), route);
     let is_write = req.method() != Method::GET;
     let resp = realism_inner(&sim, req, next, is_write).await;
@@ -297,11 +257,7 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
     }
     if f.down {
         sim.bump_fault("down");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "Service Unavailable" })),
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "Service Unavailable" }))).into_response();
     }
     let Some(token) = bearer_token(req.headers()).filter(|t| cfg.tokens.contains(t)) else {
         sim.bump(|s| s.unauthorized += 1);
@@ -313,10 +269,7 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
     }
     if sim.roll(f.throttle_rate) {
         sim.bump_fault("throttle");
-        return ApiError::TooManyRequests {
-            retry_after_secs: f.throttle_retry_after_secs,
-        }
-        .into_response();
+        return ApiError::TooManyRequests { retry_after_secs: f.throttle_retry_after_secs }.into_response();
     }
     if sim.roll(f.error_rate) {
         sim.bump_fault("error");
@@ -340,11 +293,7 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
             CommitFailMode::Reset => true,
             CommitFailMode::Either => sim.roll(0.5),
         };
-        return if reset {
-            dropped_connection()
-        } else {
-            server_error(sim)
-        };
+        return if reset { dropped_connection() } else { server_error(sim) };
     }
     resp
 }
@@ -369,10 +318,7 @@ fn admin_routes() -> Router<Arc<Sim>> {
 type AdminResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
 
 fn admin_err(msg: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": msg.to_string() })),
-    )
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg.to_string() })))
 }
 
 /// The full state, with hidden fields (passwords, role sources) visible for assertions.
@@ -425,10 +371,8 @@ async fn patch_config(State(sim): State<Arc<Sim>>, Json(patch): Json<Value>) -> 
 
 async fn sso_login(State(sim): State<Arc<Sim>>, Json(req): Json<LoginRequest>) -> AdminResult {
     let b = sim.behaviour();
-    let user = sim
-        .tenant()
-        .simulate_login(&req, &b)
-        .map_err(|e| (StatusCode::FORBIDDEN, Json(json!({ "error": e }))))?;
+    let user =
+        sim.tenant().simulate_login(&req, &b).map_err(|e| (StatusCode::FORBIDDEN, Json(json!({ "error": e }))))?;
     Ok(Json(json!({ "user": user })))
 }
 
@@ -446,9 +390,7 @@ struct IdpGroups {
 }
 
 async fn set_idp_groups(State(sim): State<Arc<Sim>>, Json(body): Json<IdpGroups>) -> Json<Value> {
-    sim.tenant()
-        .idp_directory
-        .insert(crate::tenant::login_key(&body.login), body.groups);
+    sim.tenant().idp_directory.insert(crate::tenant::login_key(&body.login), body.groups);
     Json(json!({ "ok": true }))
 }
 
@@ -457,22 +399,13 @@ async fn run_jobs(State(sim): State<Arc<Sim>>) -> Json<Value> {
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "error": "The requested resource was not found" })),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "The requested resource was not found" }))).into_response()
 }
 
 /// The whole HTTP surface: `/api/...` (NERM) and `/_sim/...` (test hooks).
 pub fn router(sim: Arc<Sim>) -> Router {
-    let api =
-        crate::api::routes().route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
-    Router::new()
-        .nest("/api", api)
-        .nest("/_sim", admin_routes())
-        .fallback(not_found)
-        .with_state(sim)
+    let api = crate::api::routes().route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
+    Router::new().nest("/api", api).nest("/_sim", admin_routes()).fallback(not_found).with_state(sim)
 }
 
 /// A simulator listening on 127.0.0.1; dropping it (or [`Running::stop`]) shuts it down.
@@ -513,9 +446,8 @@ impl Drop for Running {
 /// Starts a simulator on `127.0.0.1:port` (0 = a free port).
 pub async fn start(config: SimConfig, seed: &Seed, port: u16) -> Result<Running, String> {
     let sim = Sim::new(config, seed)?;
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    let listener =
+        TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (tx, rx) = oneshot::channel::<()>();
     let app = router(Arc::clone(&sim));
@@ -526,10 +458,5 @@ pub async fn start(config: SimConfig, seed: &Seed, port: u16) -> Result<Running,
             })
             .await;
     });
-    Ok(Running {
-        addr,
-        sim,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(Running { addr, sim, shutdown: Some(tx), task: Some(task) })
 }

@@ -23,15 +23,11 @@ const DAY_FORMAT: &[FormatItem<'static>] = format_description!("[year]-[month]-[
 
 /// ISO-8601 with milliseconds and offset, as NERM emits (NOTES §5 item 26).
 pub fn now_iso() -> String {
-    OffsetDateTime::now_utc()
-        .format(TS_FORMAT)
-        .unwrap_or_default()
+    OffsetDateTime::now_utc().format(TS_FORMAT).unwrap_or_default()
 }
 
 pub fn today() -> String {
-    OffsetDateTime::now_utc()
-        .format(DAY_FORMAT)
-        .unwrap_or_default()
+    OffsetDateTime::now_utc().format(DAY_FORMAT).unwrap_or_default()
 }
 
 /// A string field of a request body: absent, explicitly null, or a value.
@@ -121,9 +117,7 @@ impl BulkKind {
     pub fn id_key(self) -> &'static str {
         match self {
             BulkKind::CreateUsers | BulkKind::PatchUsers => "user_id",
-            BulkKind::CreateProfiles | BulkKind::PatchProfiles | BulkKind::DeleteProfiles => {
-                "profile_id"
-            }
+            BulkKind::CreateProfiles | BulkKind::PatchProfiles | BulkKind::DeleteProfiles => "profile_id",
             BulkKind::CreateUserRoles => "user_role_id",
             BulkKind::CreateUserProfiles => "user_profile_id",
             BulkKind::CreateUserManagers | BulkKind::PatchUserManagers => "user_manager_id",
@@ -156,9 +150,7 @@ pub struct Tenant {
 
 impl Tenant {
     pub fn user_by_login(&self, login: &str) -> Option<&User> {
-        self.login_index
-            .get(&login_key(login))
-            .and_then(|id| self.users.get(id))
+        self.login_index.get(&login_key(login)).and_then(|id| self.users.get(id))
     }
 
     pub fn profile_type_by_key(&self, key: &str) -> Option<&ProfileType> {
@@ -211,12 +203,7 @@ impl Tenant {
         let kind = Field::read(obj, "type", &mut errs);
         let login = Field::read(obj, "login", &mut errs);
         let status = Field::read(obj, "status", &mut errs);
-        for (f, key) in [
-            (&name, "name"),
-            (&email, "email"),
-            (&kind, "type"),
-            (&login, "login"),
-        ] {
+        for (f, key) in [(&name, "name"), (&email, "email"), (&kind, "type"), (&login, "login")] {
             if f.non_blank().is_none() && !errs_has(&errs, key) {
                 errs.add(key, "can't be blank");
             }
@@ -272,11 +259,7 @@ impl Tenant {
         Ok(self.users.get(&id).expect("just inserted").render())
     }
 
-    fn read_optional_user_fields(
-        &self,
-        obj: &Map<String, Value>,
-        errs: &mut FieldErrors,
-    ) -> OptionalUserFields {
+    fn read_optional_user_fields(&self, obj: &Map<String, Value>, errs: &mut FieldErrors) -> OptionalUserFields {
         let title = Field::read(obj, "title", errs);
         let locale = Field::read(obj, "locale", errs);
         let groups = Field::read(obj, "group_strings", errs);
@@ -327,9 +310,7 @@ impl Tenant {
                     "login" => {
                         let v = v.trim();
                         match self.login_index.get(&login_key(v)) {
-                            Some(other) if *other != id => {
-                                errs.add("login", "has already been taken")
-                            }
+                            Some(other) if *other != id => errs.add("login", "has already been taken"),
                             _ => next.login = v.to_string(),
                         }
                     }
@@ -356,9 +337,7 @@ impl Tenant {
                 "title" => next.title = opt.title.clone(),
                 "locale" => next.locale = opt.locale.clone(),
                 "group_strings" => next.group_strings = opt.group_strings.clone(),
-                "sailpoint_identity_id" => {
-                    next.sailpoint_identity_id = opt.sailpoint_identity_id.clone()
-                }
+                "sailpoint_identity_id" => next.sailpoint_identity_id = opt.sailpoint_identity_id.clone(),
                 _ => next.password = opt.password.clone(),
             }
         }
@@ -387,8 +366,7 @@ impl Tenant {
         self.login_index.remove(&login_key(&user.login));
         self.user_roles.remove_where(|r| r.user_id == id);
         self.user_profiles.remove_where(|r| r.user_id == id);
-        self.user_managers
-            .remove_where(|r| r.user_id == id || r.manager_id == id);
+        self.user_managers.remove_where(|r| r.user_id == id || r.manager_id == id);
         Ok(())
     }
 
@@ -396,9 +374,7 @@ impl Tenant {
     fn roles_matching(&self, groups: &[String], role_type: &str) -> Vec<Uuid> {
         self.roles
             .iter()
-            .filter(|r| {
-                !r.archived && r.kind == role_type && r.groups.iter().any(|g| groups.contains(g))
-            })
+            .filter(|r| !r.archived && r.kind == role_type && r.groups.iter().any(|g| groups.contains(g)))
             .map(|r| r.id)
             .collect()
     }
@@ -445,64 +421,38 @@ impl Tenant {
     /// An SSO login. Returns the user after the login, or why the login failed.
     pub fn simulate_login(&mut self, req: &LoginRequest, b: &Behaviour) -> Result<Value, String> {
         let via_idp = req.via != "isc_local";
-        let groups: Vec<String> = if via_idp {
-            req.idp_groups.clone()
-        } else {
-            req.isc_user_levels.clone()
-        };
+        let groups: Vec<String> = if via_idp { req.idp_groups.clone() } else { req.isc_user_levels.clone() };
         let existing = self.user_by_login(&req.login).map(|u| (u.id, u.kind));
         let role_type = existing.map_or("NeprofileRole", |(_, k)| k.role_type());
         let is_org_admin = !via_idp && req.isc_user_levels.iter().any(|l| l == "ORG_ADMIN");
-        let effective: Vec<String> = if is_org_admin {
-            vec!["ORG_ADMIN".into()]
-        } else {
-            groups.clone()
-        };
+        let effective: Vec<String> = if is_org_admin { vec!["ORG_ADMIN".into()] } else { groups.clone() };
         let matching = self.roles_matching(&effective, role_type);
-        let keeps_roles =
-            b.isc_entitlement_mode || (!via_idp && !is_org_admin && b.isc_local_keeps_roles);
+        let keeps_roles = b.isc_entitlement_mode || (!via_idp && !is_org_admin && b.isc_local_keeps_roles);
         if via_idp {
-            self.idp_directory
-                .insert(login_key(&req.login), req.idp_groups.clone());
+            self.idp_directory.insert(login_key(&req.login), req.idp_groups.clone());
         }
         let user_id = match existing {
             Some((id, _)) => {
                 let held = self.user_roles.iter().any(|r| r.user_id == id);
-                if !keeps_roles && matching.is_empty()
-                    || keeps_roles && !held && matching.is_empty()
-                {
-                    return Err(format!(
-                        "login refused: no role matches the groups {effective:?}"
-                    ));
+                if !keeps_roles && matching.is_empty() || keeps_roles && !held && matching.is_empty() {
+                    return Err(format!("login refused: no role matches the groups {effective:?}"));
                 }
                 id
             }
             None => {
                 if matching.is_empty() {
-                    return Err(format!(
-                        "login refused: no role matches the groups {effective:?}"
-                    ));
+                    return Err(format!("login refused: no role matches the groups {effective:?}"));
                 }
                 let mut obj = Map::new();
                 obj.insert("login".into(), json!(req.login));
-                obj.insert(
-                    "name".into(),
-                    json!(req.name.clone().unwrap_or_else(|| req.login.clone())),
-                );
+                obj.insert("name".into(), json!(req.name.clone().unwrap_or_else(|| req.login.clone())));
                 obj.insert(
                     "email".into(),
-                    json!(
-                        req.email
-                            .clone()
-                            .unwrap_or_else(|| format!("{}@idp.invalid", req.login))
-                    ),
+                    json!(req.email.clone().unwrap_or_else(|| format!("{}@idp.invalid", req.login))),
                 );
                 obj.insert("type".into(), json!("NeprofileUser"));
-                let created = self
-                    .create_user(&obj)
-                    .map_err(|e| format!("JIT creation failed: {:?}", e.body()))?;
-                Uuid::parse_str(created["id"].as_str().unwrap_or_default())
-                    .map_err(|e| e.to_string())?
+                let created = self.create_user(&obj).map_err(|e| format!("JIT creation failed: {:?}", e.body()))?;
+                Uuid::parse_str(created["id"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?
             }
         };
         let now = now_iso();
@@ -514,12 +464,7 @@ impl Tenant {
                 user.last_idp_groups = Some(effective.clone());
             }
             // Every source is replaced by what the assertion says.
-            let ids: Vec<Uuid> = self
-                .user_roles
-                .iter()
-                .filter(|r| r.user_id == user_id)
-                .map(|r| r.id)
-                .collect();
+            let ids: Vec<Uuid> = self.user_roles.iter().filter(|r| r.user_id == user_id).map(|r| r.id).collect();
             for id in ids {
                 self.user_roles.remove(&id);
             }
@@ -535,27 +480,12 @@ impl Tenant {
             return 0;
         }
         let mut removed = 0;
-        let users: Vec<(Uuid, String, &'static str, Option<Vec<String>>)> = self
-            .users
-            .iter()
-            .map(|u| {
-                (
-                    u.id,
-                    u.login.clone(),
-                    u.kind.role_type(),
-                    u.last_idp_groups.clone(),
-                )
-            })
-            .collect();
+        let users: Vec<(Uuid, String, &'static str, Option<Vec<String>>)> =
+            self.users.iter().map(|u| (u.id, u.login.clone(), u.kind.role_type(), u.last_idp_groups.clone())).collect();
         for (id, login, role_type, last) in users {
-            let backing = last
-                .or_else(|| self.idp_directory.get(&login_key(&login)).cloned())
-                .unwrap_or_default();
+            let backing = last.or_else(|| self.idp_directory.get(&login_key(&login)).cloned()).unwrap_or_default();
             let backed = self.roles_matching(&backing, role_type);
-            removed += self
-                .user_roles
-                .remove_where(|r| r.user_id == id && !backed.contains(&r.role_id))
-                .len();
+            removed += self.user_roles.remove_where(|r| r.user_id == id && !backed.contains(&r.role_id)).len();
         }
         removed
     }
@@ -572,11 +502,7 @@ impl Tenant {
             let role = self.roles.get(&r).expect("checked");
             if role.kind != user.kind.role_type() {
                 errs.add("role_id", "is not permitted for this type of user");
-            } else if self
-                .user_roles
-                .iter()
-                .any(|x| x.user_id == u && x.role_id == r)
-            {
+            } else if self.user_roles.iter().any(|x| x.user_id == u && x.role_id == r) {
                 errs.add("role_id", "has already been taken");
             }
         }
@@ -594,10 +520,7 @@ impl Tenant {
     }
 
     pub fn delete_user_role(&mut self, id: Uuid) -> Result<(), ApiError> {
-        self.user_roles
-            .remove(&id)
-            .map(|_| ())
-            .ok_or(ApiError::NotFound("UserRole"))
+        self.user_roles.remove(&id).map(|_| ()).ok_or(ApiError::NotFound("UserRole"))
     }
 
     fn required_ref(
@@ -623,20 +546,12 @@ impl Tenant {
     // ----- user ↔ profile links ------------------------------------------------------------
 
     /// `POST /user_profile` (NOTES §2.9; single owner per profile).
-    pub fn create_user_profile(
-        &mut self,
-        obj: &Map<String, Value>,
-        b: &Behaviour,
-    ) -> Result<Value, ApiError> {
+    pub fn create_user_profile(&mut self, obj: &Map<String, Value>, b: &Behaviour) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let user_id = self.required_ref(obj, "user_id", &mut errs, |t, id| t.users.contains(id));
-        let profile_id = self.required_ref(obj, "profile_id", &mut errs, |t, id| {
-            t.profiles.contains(id)
-        });
+        let profile_id = self.required_ref(obj, "profile_id", &mut errs, |t, id| t.profiles.contains(id));
         let attr_id = if obj.get("ne_attribute_id").is_some_and(|v| !v.is_null()) {
-            self.required_ref(obj, "ne_attribute_id", &mut errs, |t, id| {
-                t.ne_attributes.contains(id)
-            })
+            self.required_ref(obj, "ne_attribute_id", &mut errs, |t, id| t.ne_attributes.contains(id))
         } else {
             None
         };
@@ -649,25 +564,17 @@ impl Tenant {
         let mut replace_owner = None;
         if let (Some(u), Some(p)) = (user_id, profile_id) {
             if self.user_profiles.iter().any(|x| {
-                x.user_id == u
-                    && x.profile_id == p
-                    && x.relationship_type == rel
-                    && x.ne_attribute_id == attr_id
+                x.user_id == u && x.profile_id == p && x.relationship_type == rel && x.ne_attribute_id == attr_id
             }) {
                 errs.add("user_id", "has already been taken");
             } else if rel == "owner"
-                && let Some(owner) = self
-                    .user_profiles
-                    .iter()
-                    .find(|x| x.profile_id == p && x.relationship_type == "owner")
+                && let Some(owner) =
+                    self.user_profiles.iter().find(|x| x.profile_id == p && x.relationship_type == "owner")
             {
                 if b.owner_replaces {
                     replace_owner = Some(owner.id);
                 } else {
-                    errs.add(
-                        "relationship_type",
-                        "owner has already been taken for this profile",
-                    );
+                    errs.add("relationship_type", "owner has already been taken for this profile");
                 }
             }
         }
@@ -689,10 +596,7 @@ impl Tenant {
     }
 
     pub fn delete_user_profile(&mut self, id: Uuid) -> Result<(), ApiError> {
-        self.user_profiles
-            .remove(&id)
-            .map(|_| ())
-            .ok_or(ApiError::NotFound("UserProfile"))
+        self.user_profiles.remove(&id).map(|_| ()).ok_or(ApiError::NotFound("UserProfile"))
     }
 
     // ----- user managers -------------------------------------------------------------------
@@ -701,13 +605,9 @@ impl Tenant {
     pub fn create_user_manager(&mut self, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let user_id = self.required_ref(obj, "user_id", &mut errs, |t, id| t.users.contains(id));
-        let manager_id =
-            self.required_ref(obj, "manager_id", &mut errs, |t, id| t.users.contains(id));
+        let manager_id = self.required_ref(obj, "manager_id", &mut errs, |t, id| t.users.contains(id));
         if let (Some(u), Some(m)) = (user_id, manager_id)
-            && self
-                .user_managers
-                .iter()
-                .any(|x| x.user_id == u && x.manager_id == m)
+            && self.user_managers.iter().any(|x| x.user_id == u && x.manager_id == m)
         {
             errs.add("manager_id", "has already been taken");
         }
@@ -724,30 +624,21 @@ impl Tenant {
     }
 
     /// `PATCH /user_managers/{id}`: re-points a link (there is no DELETE).
-    pub fn patch_user_manager(
-        &mut self,
-        id: Uuid,
-        obj: &Map<String, Value>,
-    ) -> Result<Value, ApiError> {
+    pub fn patch_user_manager(&mut self, id: Uuid, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let Some(current) = self.user_managers.get(&id).cloned() else {
             return Err(ApiError::NotFound("UserManager"));
         };
         let mut errs = FieldErrors::default();
         let mut next = current.clone();
         if obj.contains_key("user_id") {
-            next.user_id = self
-                .required_ref(obj, "user_id", &mut errs, |t, i| t.users.contains(i))
-                .unwrap_or(next.user_id);
+            next.user_id =
+                self.required_ref(obj, "user_id", &mut errs, |t, i| t.users.contains(i)).unwrap_or(next.user_id);
         }
         if obj.contains_key("manager_id") {
-            next.manager_id = self
-                .required_ref(obj, "manager_id", &mut errs, |t, i| t.users.contains(i))
-                .unwrap_or(next.manager_id);
+            next.manager_id =
+                self.required_ref(obj, "manager_id", &mut errs, |t, i| t.users.contains(i)).unwrap_or(next.manager_id);
         }
-        if self
-            .user_managers
-            .iter()
-            .any(|x| x.id != id && x.user_id == next.user_id && x.manager_id == next.manager_id)
+        if self.user_managers.iter().any(|x| x.id != id && x.user_id == next.user_id && x.manager_id == next.manager_id)
         {
             errs.add("manager_id", "has already been taken");
         }
@@ -760,11 +651,7 @@ impl Tenant {
     // ----- profiles ------------------------------------------------------------------------
 
     /// `POST /profile` (NOTES §2.6, §5 items 20–23).
-    pub fn create_profile(
-        &mut self,
-        obj: &Map<String, Value>,
-        b: &Behaviour,
-    ) -> Result<Value, ApiError> {
+    pub fn create_profile(&mut self, obj: &Map<String, Value>, b: &Behaviour) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let type_id = self.required_ref(obj, "profile_type_id", &mut errs, |t, id| {
             t.profile_types.get(id).is_some_and(|pt| !pt.archived)
@@ -811,12 +698,7 @@ impl Tenant {
     }
 
     /// `PATCH /profiles/{id}`: attributes merge, `""`/null clears, unchanged writes nothing.
-    pub fn patch_profile(
-        &mut self,
-        id: Uuid,
-        obj: &Map<String, Value>,
-        b: &Behaviour,
-    ) -> Result<Value, ApiError> {
+    pub fn patch_profile(&mut self, id: Uuid, obj: &Map<String, Value>, b: &Behaviour) -> Result<Value, ApiError> {
         let Some(current) = self.profiles.get(&id).cloned() else {
             return Err(ApiError::NotFound("Profile"));
         };
@@ -849,13 +731,7 @@ impl Tenant {
             next.archived = a;
         }
         let mut attributes = next.attributes.clone();
-        self.apply_attributes(
-            obj,
-            next.profile_type_id,
-            Some(id),
-            &mut attributes,
-            &mut errs,
-        );
+        self.apply_attributes(obj, next.profile_type_id, Some(id), &mut attributes, &mut errs);
         next.attributes = attributes;
         errs.into_result("profile", "update")?;
         self.apply_naming(&mut next);
@@ -876,9 +752,7 @@ impl Tenant {
 
     /// `DELETE /profiles/{id}`; its user_profiles go with it (NOTES §5 item 24).
     pub fn delete_profile(&mut self, id: Uuid) -> Result<(), ApiError> {
-        self.profiles
-            .remove(&id)
-            .ok_or(ApiError::NotFound("Profile"))?;
+        self.profiles.remove(&id).ok_or(ApiError::NotFound("Profile"))?;
         self.profile_order.remove(&id);
         self.user_profiles.remove_where(|r| r.profile_id == id);
         Ok(())
@@ -952,22 +826,18 @@ impl Tenant {
                 }
             }
             AttrKind::ProfileRef | AttrKind::UserRef { .. } => {
-                let ids: Vec<&str> = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
+                let ids: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
                 if ids.len() > 1 && !attr.allow_multiple_selections {
                     return Err("does not allow multiple selections".into());
                 }
                 let mut out = Vec::with_capacity(ids.len());
                 for raw in ids {
-                    let id =
-                        Uuid::parse_str(raw).map_err(|_| format!("must be ids, got {raw:?}"))?;
+                    let id = Uuid::parse_str(raw).map_err(|_| format!("must be ids, got {raw:?}"))?;
                     let ok = match attr.kind() {
-                        AttrKind::ProfileRef => self.profiles.get(&id).is_some_and(|p| {
-                            attr.profile_type_id.is_none_or(|t| t == p.profile_type_id)
-                        }),
+                        AttrKind::ProfileRef => self
+                            .profiles
+                            .get(&id)
+                            .is_some_and(|p| attr.profile_type_id.is_none_or(|t| t == p.profile_type_id)),
                         _ => self.users.contains(&id),
                     };
                     if !ok {
@@ -980,18 +850,9 @@ impl Tenant {
         }
     }
 
-    fn check_required_attributes(
-        &self,
-        type_id: Uuid,
-        attrs: &BTreeMap<String, String>,
-        errs: &mut FieldErrors,
-    ) {
+    fn check_required_attributes(&self, type_id: Uuid, attrs: &BTreeMap<String, String>, errs: &mut FieldErrors) {
         let _ = type_id;
-        for a in self
-            .ne_attributes
-            .iter()
-            .filter(|a| a.has_validation("required") && !a.archived)
-        {
+        for a in self.ne_attributes.iter().filter(|a| a.has_validation("required") && !a.archived) {
             if !attrs.contains_key(&a.uid) {
                 errs.add(&a.uid, "can't be blank");
             }
@@ -1011,22 +872,15 @@ impl Tenant {
         if pt.dup_attribute_ids.is_empty() || pt.bypass_dup_protection {
             return;
         }
-        let uids: Vec<&str> = pt
-            .dup_attribute_ids
-            .iter()
-            .filter_map(|id| self.ne_attributes.get(id))
-            .map(|a| a.uid.as_str())
-            .collect();
+        let uids: Vec<&str> =
+            pt.dup_attribute_ids.iter().filter_map(|id| self.ne_attributes.get(id)).map(|a| a.uid.as_str()).collect();
         let dup = self.profiles.iter().any(|p| {
             p.profile_type_id == type_id
                 && Some(p.id) != self_id
                 && uids.iter().all(|u| p.attributes.get(*u) == attrs.get(*u))
         });
         if dup {
-            errs.add(
-                "base",
-                "a profile with the same duplicate-detection attributes already exists",
-            );
+            errs.add("base", "a profile with the same duplicate-detection attributes already exists");
         }
     }
 
@@ -1042,11 +896,7 @@ impl Tenant {
             .naming_attribute_ids
             .iter()
             .filter_map(|id| self.ne_attributes.get(id))
-            .filter_map(|a| {
-                p.attributes
-                    .get(&a.uid)
-                    .map(|v| self.render_attribute(a, v))
-            })
+            .filter_map(|a| p.attributes.get(&a.uid).map(|v| self.render_attribute(a, v)))
             .filter(|s| !s.is_empty())
             .collect();
         p.name = parts.join(" ");
@@ -1069,18 +919,13 @@ impl Tenant {
         }
         self.user_profiles.remove_where(|r| {
             r.profile_id == profile_id
-                && r.ne_attribute_id.is_some_and(|a| {
-                    !wanted
-                        .iter()
-                        .any(|(wa, wu, _)| *wa == a && *wu == r.user_id)
-                })
+                && r.ne_attribute_id.is_some_and(|a| !wanted.iter().any(|(wa, wu, _)| *wa == a && *wu == r.user_id))
         });
         for (attr_id, user_id, rel) in wanted {
-            let exists = self.user_profiles.iter().any(|r| {
-                r.profile_id == profile_id
-                    && r.user_id == user_id
-                    && r.ne_attribute_id == Some(attr_id)
-            });
+            let exists = self
+                .user_profiles
+                .iter()
+                .any(|r| r.profile_id == profile_id && r.user_id == user_id && r.ne_attribute_id == Some(attr_id));
             if !exists {
                 self.user_profiles.insert(UserProfile {
                     id: Uuid::new_v4(),
@@ -1135,9 +980,7 @@ impl Tenant {
                 .attributes
                 .iter()
                 .map(|(uid, v)| {
-                    let shown = self
-                        .attribute_by_uid(uid)
-                        .map_or_else(|| v.clone(), |a| self.render_attribute(a, v));
+                    let shown = self.attribute_by_uid(uid).map_or_else(|| v.clone(), |a| self.render_attribute(a, v));
                     (uid.clone(), Value::String(shown))
                 })
                 .collect();
@@ -1149,12 +992,7 @@ impl Tenant {
     // ----- bulk and jobs -------------------------------------------------------------------
 
     /// Applies one bulk body item by item (NOTES §5 item 18).
-    pub fn apply_bulk(
-        &mut self,
-        kind: BulkKind,
-        items: &[Value],
-        b: &Behaviour,
-    ) -> Vec<ItemResult> {
+    pub fn apply_bulk(&mut self, kind: BulkKind, items: &[Value], b: &Behaviour) -> Vec<ItemResult> {
         items
             .iter()
             .map(|item| {
@@ -1162,14 +1000,11 @@ impl Tenant {
                     return Err(ApiError::bad_request("each item must be an object"));
                 };
                 let id_of = |errs_obj: &str| -> Result<Uuid, ApiError> {
-                    obj.get("id")
-                        .and_then(Value::as_str)
-                        .and_then(|s| Uuid::parse_str(s).ok())
-                        .ok_or_else(|| {
-                            let mut e = Map::new();
-                            e.insert("id".into(), json!("can't be blank"));
-                            ApiError::invalid(errs_obj, "update", e)
-                        })
+                    obj.get("id").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok()).ok_or_else(|| {
+                        let mut e = Map::new();
+                        e.insert("id".into(), json!("can't be blank"));
+                        ApiError::invalid(errs_obj, "update", e)
+                    })
                 };
                 match kind {
                     BulkKind::CreateUsers => self.create_user(obj),
@@ -1178,19 +1013,14 @@ impl Tenant {
                     BulkKind::PatchProfiles => self.patch_profile(id_of("profile")?, obj, b),
                     BulkKind::DeleteProfiles => {
                         let id = id_of("profile")?;
-                        let shown = self
-                            .profiles
-                            .get(&id)
-                            .map(|p| self.render_profile(p, true, b));
+                        let shown = self.profiles.get(&id).map(|p| self.render_profile(p, true, b));
                         self.delete_profile(id)?;
                         Ok(shown.unwrap_or(Value::Null))
                     }
                     BulkKind::CreateUserRoles => self.create_user_role(obj),
                     BulkKind::CreateUserProfiles => self.create_user_profile(obj, b),
                     BulkKind::CreateUserManagers => self.create_user_manager(obj),
-                    BulkKind::PatchUserManagers => {
-                        self.patch_user_manager(id_of("user manager")?, obj)
-                    }
+                    BulkKind::PatchUserManagers => self.patch_user_manager(id_of("user manager")?, obj),
                 }
             })
             .collect()
@@ -1223,12 +1053,7 @@ impl Tenant {
     /// Registers a queued job and returns its 24-hex job id.
     pub fn queue_job(&mut self) -> String {
         let job_id: String = Uuid::new_v4().simple().to_string()[..24].to_string();
-        let job = Job {
-            job_id: job_id.clone(),
-            uid: Uuid::new_v4(),
-            complete: false,
-            job_data: Vec::new(),
-        };
+        let job = Job { job_id: job_id.clone(), uid: Uuid::new_v4(), complete: false, job_data: Vec::new() };
         self.job_index.insert(job_id.clone(), job.uid);
         self.jobs.insert(job);
         job_id
@@ -1236,14 +1061,10 @@ impl Tenant {
 
     /// Runs a queued job's items and marks it complete.
     pub fn complete_job(&mut self, job_id: &str, kind: BulkKind, items: &[Value], b: &Behaviour) {
-        let results = if b.bulk_all_or_nothing
-            && self.dry_run_bulk(kind, items, b).iter().any(Result::is_err)
-        {
+        let results = if b.bulk_all_or_nothing && self.dry_run_bulk(kind, items, b).iter().any(Result::is_err) {
             self.dry_run_bulk(kind, items, b)
                 .into_iter()
-                .map(|r| {
-                    r.and_then(|_| Err(ApiError::bad_request("not applied: another item failed")))
-                })
+                .map(|r| r.and_then(|_| Err(ApiError::bad_request("not applied: another item failed"))))
                 .collect()
         } else {
             self.apply_bulk(kind, items, b)
@@ -1255,23 +1076,15 @@ impl Tenant {
                 let mut entry = Map::new();
                 match r {
                     Ok(v) => {
-                        entry.insert(
-                            kind.id_key().into(),
-                            v.get("id").cloned().unwrap_or(Value::Null),
-                        );
-                        if kind == BulkKind::CreateUserManagers
-                            || kind == BulkKind::PatchUserManagers
-                        {
+                        entry.insert(kind.id_key().into(), v.get("id").cloned().unwrap_or(Value::Null));
+                        if kind == BulkKind::CreateUserManagers || kind == BulkKind::PatchUserManagers {
                             entry.insert("user_id".into(), v["user_id"].clone());
                             entry.insert("manager_id".into(), v["manager_id"].clone());
                         }
                         entry.insert("errors".into(), json!([]));
                     }
                     Err(e) => {
-                        entry.insert(
-                            kind.id_key().into(),
-                            item.get("id").cloned().unwrap_or(Value::Null),
-                        );
+                        entry.insert(kind.id_key().into(), item.get("id").cloned().unwrap_or(Value::Null));
                         entry.insert("errors".into(), json!(e.messages()));
                     }
                 }
@@ -1288,17 +1101,9 @@ impl Tenant {
 
     /// Rebuilds the lookup indexes after records were inserted directly (seeding).
     pub fn reindex(&mut self) {
-        self.login_index = self
-            .users
-            .iter()
-            .map(|u| (login_key(&u.login), u.id))
-            .collect();
+        self.login_index = self.users.iter().map(|u| (login_key(&u.login), u.id)).collect();
         self.profile_order = self.profiles.iter().map(|p| p.id).collect();
-        self.job_index = self
-            .jobs
-            .iter()
-            .map(|j| (j.job_id.clone(), j.uid))
-            .collect();
+        self.job_index = self.jobs.iter().map(|j| (j.job_id.clone(), j.uid)).collect();
     }
 }
 
@@ -1382,10 +1187,9 @@ pub fn date_matches(text: &str, fmt: &str) -> bool {
         }
     }
     match (y, m, d) {
-        (Some(y), Some(m), Some(d)) => time::Month::try_from(m)
-            .ok()
-            .and_then(|m| time::Date::from_calendar_date(y, m, d).ok())
-            .is_some(),
+        (Some(y), Some(m), Some(d)) => {
+            time::Month::try_from(m).ok().and_then(|m| time::Date::from_calendar_date(y, m, d).ok()).is_some()
+        }
         _ => false,
     }
 }
