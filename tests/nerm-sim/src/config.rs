@@ -13,13 +13,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct SimConfig {
     /// API tokens accepted as `Bearer <t>` or `Token token=<t>`.
     pub tokens: Vec<String>,
+    /// Check every `/api` request and response body against the OpenAPI document (strict:
+    /// undeclared fields count) and record violations in `/_sim/stats`.
+    pub spec_check: bool,
     pub behaviour: Behaviour,
     pub faults: Faults,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { tokens: vec!["sim-token".into()], behaviour: Behaviour::default(), faults: Faults::default() }
+        SimConfig {
+            tokens: vec!["sim-token".into()],
+            spec_check: true,
+            behaviour: Behaviour::default(),
+            faults: Faults::default(),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod model;
 pub mod seed;
 pub mod server;
+pub mod spec;
 pub mod tenant;
 
 pub use config::{Behaviour, CommitFailMode, Faults, JobMode, RateLimit, SimConfig};

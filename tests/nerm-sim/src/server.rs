@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 use crate::config::{Behaviour, CommitFailMode, RateLimit, SimConfig};
 use crate::error::ApiError;
 use crate::seed::Seed;
+use crate::spec::Spec;
 use crate::tenant::{BulkKind, LoginRequest, Tenant};
 
 /// Counters a test or benchmark reads from `GET /_sim/stats`.
@@ -44,6 +45,10 @@ pub struct Stats {
     /// Non-GET `/api` requests answered 2xx (or committed before a fault).
     pub writes: u64,
     pub total: u64,
+    /// Bodies checked against the OpenAPI document (`spec_check`).
+    pub spec_checked: u64,
+    /// What did not match the document: `"POST /user request: /user/type: ..."` (first 200 kept).
+    pub spec_violations: Vec<String>,
 }
 
 struct Limiter {
@@ -65,6 +70,7 @@ pub struct Sim {
     limiter: Mutex<Option<Limiter>>,
     rng: Mutex<StdRng>,
     pending_jobs: Mutex<Vec<PendingJob>>,
+    spec: OnceLock<Spec>,
 }
 
 impl Sim {
@@ -83,6 +89,7 @@ impl Sim {
             stats: Mutex::new(Stats::default()),
             rng: Mutex::new(rng),
             pending_jobs: Mutex::new(Vec::new()),
+            spec: OnceLock::new(),
         };
         sim.rebuild_limiter();
         Ok(Arc::new(sim))
@@ -298,6 +305,64 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
     resp
 }
 
+/// The most spec violations kept in the stats (the count goes on).
+const MAX_VIOLATIONS: usize = 200;
+
+/// Checks the request and response bodies of every `/api` call against the OpenAPI document.
+async fn spec_check(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    if !sim.config.read().unwrap_or_else(|e| e.into_inner()).spec_check {
+        return next.run(req).await;
+    }
+    let spec = sim.spec.get_or_init(|| Spec::with_strictness(true)).clone();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let Some(template) = spec.route(&method, &path).map(str::to_string) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return ApiError::bad_request("request body unreadable").into_response();
+    };
+    let mut problems = Vec::new();
+    // Malformed JSON is the client's own test of the 400 path, not a shape to check.
+    if let Ok(v) = body_json(&bytes)
+        && let Err(errs) = spec.validate_request(&method, &template, &v)
+    {
+        problems.extend(errs.into_iter().map(|e| format!("{method} {template} request: {e}")));
+    }
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 256 * 1024 * 1024).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let status = parts.status.as_u16();
+    let documented = spec.documented_statuses(&method, &template).iter().any(|s| s == &status.to_string());
+    // Error statuses the document omits (401, 404, 429, ...) follow the NOTES' assumptions instead.
+    if documented || parts.status.is_success() {
+        match body_json(&bytes) {
+            Ok(v) => {
+                if let Err(errs) = spec.validate_response(&method, &template, status, &v) {
+                    problems.extend(errs.into_iter().map(|e| format!("{method} {template} {status} response: {e}")));
+                }
+            }
+            Err(e) => problems.push(format!("{method} {template} {status} response is not JSON: {e}")),
+        }
+    }
+    sim.bump(|s| {
+        s.spec_checked += 1;
+        for p in problems {
+            if s.spec_violations.len() < MAX_VIOLATIONS {
+                s.spec_violations.push(p);
+            }
+        }
+    });
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn body_json(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) { Ok(Value::Null) } else { serde_json::from_slice(bytes) }
+}
+
 // ----- /_sim: inspection and test hooks (not part of NERM) ----------------------------------
 
 fn admin_routes() -> Router<Arc<Sim>> {
@@ -404,7 +469,9 @@ async fn not_found() -> Response {
 
 /// The whole HTTP surface: `/api/...` (NERM) and `/_sim/...` (test hooks).
 pub fn router(sim: Arc<Sim>) -> Router {
-    let api = crate::api::routes().route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
+    let api = crate::api::routes()
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), spec_check))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
     Router::new().nest("/api", api).nest("/_sim", admin_routes()).fallback(not_found).with_state(sim)
 }
 
