@@ -1,0 +1,229 @@
+//! Field templates such as `"{first_name} {last_name}"`, parsed once into segments.
+//!
+//! Syntax: `{column}` inserts the value of a CSV column (the name is normalised like the CSV
+//! header: trimmed, lowercased, inner whitespace collapsed); `{{` and `}}` are literal braces;
+//! everything else is literal text.
+
+use std::fmt;
+
+use super::values::normalize_column;
+
+/// A parsed template.
+///
+/// ```
+/// use shared::config::Template;
+///
+/// let t = Template::parse("{first_name} {last_name} {{HR}}").unwrap();
+/// let mut out = String::new();
+/// t.render(
+///     |column| match column {
+///         "first_name" => Some("Ada"),
+///         "last_name" => Some("Lovelace"),
+///         _ => None,
+///     },
+///     &mut out,
+/// );
+/// assert_eq!(out, "Ada Lovelace {HR}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+/// One piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Literal text (braces already unescaped).
+    Literal(String),
+    /// A column placeholder; the name is normalised (see [`normalize_column`]).
+    Column(String),
+}
+
+/// Why a template does not parse. Offsets are byte offsets into the template text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("`{{` at offset {0} is never closed (write `{{{{` for a literal brace)")]
+    Unclosed(usize),
+    #[error("`}}` at offset {0} has no matching `{{` (write `}}}}` for a literal brace)")]
+    StrayClose(usize),
+    #[error("empty placeholder `{{}}` at offset {0}")]
+    EmptyPlaceholder(usize),
+    #[error("`{{` inside the placeholder opened at offset {0}")]
+    Nested(usize),
+}
+
+impl Template {
+    /// Parses a template.
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut chars = source.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().is_some_and(|&(_, n)| n == '{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek().is_some_and(|&(_, n)| n == '}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '}' => return Err(TemplateError::StrayClose(at)),
+                '{' => {
+                    let start = at + 1;
+                    let end = loop {
+                        match chars.next() {
+                            None => return Err(TemplateError::Unclosed(at)),
+                            Some((_, '{')) => return Err(TemplateError::Nested(at)),
+                            Some((end, '}')) => break end,
+                            Some(_) => {}
+                        }
+                    };
+                    let column = normalize_column(&source[start..end]);
+                    if column.is_empty() {
+                        return Err(TemplateError::EmptyPlaceholder(at));
+                    }
+                    if !literal.is_empty() {
+                        segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                    }
+                    segments.push(Segment::Column(column));
+                }
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        Ok(Template { source: source.to_owned(), segments })
+    }
+
+    /// Appends the rendered template to `out`. `get` receives a normalised column name and
+    /// returns that column's value for the current row; `None` renders as nothing. The
+    /// renderer neither trims nor allocates beyond growing `out`.
+    pub fn render<'v, F>(&self, get: F, out: &mut String)
+    where
+        F: Fn(&str) -> Option<&'v str>,
+    {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Column(column) => {
+                    if let Some(value) = get(column) {
+                        out.push_str(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convenience wrapper around [`Template::render`] returning a new string.
+    pub fn render_to_string<'v, F>(&self, get: F) -> String
+    where
+        F: Fn(&str) -> Option<&'v str>,
+    {
+        let mut out = String::new();
+        self.render(get, &mut out);
+        out
+    }
+
+    /// The normalised column names referenced, in order of appearance (may repeat).
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Column(c) => Some(c.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// True when the template references no column.
+    pub fn is_constant(&self) -> bool {
+        self.columns().next().is_none()
+    }
+
+    /// True when the template is exactly one placeholder, e.g. `"{employee_id}"`.
+    pub fn single_column(&self) -> Option<&str> {
+        match self.segments.as_slice() {
+            [Segment::Column(c)] => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The template text as written in the config.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn row() -> HashMap<String, String> {
+        HashMap::from([
+            ("first_name".to_owned(), "Ada".to_owned()),
+            ("last_name".to_owned(), "Lovelace".to_owned()),
+            ("first name".to_owned(), "Spaced".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn a_template_renders_columns_and_literals() {
+        let t = Template::parse("{first_name} {last_name}").unwrap();
+        let row = row();
+        let mut out = String::from(">");
+        t.render(|c| row.get(c).map(String::as_str), &mut out);
+        assert_eq!(out, ">Ada Lovelace");
+        assert_eq!(t.columns().collect::<Vec<_>>(), ["first_name", "last_name"]);
+    }
+
+    #[test]
+    fn doubled_braces_render_as_literal_braces() {
+        let t = Template::parse("{{id}}={first_name}}}").unwrap();
+        let row = row();
+        assert_eq!(t.render_to_string(|c| row.get(c).map(String::as_str)), "{id}=Ada}");
+        assert_eq!(t.columns().collect::<Vec<_>>(), ["first_name"]);
+    }
+
+    #[test]
+    fn placeholders_are_normalised_like_headers() {
+        let t = Template::parse("{  First   NAME }").unwrap();
+        assert_eq!(t.single_column(), Some("first name"));
+        let row = row();
+        assert_eq!(t.render_to_string(|c| row.get(c).map(String::as_str)), "Spaced");
+    }
+
+    #[test]
+    fn a_missing_value_renders_as_nothing() {
+        let t = Template::parse("<{nope}>").unwrap();
+        assert_eq!(t.render_to_string(|_| None), "<>");
+    }
+
+    #[test]
+    fn constant_templates_have_no_columns() {
+        let t = Template::parse("en-US").unwrap();
+        assert!(t.is_constant());
+        assert_eq!(t.render_to_string(|_| None), "en-US");
+        assert!(Template::parse("").unwrap().is_constant());
+    }
+
+    #[test]
+    fn malformed_templates_are_rejected_with_the_offset() {
+        assert_eq!(Template::parse("a {b"), Err(TemplateError::Unclosed(2)));
+        assert_eq!(Template::parse("a } b"), Err(TemplateError::StrayClose(2)));
+        assert_eq!(Template::parse("x{ }"), Err(TemplateError::EmptyPlaceholder(1)));
+        assert_eq!(Template::parse("{a{b}}"), Err(TemplateError::Nested(0)));
+        assert!(TemplateError::Unclosed(2).to_string().contains("write `{{` for a literal brace"));
+    }
+}

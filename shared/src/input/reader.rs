@@ -1,0 +1,546 @@
+//! [`CsvReader`]: header matching, record parsing with bounded memory, row-level structure checks.
+//!
+//! Built on `csv_core` rather than `csv::Reader` so that no field can make memory grow: only the
+//! wanted columns are kept, each capped at `max_field_bytes`; everything else streams through a
+//! small scratch buffer.
+
+use std::fmt;
+use std::io::Read;
+
+use csv_core::{ReadFieldResult, Reader as CoreReader, ReaderBuilder as CoreBuilder};
+
+use super::source::{Fault, Source};
+use super::{ColumnSpec, FileError, ReaderOptions, RowError, normalize_header};
+
+const QUOTE: u8 = b'"';
+const SCRATCH_SIZE: usize = 8 * 1024;
+/// How far delimiter detection looks for the end of the header line.
+const PEEK_LIMIT: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Keep every field (the header).
+    Header,
+    /// Keep only the fields of wanted columns.
+    Data,
+}
+
+struct Parsed {
+    /// Number of fields in the record.
+    fields: usize,
+    /// First field (0-based position) that was kept and exceeded the field limit.
+    too_long: Option<usize>,
+}
+
+/// Streaming reader of an HR CSV export.
+///
+/// Reads from any [`Read`], never holding more than one record of the wanted columns (plus a
+/// fixed-size input buffer). Call [`next_row`](Self::next_row) until it returns `Ok(None)`, or
+/// use [`into_rows`](Self::into_rows) for an iterator of owned rows.
+///
+/// Rows are what follows the header, minus blank rows (no field with anything but ASCII
+/// whitespace — e.g. the `,,,,` lines Excel leaves at the end), which are skipped silently and
+/// counted in [`blank_rows_skipped`](Self::blank_rows_skipped).
+///
+/// Line numbers are 1-based physical lines (`\n` count): the header is line 1 (unless blank
+/// lines precede it) and a quoted newline makes the next record start one line later.
+pub struct CsvReader<R> {
+    src: Source<R>,
+    core: CoreReader,
+    delimiter: u8,
+    max_field: usize,
+    max_rows: u64,
+    max_columns: usize,
+    max_file: u64,
+    columns: Vec<ColumnSpec>,
+    headers: Vec<String>,
+    /// Per `ColumnSpec` index: the slot holding its value, `None` if the file lacks the column.
+    slot_of_column: Vec<Option<usize>>,
+    /// Per field position in a record: the slot to keep it in, `None` to discard it.
+    slot_of_field: Vec<Option<usize>>,
+    /// Per slot: the first `ColumnSpec` index using it (to name it in errors).
+    column_of_slot: Vec<usize>,
+    /// Unescaped bytes of the kept fields of the current record.
+    data: Vec<u8>,
+    data_len: usize,
+    /// Per slot (per field while reading the header): its byte range in `data`.
+    spans: Vec<(usize, usize)>,
+    scratch: Box<[u8]>,
+    /// Newlines consumed outside `core` (blank lines skipped between records).
+    extra_lines: u64,
+    /// Line where the current record starts.
+    line: u64,
+    rows: u64,
+    blank_rows: u64,
+    done: bool,
+}
+
+impl<R: Read> CsvReader<R> {
+    /// Reads the header of `reader` and matches `columns` against it.
+    ///
+    /// `Row::get(i)` later returns the value of `columns[i]`. Fails with a [`FileError`] if the
+    /// file has no header, lacks a required column, has a wanted column twice, or the first
+    /// bytes already break a limit or the encoding.
+    pub fn new(
+        reader: R,
+        options: &ReaderOptions,
+        columns: &[ColumnSpec],
+    ) -> Result<Self, FileError> {
+        if let Some(byte) = options.delimiter
+            && (!byte.is_ascii() || matches!(byte, QUOTE | b'\r' | b'\n'))
+        {
+            return Err(FileError::InvalidDelimiter { byte });
+        }
+        let mut src = Source::new(reader, options.encoding, options.max_file_bytes);
+        while src.raw().len() < 3 && src.read_more() {}
+        if src.raw().starts_with(b"\xEF\xBB\xBF") {
+            src.consume(3);
+        } else if src.raw().starts_with(b"\xFF\xFE") || src.raw().starts_with(b"\xFE\xFF") {
+            return Err(FileError::Utf16);
+        }
+        let delimiter = match options.delimiter {
+            Some(d) => d,
+            None => detect_delimiter(&mut src),
+        };
+        let mut this = Self {
+            src,
+            core: CoreBuilder::new().delimiter(delimiter).build(),
+            delimiter,
+            max_field: options.max_field_bytes,
+            max_rows: options.max_rows,
+            max_columns: options.max_columns,
+            max_file: options.max_file_bytes,
+            columns: columns.to_vec(),
+            headers: Vec::new(),
+            slot_of_column: Vec::new(),
+            slot_of_field: Vec::new(),
+            column_of_slot: Vec::new(),
+            data: Vec::new(),
+            data_len: 0,
+            spans: Vec::new(),
+            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            extra_lines: 0,
+            line: 0,
+            rows: 0,
+            blank_rows: 0,
+            done: false,
+        };
+        let Some(parsed) = this.parse_record(Mode::Header)? else {
+            return Err(FileError::Empty);
+        };
+        if let Some(field) = parsed.too_long {
+            return Err(FileError::HeaderNameTooLong { column: field + 1, limit: this.max_field });
+        }
+        this.headers = this
+            .spans
+            .iter()
+            .map(|&(a, b)| String::from_utf8_lossy(&this.data[a..b]).trim().to_owned())
+            .collect();
+        this.match_columns()?;
+        this.spans = vec![(0, 0); this.column_of_slot.len()];
+        Ok(this)
+    }
+
+    fn match_columns(&mut self) -> Result<(), FileError> {
+        let normalized: Vec<String> = self.headers.iter().map(|h| normalize_header(h)).collect();
+        self.slot_of_field = vec![None; self.headers.len()];
+        let mut missing = Vec::new();
+        for (index, spec) in self.columns.iter().enumerate() {
+            let key = normalize_header(&spec.name);
+            let mut hits = normalized.iter().enumerate().filter(|(_, n)| **n == key);
+            let slot = match (hits.next(), hits.next()) {
+                (Some((first, _)), Some((second, _))) => {
+                    return Err(FileError::DuplicateColumn {
+                        name: spec.name.clone(),
+                        first: first + 1,
+                        second: second + 1,
+                    });
+                }
+                (Some((field, _)), None) => Some(*self.slot_of_field[field].get_or_insert_with(|| {
+                    self.column_of_slot.push(index);
+                    self.column_of_slot.len() - 1
+                })),
+                (None, _) => {
+                    if spec.required {
+                        missing.push(spec.name.clone());
+                    }
+                    None
+                }
+            };
+            self.slot_of_column.push(slot);
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(FileError::MissingColumns { missing, found: self.headers.clone() })
+        }
+    }
+
+    /// The next row: `Ok(Some(Ok(row)))`, a rejected row `Ok(Some(Err(..)))` (go on with the
+    /// next one), or the end `Ok(None)`. `Err` is a file-level error: stop. After `Ok(None)` or
+    /// `Err`, every further call returns `Ok(None)`.
+    #[allow(clippy::type_complexity)]
+    pub fn next_row(&mut self) -> Result<Option<Result<Row<'_>, RowError>>, FileError> {
+        if self.done {
+            return Ok(None);
+        }
+        let parsed = match self.parse_record(Mode::Data) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                self.done = true;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.done = true;
+                return Err(e);
+            }
+        };
+        self.rows += 1;
+        if self.rows > self.max_rows {
+            self.done = true;
+            return Err(FileError::TooManyRows { limit: self.max_rows });
+        }
+        let line = self.line;
+        if parsed.fields != self.headers.len() {
+            let reason = format!("expected {} fields, found {}", self.headers.len(), parsed.fields);
+            return Ok(Some(Err(RowError::new(line, None, reason))));
+        }
+        if let Some(field) = parsed.too_long {
+            let column = self.slot_of_field[field].map(|slot| self.column_of_slot[slot]);
+            let name = column.map(|c| self.columns[c].name.as_str());
+            let reason = format!("value is longer than the limit of {} bytes", self.max_field);
+            return Ok(Some(Err(RowError::new(line, name, reason))));
+        }
+        // Always valid: the source checked the stream and fields split at ASCII bytes.
+        let Ok(text) = std::str::from_utf8(&self.data[..self.data_len]) else {
+            let reason = "the row contains bytes that are not valid UTF-8";
+            return Ok(Some(Err(RowError::new(line, None, reason))));
+        };
+        Ok(Some(Ok(Row { line, text, spans: &self.spans, slots: &self.slot_of_column })))
+    }
+
+    /// Turns the reader into an iterator of owned rows (one allocation per value).
+    pub fn into_rows(self) -> OwnedRows<R> {
+        OwnedRows(self)
+    }
+
+    /// The delimiter in use (configured or detected).
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Header names as written in the file (trimmed), in file order.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The wanted columns, as passed to [`new`](Self::new).
+    pub fn columns(&self) -> &[ColumnSpec] {
+        &self.columns
+    }
+
+    /// Whether the file has wanted column `column` (index into [`columns`](Self::columns)).
+    /// Panics if `column` is out of range.
+    pub fn has_column(&self, column: usize) -> bool {
+        self.slot_of_column[column].is_some()
+    }
+
+    /// Data rows read so far, rejected ones included, blank ones not.
+    pub fn rows_read(&self) -> u64 {
+        self.rows
+    }
+
+    /// Blank rows skipped so far.
+    pub fn blank_rows_skipped(&self) -> u64 {
+        self.blank_rows
+    }
+
+    #[cfg(test)]
+    pub(super) fn record_buffer_len(&self) -> usize {
+        self.data.len()
+    }
+
+    fn current_line(&self) -> u64 {
+        self.core.line() + self.extra_lines
+    }
+
+    fn fault_error(&self, fault: Fault) -> FileError {
+        match fault {
+            Fault::Io(e) => FileError::Io(e),
+            Fault::TooLarge => FileError::TooLarge { limit: self.max_file },
+            Fault::InvalidUtf8 { offset } => {
+                FileError::InvalidUtf8 { line: self.current_line(), byte_offset: offset }
+            }
+        }
+    }
+
+    /// Reads the next non-blank record into `data`/`spans` and sets `self.line`.
+    fn parse_record(&mut self, mode: Mode) -> Result<Option<Parsed>, FileError> {
+        loop {
+            if !self.skip_blank_lines()? {
+                return Ok(None);
+            }
+            let start_line = self.current_line();
+            let Some((parsed, has_content)) = self.parse_fields(mode, start_line)? else {
+                return Ok(None);
+            };
+            if has_content {
+                self.line = start_line;
+                return Ok(Some(parsed));
+            }
+            if mode == Mode::Data {
+                self.blank_rows += 1;
+            }
+        }
+    }
+
+    /// Consumes empty lines before a record, so that the record's start line is exact. False
+    /// at the end of the input.
+    fn skip_blank_lines(&mut self) -> Result<bool, FileError> {
+        loop {
+            let input = match self.src.fill() {
+                Ok(input) => input,
+                Err(fault) => return Err(self.fault_error(fault)),
+            };
+            if input.is_empty() {
+                return Ok(false);
+            }
+            let skip = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
+            let newlines = input[..skip].iter().filter(|&&b| b == b'\n').count();
+            let found = skip < input.len();
+            self.src.consume(skip);
+            self.extra_lines += newlines as u64;
+            if found {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Parses one record field by field. Returns the record and whether it has content.
+    fn parse_fields(
+        &mut self,
+        mode: Mode,
+        start_line: u64,
+    ) -> Result<Option<(Parsed, bool)>, FileError> {
+        let mut field = 0usize;
+        let mut field_start = 0usize;
+        let mut field_len = 0usize;
+        let mut overflowed = false;
+        // Whether the current field opens with a quote, and the quotes in its raw text: an odd
+        // count at the end of the input means the quote was never closed.
+        let mut quoted: Option<bool> = None;
+        let mut quotes = 0usize;
+        let mut too_long = None;
+        let mut has_content = false;
+        self.data_len = 0;
+        match mode {
+            Mode::Header => self.spans.clear(),
+            Mode::Data => self.spans.fill((0, 0)),
+        }
+        loop {
+            let input = match self.src.fill() {
+                Ok(input) => input,
+                Err(fault) => return Err(self.fault_error(fault)),
+            };
+            let at_eof = input.is_empty();
+            if quoted.is_none() && !at_eof {
+                quoted = Some(input[0] == QUOTE);
+            }
+            let slot = match mode {
+                _ if overflowed => None,
+                Mode::Header => Some(field),
+                Mode::Data => self.slot_of_field.get(field).copied().flatten(),
+            };
+            let (result, nin, nout) = match slot {
+                Some(_) => {
+                    if self.data_len == self.data.len() {
+                        let grown = (self.data.len() * 2).max(1024);
+                        self.data.resize(grown, 0);
+                    }
+                    let room = (self.data.len() - self.data_len).min(self.max_field + 1 - field_len);
+                    let out = &mut self.data[self.data_len..self.data_len + room];
+                    self.core.read_field(input, out)
+                }
+                None => self.core.read_field(input, &mut self.scratch),
+            };
+            quotes += input[..nin].iter().filter(|&&b| b == QUOTE).count();
+            self.src.consume(nin);
+            field_len += nout;
+            if slot.is_some() {
+                self.data_len += nout;
+                if field_len > self.max_field {
+                    overflowed = true;
+                    has_content = true;
+                    too_long.get_or_insert(field);
+                    self.data_len = field_start;
+                }
+            } else if !has_content {
+                has_content = self.scratch[..nout].iter().any(|b| !b.is_ascii_whitespace());
+            }
+            match result {
+                ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
+                ReadFieldResult::End => return Ok(None),
+                ReadFieldResult::Field { record_end } => {
+                    let span = (field_start, self.data_len);
+                    if let Some(slot) = slot
+                        && !overflowed
+                    {
+                        has_content = has_content
+                            || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
+                        match mode {
+                            Mode::Header => self.spans.push(span),
+                            Mode::Data => self.spans[slot] = span,
+                        }
+                    } else if mode == Mode::Header {
+                        self.spans.push(span);
+                    }
+                    if record_end && at_eof && quoted == Some(true) && quotes % 2 == 1 {
+                        return Err(FileError::UnterminatedQuote { line: start_line });
+                    }
+                    field += 1;
+                    field_start = self.data_len;
+                    field_len = 0;
+                    overflowed = false;
+                    quoted = None;
+                    quotes = 0;
+                    if mode == Mode::Header && field > self.max_columns {
+                        return Err(FileError::TooManyColumns { limit: self.max_columns });
+                    }
+                    if record_end {
+                        return Ok(Some((Parsed { fields: field, too_long }, has_content)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Picks `,`, `;` or tab: the most frequent outside quotes on the first non-empty line; ties and
+/// no candidate at all give `,`. Looks at most [`PEEK_LIMIT`] bytes ahead; consumes nothing.
+fn detect_delimiter<R: Read>(src: &mut Source<R>) -> u8 {
+    const CANDIDATES: [u8; 3] = [b',', b';', b'\t'];
+    let mut counts = [0usize; 3];
+    let mut in_quotes = false;
+    let mut started = false;
+    let mut scanned = 0;
+    let pick = |counts: [usize; 3]| {
+        let mut best = 0;
+        for i in 1..counts.len() {
+            if counts[i] > counts[best] {
+                best = i;
+            }
+        }
+        CANDIDATES[best]
+    };
+    loop {
+        let buf = src.buffered();
+        for &b in &buf[scanned..] {
+            scanned += 1;
+            if !started {
+                if b == b'\r' || b == b'\n' {
+                    continue;
+                }
+                started = true;
+            }
+            match b {
+                QUOTE => in_quotes = !in_quotes,
+                b'\n' if !in_quotes => return pick(counts),
+                _ if !in_quotes => {
+                    if let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
+                        counts[i] += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if scanned >= PEEK_LIMIT || !src.read_more() {
+            return pick(counts);
+        }
+    }
+}
+
+/// One data row, borrowed from the reader until the next call to `next_row`.
+#[derive(Clone, Copy)]
+pub struct Row<'r> {
+    line: u64,
+    text: &'r str,
+    spans: &'r [(usize, usize)],
+    slots: &'r [Option<usize>],
+}
+
+impl<'r> Row<'r> {
+    /// 1-based physical line where the row starts.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Value of wanted column `column` (index into the `ColumnSpec`s given to the reader),
+    /// trimmed of whitespace; `""` if the file lacks that optional column. Panics if `column`
+    /// is out of range.
+    pub fn get(&self, column: usize) -> &'r str {
+        match self.slots[column] {
+            Some(slot) => {
+                let (start, end) = self.spans[slot];
+                self.text.get(start..end).unwrap_or_default().trim()
+            }
+            None => "",
+        }
+    }
+
+    /// Number of wanted columns.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no columns were wanted.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Copies the row out of the reader.
+    pub fn to_owned_row(&self) -> OwnedRow {
+        OwnedRow { line: self.line, values: (0..self.len()).map(|i| self.get(i).to_owned()).collect() }
+    }
+}
+
+impl fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Row")
+            .field("line", &self.line)
+            .field("values", &(0..self.len()).map(|i| self.get(i)).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A row copied out of the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRow {
+    /// 1-based physical line where the row starts.
+    pub line: u64,
+    /// Trimmed values of the wanted columns, in `ColumnSpec` order (`""` for absent columns).
+    pub values: Vec<String>,
+}
+
+impl OwnedRow {
+    /// Value of wanted column `column`. Panics if `column` is out of range.
+    pub fn get(&self, column: usize) -> &str {
+        &self.values[column]
+    }
+}
+
+/// Iterator of owned rows, from [`CsvReader::into_rows`]. Items are `Ok(Ok(row))`, a rejected
+/// row `Ok(Err(..))`, or a file-level error `Err(..)`, after which the iterator ends.
+pub struct OwnedRows<R>(CsvReader<R>);
+
+impl<R: Read> Iterator for OwnedRows<R> {
+    type Item = Result<Result<OwnedRow, RowError>, FileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.0.next_row() {
+            Ok(None) => None,
+            Ok(Some(Ok(row))) => Some(Ok(Ok(row.to_owned_row()))),
+            Ok(Some(Err(rejected))) => Some(Ok(Err(rejected))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,753 @@
+//! Per-row validation of the logical fields (login, e-mails, status, manager), separate from
+//! reading so the engine decides which columns play which role.
+//!
+//! The rules are plain functions (`check_*`) returning a [`RowError`]; [`RowValidator`] runs
+//! them all on a row, reports every problem at once and tracks logins across rows for duplicate
+//! detection. Checks that need the whole file plus NERM state (unknown managers, who is gone)
+//! belong to the planner, which queries the [`LoginIndex`] the validator leaves behind.
+//!
+//! Values are expected trimmed (as `Row::get` returns them). Syntax rules skip empty values:
+//! whether a value must be present is [`check_required`]'s job alone.
+//!
+//! Case-insensitive comparisons (logins, statuses) lowercase character by character with
+//! Unicode's simple lowercase mapping (`char::to_lowercase`).
+
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Range;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as TableEntry;
+
+use super::{RowError, show_value};
+
+/// Longest accepted e-mail address, in characters.
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest accepted login, in characters.
+pub const MAX_LOGIN_CHARS: usize = 255;
+
+/// One logical value of a row and the column it came from (named in errors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Field<'a> {
+    /// Column name as configured.
+    pub column: &'a str,
+    /// The value, trimmed.
+    pub value: &'a str,
+}
+
+impl<'a> Field<'a> {
+    /// Shorthand constructor.
+    pub fn new(column: &'a str, value: &'a str) -> Self {
+        Self { column, value }
+    }
+}
+
+/// The logical fields of one row, as the engine maps them. Absent roles are `None` / empty.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowFields<'a> {
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// Values that must not be empty (put the login here if it is mandatory).
+    pub required: &'a [Field<'a>],
+    /// The employee's login: syntax, duplicates within the file, self-management.
+    pub login: Option<Field<'a>>,
+    /// The manager's login: syntax, and not the employee's own.
+    pub manager_login: Option<Field<'a>>,
+    /// E-mail addresses: syntax.
+    pub emails: &'a [Field<'a>],
+    /// Status: must be one of the allowed values.
+    pub status: Option<Field<'a>>,
+}
+
+/// What a valid row yields besides "valid".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked<'s> {
+    /// The canonical spelling of the row's status, `None` if it has none.
+    pub status: Option<&'s str>,
+}
+
+/// Runs every rule on each row and remembers the logins seen.
+#[derive(Debug)]
+pub struct RowValidator<'s> {
+    statuses: &'s StatusSet,
+    logins: LoginIndex,
+}
+
+impl<'s> RowValidator<'s> {
+    /// A validator accepting the statuses in `statuses`.
+    pub fn new(statuses: &'s StatusSet) -> Self {
+        Self { statuses, logins: LoginIndex::new() }
+    }
+
+    /// Checks one row; on failure returns every problem found (at least one).
+    ///
+    /// A syntactically valid login is recorded in the index whether or not the row is accepted
+    /// (with [`SeenLogin::accepted`] telling which), so a later row with the same login is a
+    /// duplicate even if the first was rejected, and the planner can tell "in the file but
+    /// rejected" from "not in the file".
+    pub fn check(&mut self, row: &RowFields<'_>) -> Result<Checked<'s>, Vec<RowError>> {
+        let line = row.line;
+        let mut errors = Vec::new();
+        let mut note = |result: Result<(), RowError>| result.map_err(|e| errors.push(e)).is_ok();
+        for &field in row.required {
+            note(check_required(line, field));
+        }
+        let login = row
+            .login
+            .filter(|login| !login.value.is_empty())
+            .filter(|&login| note(check_login(line, login)));
+        for &email in row.emails {
+            note(check_email(line, email));
+        }
+        let statuses: &'s StatusSet = self.statuses;
+        let mut status = None;
+        if let Some(field) = row.status {
+            note(statuses.check(line, field).map(|canonical| status = canonical));
+        }
+        if let Some(manager) = row.manager_login.filter(|m| !m.value.is_empty())
+            && note(check_login(line, manager))
+            && let Some(login) = login
+        {
+            note(check_not_own_manager(line, login, manager));
+        }
+        if let Some(login) = login {
+            let accepted = errors.is_empty();
+            match self.logins.insert(login.value, line, accepted) {
+                Ok(None) => {}
+                Ok(Some(first)) => errors.push(RowError::new(
+                    line,
+                    Some(login.column),
+                    format!(
+                        "login {} already appeared on line {} (logins are compared ignoring case; \
+                         only the first occurrence is used)",
+                        show_value(login.value),
+                        first.line
+                    ),
+                )),
+                Err(full) => errors.push(RowError::new(line, Some(login.column), full.to_string())),
+            }
+        }
+        if errors.is_empty() { Ok(Checked { status }) } else { Err(errors) }
+    }
+
+    /// The logins seen so far.
+    pub fn logins(&self) -> &LoginIndex {
+        &self.logins
+    }
+
+    /// Ends validation, keeping the logins seen (for the planner).
+    pub fn into_logins(self) -> LoginIndex {
+        self.logins
+    }
+}
+
+/// The value must not be empty (or whitespace only).
+pub fn check_required(line: u64, field: Field<'_>) -> Result<(), RowError> {
+    if field.value.trim().is_empty() {
+        Err(RowError::new(line, Some(field.column), "a value is required but the field is empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Pragmatic e-mail syntax: one `@`, something before it, a dotted domain after it, no
+/// whitespace or control characters, at most [`MAX_EMAIL_CHARS`]. Empty passes.
+pub fn check_email(line: u64, field: Field<'_>) -> Result<(), RowError> {
+    match email_problem(field.value) {
+        Some(reason) => Err(RowError::new(line, Some(field.column), reason)),
+        None => Ok(()),
+    }
+}
+
+fn email_problem(value: &str) -> Option<String> {
+    const EXPECTED: &str = "expected name@domain";
+    if value.is_empty() {
+        return None;
+    }
+    let chars = value.chars().count();
+    if chars > MAX_EMAIL_CHARS {
+        return Some(format!(
+            "e-mail address is {chars} characters long (at most {MAX_EMAIL_CHARS} allowed)"
+        ));
+    }
+    let shown = show_value(value);
+    let Some((local, domain)) = value.split_once('@') else {
+        return Some(format!("{shown} is not an e-mail address ({EXPECTED})"));
+    };
+    let why = if domain.contains('@') {
+        "it contains more than one \"@\"".to_owned()
+    } else if value.chars().any(char::is_whitespace) {
+        "it contains whitespace".to_owned()
+    } else if value.chars().any(char::is_control) {
+        "it contains a control character".to_owned()
+    } else if local.is_empty() {
+        "nothing before the \"@\"".to_owned()
+    } else if domain.is_empty() {
+        "nothing after the \"@\"".to_owned()
+    } else if !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+    {
+        format!("the domain {} is not dotted like example.com", show_value(domain))
+    } else {
+        return None;
+    };
+    Some(format!("{shown} is not an e-mail address ({why}; {EXPECTED})"))
+}
+
+/// Login syntax: at most [`MAX_LOGIN_CHARS`] characters, each a Unicode letter or digit or one
+/// of `@ . _ - +` (so no whitespace or control characters). Empty passes.
+pub fn check_login(line: u64, field: Field<'_>) -> Result<(), RowError> {
+    match login_problem(field.value) {
+        Some(reason) => Err(RowError::new(line, Some(field.column), reason)),
+        None => Ok(()),
+    }
+}
+
+fn login_problem(value: &str) -> Option<String> {
+    const EXPECTED: &str = "expected letters, digits and @ . _ - +";
+    let chars = value.chars().count();
+    if chars > MAX_LOGIN_CHARS {
+        return Some(format!("login is {chars} characters long (at most {MAX_LOGIN_CHARS} allowed)"));
+    }
+    let bad = value.chars().find(|&c| !(c.is_alphanumeric() || matches!(c, '@' | '.' | '_' | '-' | '+')))?;
+    let what = if bad.is_whitespace() {
+        "whitespace".to_owned()
+    } else if bad.is_control() {
+        "a control character".to_owned()
+    } else {
+        format!("{bad:?}")
+    };
+    Some(format!("{} is not a valid login (it contains {what}; {EXPECTED})", show_value(value)))
+}
+
+/// The manager's login must not be the employee's own (compared ignoring case). The error
+/// names the manager column.
+pub fn check_not_own_manager(
+    line: u64,
+    login: Field<'_>,
+    manager: Field<'_>,
+) -> Result<(), RowError> {
+    if !login.value.is_empty() && same_ignoring_case(login.value, manager.value) {
+        Err(RowError::new(
+            line,
+            Some(manager.column),
+            format!(
+                "{} is the employee's own login (nobody can be their own manager)",
+                show_value(manager.value)
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Case-insensitive equality (Unicode simple lowercase, ASCII fast path).
+pub fn same_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+    }
+}
+
+fn push_lowercase(dst: &mut String, s: &str) {
+    if s.is_ascii() {
+        let start = dst.len();
+        dst.push_str(s);
+        dst[start..].make_ascii_lowercase();
+    } else {
+        dst.extend(s.chars().flat_map(char::to_lowercase));
+    }
+}
+
+/// The allowed status values, in their canonical spelling; matching ignores case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusSet {
+    allowed: Vec<String>,
+}
+
+impl StatusSet {
+    /// The set of `allowed` values (trimmed), e.g. `["Active", "Inactive", "On Leave"]`.
+    pub fn new<I, S>(allowed: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self { allowed: allowed.into_iter().map(|s| s.into().trim().to_owned()).collect() }
+    }
+
+    /// The canonical spelling of `value`, if allowed.
+    pub fn canonical(&self, value: &str) -> Option<&str> {
+        let value = value.trim();
+        self.allowed.iter().find(|a| same_ignoring_case(a, value)).map(String::as_str)
+    }
+
+    /// Checks a status field: `Ok(None)` if empty, `Ok(Some(canonical))` if allowed.
+    pub fn check(&self, line: u64, field: Field<'_>) -> Result<Option<&str>, RowError> {
+        if field.value.is_empty() {
+            return Ok(None);
+        }
+        match self.canonical(field.value) {
+            Some(canonical) => Ok(Some(canonical)),
+            None if self.allowed.is_empty() => Err(RowError::new(
+                line,
+                Some(field.column),
+                format!(
+                    "{} is not an allowed status (no status values are configured)",
+                    show_value(field.value)
+                ),
+            )),
+            None => Err(RowError::new(
+                line,
+                Some(field.column),
+                format!(
+                    "{} is not an allowed status (expected one of: {}; case does not matter)",
+                    show_value(field.value),
+                    self.allowed.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The allowed values.
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
+    }
+}
+
+/// Where a login was first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenLogin {
+    /// Line of the first row with this login (saturates at 2³¹−1).
+    pub line: u64,
+    /// Whether that row passed validation.
+    pub accepted: bool,
+}
+
+/// The index cannot grow: more than 4 GiB of logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many logins to check for duplicates (the login index is limited to 4 GiB)")]
+pub struct LoginIndexFull;
+
+const LINE_MASK: u32 = (1 << 31) - 1;
+const ACCEPTED_BIT: u32 = 1 << 31;
+
+/// 12 bytes per login in the table; the text lives in the shared arena.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: u32,
+    len: u32,
+    /// Line (31 bits, saturating) and the accepted flag (top bit).
+    meta: u32,
+}
+
+impl Slot {
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+
+    fn seen(self) -> SeenLogin {
+        SeenLogin {
+            line: u64::from(self.meta & LINE_MASK),
+            accepted: self.meta & ACCEPTED_BIT != 0,
+        }
+    }
+}
+
+/// Case-insensitive set of logins, each with the line where it was first seen.
+///
+/// Memory-lean: all lowercased logins live in one `String` arena and the hash table holds
+/// 12-byte slots into it, so 1,000,000 logins of ~20 bytes take about 50 MB instead of the
+/// ~80 MB of a `HashMap<Box<str>, u32>` (one heap block per login). See
+/// [`heap_bytes`](Self::heap_bytes).
+#[derive(Debug, Default, Clone)]
+pub struct LoginIndex {
+    arena: String,
+    table: HashTable<Slot>,
+    hasher: RandomState,
+}
+
+impl LoginIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty index with room for `logins` logins of about `avg_len` bytes.
+    pub fn with_capacity(logins: usize, avg_len: usize) -> Self {
+        Self {
+            arena: String::with_capacity(logins.saturating_mul(avg_len)),
+            table: HashTable::with_capacity(logins),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Records `login` as seen on `line`. If it was already there (ignoring case), changes
+    /// nothing and returns where it was first seen.
+    pub fn insert(
+        &mut self,
+        login: &str,
+        line: u64,
+        accepted: bool,
+    ) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        let start = self.arena.len();
+        push_lowercase(&mut self.arena, login);
+        let end = self.arena.len();
+        let (Ok(start32), Ok(len32), Ok(_)) =
+            (u32::try_from(start), u32::try_from(end - start), u32::try_from(end))
+        else {
+            self.arena.truncate(start);
+            return Err(LoginIndexFull);
+        };
+        let arena = &self.arena;
+        let hasher = &self.hasher;
+        let key = &arena[start..end];
+        let hash = hasher.hash_one(key);
+        let found = match self.table.entry(
+            hash,
+            |slot| &arena[slot.range()] == key,
+            |slot| hasher.hash_one(&arena[slot.range()]),
+        ) {
+            TableEntry::Occupied(occupied) => Some(occupied.get().seen()),
+            TableEntry::Vacant(vacant) => {
+                let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK);
+                let meta = line | if accepted { ACCEPTED_BIT } else { 0 };
+                vacant.insert(Slot { start: start32, len: len32, meta });
+                None
+            }
+        };
+        if found.is_some() {
+            self.arena.truncate(start);
+        }
+        Ok(found)
+    }
+
+    /// Where `login` was first seen (ignoring case), if at all.
+    pub fn get(&self, login: &str) -> Option<SeenLogin> {
+        let needs_lowering = login.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii());
+        let lowered;
+        let key = if needs_lowering {
+            let mut s = String::with_capacity(login.len());
+            push_lowercase(&mut s, login);
+            lowered = s;
+            lowered.as_str()
+        } else {
+            login
+        };
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |slot| &self.arena[slot.range()] == key).map(|slot| slot.seen())
+    }
+
+    /// Whether `login` was seen (ignoring case).
+    pub fn contains(&self, login: &str) -> bool {
+        self.get(login).is_some()
+    }
+
+    /// Number of distinct logins.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no login was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Heap memory held (arena capacity plus table allocation), in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.table.allocation_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: u64 = 17;
+
+    fn err_text(result: Result<(), RowError>) -> String {
+        result.expect_err("should be rejected").to_string()
+    }
+
+    fn email(value: &str) -> Result<(), RowError> {
+        check_email(LINE, Field::new("email", value))
+    }
+
+    fn login(value: &str) -> Result<(), RowError> {
+        check_login(LINE, Field::new("login", value))
+    }
+
+    fn statuses() -> StatusSet {
+        StatusSet::new(["Active", "Inactive", "On Leave"])
+    }
+
+    // ---- required -------------------------------------------------------------------------
+
+    #[test]
+    fn an_empty_required_value_is_rejected_naming_the_column() {
+        for value in ["", "  "] {
+            assert_eq!(
+                err_text(check_required(LINE, Field::new("last name", value))),
+                r#"line 17, column "last name": a value is required but the field is empty"#
+            );
+        }
+        assert!(check_required(LINE, Field::new("last name", "Smith")).is_ok());
+    }
+
+    // ---- e-mail ---------------------------------------------------------------------------
+
+    #[test]
+    fn plausible_email_addresses_are_accepted() {
+        for value in ["bob@example.com", "o'brien+hr@mail.example.co.uk", "zoë@bücher.de", ""] {
+            assert!(email(value).is_ok(), "{value:?}");
+        }
+        let longest = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS - 12));
+        assert_eq!(longest.chars().count(), MAX_EMAIL_CHARS);
+        assert!(email(&longest).is_ok());
+    }
+
+    #[test]
+    fn an_email_without_at_sign_is_rejected_as_in_the_issue() {
+        assert_eq!(
+            err_text(email("bob at example")),
+            r#"line 17, column "email": "bob at example" is not an e-mail address (expected name@domain)"#
+        );
+    }
+
+    #[test]
+    fn each_broken_email_is_rejected_with_its_reason() {
+        let cases = [
+            ("a@b@example.com", "it contains more than one \"@\""),
+            ("bob smith@example.com", "it contains whitespace"),
+            ("bob\u{7}@example.com", "it contains a control character"),
+            ("@example.com", "nothing before the \"@\""),
+            ("bob@", "nothing after the \"@\""),
+            ("bob@example", "the domain \"example\" is not dotted like example.com"),
+            ("bob@.example.com", "is not dotted"),
+            ("bob@example.com.", "is not dotted"),
+            ("bob@example..com", "is not dotted"),
+        ];
+        for (value, reason) in cases {
+            let text = err_text(email(value));
+            assert!(text.contains(reason), "{value:?}: {text}");
+            assert!(text.ends_with("expected name@domain)"), "{value:?}: {text}");
+            assert!(text.starts_with(r#"line 17, column "email": "#), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_email_longer_than_254_characters_is_rejected() {
+        let value = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS - 11));
+        assert_eq!(
+            err_text(email(&value)),
+            r#"line 17, column "email": e-mail address is 255 characters long (at most 254 allowed)"#
+        );
+    }
+
+    // ---- status ---------------------------------------------------------------------------
+
+    #[test]
+    fn a_status_matches_ignoring_case_and_returns_the_canonical_value() {
+        let set = statuses();
+        assert_eq!(set.check(LINE, Field::new("status", "on leave")).unwrap(), Some("On Leave"));
+        assert_eq!(set.check(LINE, Field::new("status", "ACTIVE")).unwrap(), Some("Active"));
+        assert_eq!(set.check(LINE, Field::new("status", "")).unwrap(), None);
+        assert_eq!(set.canonical(" inactive "), Some("Inactive"));
+        assert_eq!(set.allowed().len(), 3);
+    }
+
+    #[test]
+    fn an_unknown_status_is_rejected_listing_the_allowed_values() {
+        let err = statuses().check(LINE, Field::new("status", "Actve")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"line 17, column "status": "Actve" is not an allowed status (expected one of: Active, Inactive, On Leave; case does not matter)"#
+        );
+        let err = StatusSet::default().check(LINE, Field::new("status", "Active")).unwrap_err();
+        assert!(err.reason.contains("no status values are configured"), "{err}");
+    }
+
+    // ---- login ----------------------------------------------------------------------------
+
+    #[test]
+    fn logins_of_letters_digits_and_allowed_punctuation_are_accepted() {
+        for value in ["bob", "Bob.Smith+it@corp.example", "zoë_ünal-1", "山田太郎", "x123", ""] {
+            assert!(login(value).is_ok(), "{value:?}");
+        }
+        assert!(login(&"é".repeat(MAX_LOGIN_CHARS)).is_ok(), "the limit counts characters, not bytes");
+    }
+
+    #[test]
+    fn a_login_with_whitespace_is_rejected() {
+        assert_eq!(
+            err_text(login("bob smith")),
+            r#"line 17, column "login": "bob smith" is not a valid login (it contains whitespace; expected letters, digits and @ . _ - +)"#
+        );
+    }
+
+    #[test]
+    fn a_login_with_a_control_or_other_character_is_rejected() {
+        assert!(err_text(login("bob\u{0}")).contains("it contains a control character"));
+        assert!(err_text(login("bob!")).contains("it contains '!'"));
+        assert!(err_text(login("a/b")).contains("it contains '/'"));
+    }
+
+    #[test]
+    fn a_login_longer_than_255_characters_is_rejected() {
+        assert_eq!(
+            err_text(login(&"a".repeat(256))),
+            r#"line 17, column "login": login is 256 characters long (at most 255 allowed)"#
+        );
+    }
+
+    // ---- the validator ----------------------------------------------------------------------
+
+    fn fields<'a>(line: u64, login: &'a str, manager: &'a str) -> RowFields<'a> {
+        RowFields {
+            line,
+            login: Some(Field::new("login", login)),
+            manager_login: Some(Field::new("manager", manager)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_row_passes_and_yields_the_canonical_status() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let required = [Field::new("login", "bob"), Field::new("last name", "Smith")];
+        let emails = [Field::new("email", "bob@example.com")];
+        let row = RowFields {
+            line: 2,
+            required: &required,
+            login: Some(Field::new("login", "bob")),
+            manager_login: Some(Field::new("manager", "ann")),
+            emails: &emails,
+            status: Some(Field::new("status", "active")),
+        };
+        assert_eq!(validator.check(&row), Ok(Checked { status: Some("Active") }));
+        assert_eq!(validator.logins().get("BOB"), Some(SeenLogin { line: 2, accepted: true }));
+    }
+
+    #[test]
+    fn a_duplicate_login_is_rejected_naming_the_first_line_ignoring_case() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        assert!(validator.check(&fields(5, "Bob.Smith", "")).is_ok());
+        assert!(validator.check(&fields(6, "ann", "")).is_ok());
+        let errors = validator.check(&fields(9, "bob.smith", "")).unwrap_err();
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [r#"line 9, column "login": login "bob.smith" already appeared on line 5 (logins are compared ignoring case; only the first occurrence is used)"#]
+        );
+        // Unicode case folding too, and the third occurrence still names the first line.
+        assert!(validator.check(&fields(10, "ZOË", "")).is_ok());
+        assert!(validator.check(&fields(11, "zoë", "")).unwrap_err()[0].reason.contains("line 10"));
+        assert!(validator.check(&fields(12, "BOB.SMITH", "")).unwrap_err()[0].reason.contains("line 5"));
+    }
+
+    #[test]
+    fn a_login_from_a_rejected_row_still_counts_for_duplicates() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let emails = [Field::new("email", "not-an-email")];
+        let first = RowFields { emails: &emails, ..fields(3, "bob", "") };
+        assert!(validator.check(&first).is_err());
+        assert_eq!(validator.logins().get("bob"), Some(SeenLogin { line: 3, accepted: false }));
+        let errors = validator.check(&fields(4, "bob", "")).unwrap_err();
+        assert!(errors[0].reason.contains("already appeared on line 3"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_invalid_or_empty_login_is_not_indexed() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        assert!(validator.check(&fields(2, "bob smith", "")).is_err());
+        assert!(validator.check(&fields(3, "", "")).is_ok(), "login presence is check_required's job");
+        assert!(validator.into_logins().is_empty());
+    }
+
+    #[test]
+    fn being_ones_own_manager_is_rejected_ignoring_case() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let errors = validator.check(&fields(8, "bob", "BOB")).unwrap_err();
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [r#"line 8, column "manager": "BOB" is the employee's own login (nobody can be their own manager)"#]
+        );
+        assert!(check_not_own_manager(1, Field::new("l", "Zoë"), Field::new("m", "ZOË")).is_err());
+        assert!(check_not_own_manager(1, Field::new("l", "zoe"), Field::new("m", "zoë")).is_ok());
+    }
+
+    #[test]
+    fn a_malformed_manager_login_is_rejected_and_an_empty_one_is_fine() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let errors = validator.check(&fields(4, "bob", "ann smith")).unwrap_err();
+        assert_eq!(errors[0].column.as_deref(), Some("manager"));
+        assert!(errors[0].reason.contains("is not a valid login"));
+        assert!(validator.check(&fields(5, "cid", "")).is_ok());
+    }
+
+    #[test]
+    fn every_problem_of_a_row_is_reported_at_once() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let required = [Field::new("last name", "")];
+        let emails = [Field::new("email", "bob at example")];
+        let row = RowFields {
+            line: 7,
+            required: &required,
+            login: Some(Field::new("login", "bob")),
+            manager_login: Some(Field::new("manager", "bob")),
+            emails: &emails,
+            status: Some(Field::new("status", "gone")),
+        };
+        let columns: Vec<_> =
+            validator.check(&row).unwrap_err().into_iter().map(|e| (e.line, e.column.unwrap())).collect();
+        assert_eq!(
+            columns,
+            [(7, "last name".into()), (7, "email".into()), (7, "status".into()), (7, "manager".into())]
+        );
+    }
+
+    // ---- the login index --------------------------------------------------------------------
+
+    #[test]
+    fn the_login_index_finds_logins_ignoring_case() {
+        let mut index = LoginIndex::new();
+        assert_eq!(index.insert("Bob.Smith@Corp", 2, true), Ok(None));
+        assert_eq!(index.insert("Zoë", 3, false), Ok(None));
+        assert!(index.contains("bob.smith@corp"));
+        assert!(index.contains("BOB.SMITH@CORP"));
+        assert_eq!(index.get("ZOË"), Some(SeenLogin { line: 3, accepted: false }));
+        assert!(!index.contains("bob"));
+        assert_eq!(index.insert("BOB.smith@corp", 9, true), Ok(Some(SeenLogin { line: 2, accepted: true })));
+        assert_eq!(index.len(), 2);
+        assert!(index.heap_bytes() > 0);
+    }
+
+    #[test]
+    fn the_login_index_keeps_every_login_through_growth() {
+        let mut index = LoginIndex::with_capacity(4, 8);
+        for i in 0..20_000u64 {
+            assert_eq!(index.insert(&format!("User{i}@Example"), i + 2, i % 3 != 0), Ok(None));
+        }
+        assert_eq!(index.len(), 20_000);
+        for i in (0..20_000u64).step_by(997) {
+            let seen = index.get(&format!("user{i}@example")).expect("present");
+            assert_eq!(seen, SeenLogin { line: i + 2, accepted: i % 3 != 0 });
+        }
+        assert!(index.insert("USER19999@EXAMPLE", 1, true).unwrap().is_some());
+        assert_eq!(index.len(), 20_000);
+    }
+
+    #[test]
+    fn login_index_lines_saturate_instead_of_wrapping() {
+        let mut index = LoginIndex::new();
+        index.insert("bob", u64::MAX, true).unwrap();
+        assert_eq!(index.get("bob"), Some(SeenLogin { line: (1 << 31) - 1, accepted: true }));
+    }
+}

@@ -1,0 +1,9 @@
+//! The nerm-employee-sync engine, shared by the Lambdas and the `nerm-sync` CLI.
+//!
+//! Three floors, imports only run downward: wiring (functions, CLI) on top, the engine's
+//! stages (read+validate, plan, apply) in the middle, leaves at the bottom (mapping config,
+//! report, the NERM client, AWS adapters behind ports).
+
+pub mod config;
+pub mod input;
+pub mod nerm;

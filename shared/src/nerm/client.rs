@@ -1,0 +1,622 @@
+//! The only code that speaks HTTP to NERM: envelopes, paging, pacing, retries, token refresh.
+//!
+//! Pacing: a client-side token bucket set to the NERM limit, plus a shared pause when NERM
+//! answers 429 with `Retry-After`. Retries: 429 always (nothing was applied); 5xx, timeouts and
+//! resets only for idempotent calls (GET, PATCH, DELETE) — a create that got no clear answer is
+//! returned as [`NermError::Ambiguous`] so the caller looks the record up instead of creating
+//! it twice (NOTES §3.3 item 10).
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota};
+use rand::Rng;
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::NermError;
+use super::model::*;
+use super::token::TokenProvider;
+
+/// How the client paces and retries; the engine fills it from the mapping config's `[nerm]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientOptions {
+    /// Requests allowed per `window` (NERM/ISC figure: 100 per 10 s).
+    pub requests_per_window: u32,
+    pub window: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries per call on 429/5xx/transport errors.
+    pub max_retries: u32,
+    /// Retries allowed across the whole run, so a sick NERM is not hammered.
+    pub retry_budget: u32,
+    /// Page size for list reads (NOTES §2.0: at most 500).
+    pub page_size: u32,
+    /// First backoff step; doubles per attempt, with full jitter, capped at `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long to wait for a bulk job to complete.
+    pub job_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            requests_per_window: 100,
+            window: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            max_retries: 6,
+            retry_budget: 1000,
+            page_size: 500,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+            job_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the client did, for the run report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClientStats {
+    /// `"GET /users"` → requests sent (each attempt counts).
+    pub requests: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    pub retries: u64,
+    pub server_errors: u64,
+    pub transport_errors: u64,
+    pub token_refreshes: u64,
+}
+
+impl ClientStats {
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+    /// Requests other than GET.
+    pub fn writes(&self) -> u64 {
+        self.requests.iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum()
+    }
+}
+
+pub struct NermClient {
+    http: reqwest::Client,
+    base: Url,
+    tokens: Arc<dyn TokenProvider>,
+    limiter: DefaultDirectRateLimiter,
+    opts: ClientOptions,
+    budget: AtomicI64,
+    pause_until: Mutex<Option<Instant>>,
+    stats: Mutex<ClientStats>,
+}
+
+/// Checks the base URL: https, or plain http only to a loopback host (tests, the simulator).
+pub fn check_base_url(raw: &str) -> Result<Url, NermError> {
+    let mut url = Url::parse(raw.trim()).map_err(|e| NermError::Setup(format!("NERM base URL {raw:?} is invalid: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        other => {
+            return Err(NermError::Setup(format!(
+                "NERM base URL must use https (plain http is allowed only for loopback hosts), got {other}://"
+            )));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(NermError::Setup("NERM base URL must not carry credentials".into()));
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+enum Attempt {
+    Done(Value),
+    Retry { cause: String, wait: Option<Duration> },
+    Fail(NermError),
+}
+
+impl NermClient {
+    pub fn new(base_url: &str, tokens: Arc<dyn TokenProvider>, opts: ClientOptions) -> Result<Self, NermError> {
+        let base = check_base_url(base_url)?;
+        if opts.requests_per_window == 0 || opts.window.is_zero() || opts.page_size == 0 {
+            return Err(NermError::Setup("rate limit and page size must be positive".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("nerm-employee-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| NermError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let burst = NonZeroU32::new(opts.requests_per_window).expect("checked above");
+        let quota = Quota::with_period(opts.window / opts.requests_per_window)
+            .ok_or_else(|| NermError::Setup("rate limit period too small".into()))?
+            .allow_burst(burst);
+        Ok(NermClient {
+            http,
+            base,
+            tokens,
+            limiter: DefaultDirectRateLimiter::direct(quota),
+            budget: AtomicI64::new(i64::from(opts.retry_budget)),
+            opts,
+            pause_until: Mutex::new(None),
+            stats: Mutex::new(ClientStats::default()),
+        })
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    pub fn stats(&self) -> ClientStats {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut ClientStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.opts.base_backoff.saturating_mul(1u32 << attempt.min(16)).min(self.opts.max_backoff);
+        let ms = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(ms)
+    }
+
+    async fn wait_turn(&self) {
+        loop {
+            let pause = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+            match pause {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        self.limiter.until_ready().await;
+    }
+
+    /// One API call with pacing, retries and a single token refresh on 401.
+    /// `route` is the path template used in errors and statistics, e.g. `/users/{id}`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        route: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, NermError> {
+        let idempotent = method != Method::POST;
+        let label = format!("{method} {route}");
+        let mut refreshed = false;
+        let mut attempt: u32 = 0;
+        loop {
+            self.wait_turn().await;
+            let token = self.tokens.token().await?;
+            let mut url = self.base.join(path.trim_start_matches('/')).map_err(|e| NermError::Setup(e.to_string()))?;
+            if !query.is_empty() {
+                url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            self.bump(|s| *s.requests.entry(label.clone()).or_default() += 1);
+            let outcome = match req.send().await {
+                Ok(resp) => self.read(resp, &label, idempotent, &mut refreshed).await,
+                Err(e) => {
+                    self.bump(|s| s.transport_errors += 1);
+                    let cause = describe_transport(&e);
+                    // A connection never made means nothing was sent: safe to retry any call.
+                    if idempotent || e.is_connect() {
+                        Attempt::Retry { cause, wait: None }
+                    } else {
+                        Attempt::Fail(NermError::Ambiguous { route: label.clone(), cause })
+                    }
+                }
+            };
+            match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { cause, wait } => {
+                    attempt += 1;
+                    if attempt > self.opts.max_retries || self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+                        return Err(NermError::GaveUp { route: label, attempts: attempt, cause });
+                    }
+                    self.bump(|s| s.retries += 1);
+                    let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+                    tracing::debug!(route = %label, attempt, wait_ms = wait.as_millis() as u64, %cause, "retrying NERM call");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn read(&self, resp: reqwest::Response, label: &str, idempotent: bool, refreshed: &mut bool) -> Attempt {
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            if *refreshed {
+                return Attempt::Fail(NermError::Unauthorized { route: label.to_string() });
+            }
+            *refreshed = true;
+            self.bump(|s| s.token_refreshes += 1);
+            self.tokens.invalidate();
+            return Attempt::Retry { cause: "401, token refreshed".into(), wait: Some(Duration::ZERO) };
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.bump(|s| s.rate_limited += 1);
+            let wait = retry_after(resp.headers()).map(|d| d + self.backoff(0) / 4);
+            if let Some(w) = wait {
+                let until = Instant::now() + w;
+                let mut p = self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+                if p.is_none_or(|t| t < until) {
+                    *p = Some(until);
+                }
+            }
+            return Attempt::Retry { cause: "429 Too Many Requests".into(), wait };
+        }
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.bump(|s| s.transport_errors += 1);
+                let cause = format!("response body lost: {}", describe_transport(&e));
+                return if idempotent {
+                    Attempt::Retry { cause, wait: None }
+                } else {
+                    Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause })
+                };
+            }
+        };
+        if status.is_server_error() {
+            self.bump(|s| s.server_errors += 1);
+            let cause = format!("{} {}", status.as_u16(), error_message(&bytes));
+            return if idempotent {
+                Attempt::Retry { cause, wait: None }
+            } else {
+                Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause })
+            };
+        }
+        if status.is_success() {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Attempt::Done(Value::Null);
+            }
+            return match serde_json::from_slice(&bytes) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => {
+                    Attempt::Fail(NermError::Protocol { route: label.to_string(), detail: format!("invalid JSON: {e}") })
+                }
+            };
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Attempt::Fail(NermError::NotFound { route: label.to_string() });
+        }
+        let (message, fields) = error_body(&bytes);
+        Attempt::Fail(NermError::Rejected { route: label.to_string(), status: status.as_u16(), message, fields })
+    }
+
+    // ----- generic envelope helpers --------------------------------------------------------
+
+    fn unwrap<T: DeserializeOwned>(v: Value, key: &str, route: &str) -> Result<T, NermError> {
+        let inner = match v {
+            Value::Object(mut m) => m.remove(key),
+            _ => None,
+        }
+        .ok_or_else(|| NermError::Protocol { route: route.to_string(), detail: format!("no {key:?} in the answer") })?;
+        serde_json::from_value(inner)
+            .map_err(|e| NermError::Protocol { route: route.to_string(), detail: format!("{key}: {e}") })
+    }
+
+    /// Every record of a list endpoint, read with offset paging at the largest page size.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        plural: &str,
+        filters: &[(&str, String)],
+    ) -> Result<Vec<T>, NermError> {
+        let limit = self.opts.page_size as usize;
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let mut q: Vec<(&str, String)> = filters.to_vec();
+            q.push(("limit", limit.to_string()));
+            q.push(("offset", offset.to_string()));
+            q.push(("metadata", "true".into()));
+            let v = self.call(Method::GET, route, route, &q, None).await?;
+            let total = v.get("_metadata").and_then(|m| m.get("total")).and_then(Value::as_u64);
+            let page: Vec<T> = Self::unwrap(v, plural, route)?;
+            let n = page.len();
+            out.extend(page);
+            offset += n;
+            let done = n == 0 || n < limit || total.is_some_and(|t| offset as u64 >= t);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// All profiles of one type by keyset paging (NOTES §2.6): stops on an empty or short page or
+    /// a null `after_id`; a 400 after the first page (legacy end-of-data) ends the scan.
+    pub async fn list_profiles_of_type(&self, profile_type_id: &str) -> Result<Vec<Profile>, NermError> {
+        let limit = self.opts.page_size as usize;
+        let mut out: Vec<Profile> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let q = vec![
+                ("profile_type_id", profile_type_id.to_string()),
+                ("limit", limit.to_string()),
+                ("metadata", "true".to_string()),
+                ("after_id", after.clone()),
+            ];
+            let v = match self.call(Method::GET, "/profiles", "/profiles", &q, None).await {
+                Ok(v) => v,
+                Err(NermError::Rejected { status: 400, .. }) if !out.is_empty() => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            let next = v.get("_metadata").and_then(|m| m.get("after_id")).and_then(Value::as_str).map(String::from);
+            let page: Vec<Profile> = Self::unwrap(v, "profiles", "/profiles")?;
+            let n = page.len();
+            let last = page.last().map(|p| p.id.clone());
+            out.extend(page);
+            match (n, next.or(last)) {
+                (0, _) | (_, None) => return Ok(out),
+                (n, _) if n < limit => return Ok(out),
+                (_, Some(id)) => after = id,
+            }
+        }
+    }
+
+    // ----- reads ---------------------------------------------------------------------------
+
+    pub async fn users(&self) -> Result<Vec<User>, NermError> {
+        self.list_all("/users", "users", &[]).await
+    }
+
+    /// The idempotency lookup: 0 rows absent, 1 the match (NOTES §2.2).
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<User>, NermError> {
+        let q = [("login", login.to_string())];
+        let v = self.call(Method::GET, "/users", "/users", &q, None).await?;
+        let users: Vec<User> = Self::unwrap(v, "users", "/users")?;
+        // Filters are exact per the NOTES, but compare case-insensitively to be safe.
+        Ok(users.into_iter().find(|u| u.login.trim().eq_ignore_ascii_case(login.trim())))
+    }
+
+    pub async fn roles(&self) -> Result<Vec<Role>, NermError> {
+        self.list_all("/roles", "roles", &[]).await
+    }
+
+    pub async fn profile_types(&self) -> Result<Vec<ProfileType>, NermError> {
+        self.list_all("/profile_types", "profile_types", &[]).await
+    }
+
+    pub async fn attributes(&self) -> Result<Vec<Attribute>, NermError> {
+        self.list_all("/ne_attributes", "ne_attributes", &[]).await
+    }
+
+    pub async fn user_roles(&self) -> Result<Vec<UserRole>, NermError> {
+        self.list_all("/user_roles", "user_roles", &[]).await
+    }
+
+    pub async fn user_profiles(&self) -> Result<Vec<UserProfile>, NermError> {
+        self.list_all("/user_profiles", "user_profiles", &[]).await
+    }
+
+    pub async fn user_managers(&self) -> Result<Vec<UserManager>, NermError> {
+        self.list_all("/user_managers", "user_managers", &[]).await
+    }
+
+    pub async fn profile(&self, id: &str) -> Result<Profile, NermError> {
+        let v = self.call(Method::GET, &format!("/profiles/{id}"), "/profiles/{id}", &[], None).await?;
+        Self::unwrap(v, "profile", "/profiles/{id}")
+    }
+
+    // ----- single writes -------------------------------------------------------------------
+
+    pub async fn create_user(&self, user: &NewUser) -> Result<User, NermError> {
+        let v = self.call(Method::POST, "/user", "/user", &[], Some(&json!({ "user": user }))).await?;
+        Self::unwrap(v, "user", "/user")
+    }
+
+    pub async fn patch_user(&self, id: &str, patch: &Patch) -> Result<User, NermError> {
+        let v = self.call(Method::PATCH, &format!("/users/{id}"), "/users/{id}", &[], Some(&json!({ "user": patch }))).await?;
+        Self::unwrap(v, "user", "/users/{id}")
+    }
+
+    pub async fn create_profile(&self, profile: &NewProfile) -> Result<Profile, NermError> {
+        let v = self.call(Method::POST, "/profile", "/profile", &[], Some(&json!({ "profile": profile }))).await?;
+        Self::unwrap(v, "profile", "/profile")
+    }
+
+    pub async fn patch_profile(&self, id: &str, patch: &Patch) -> Result<Profile, NermError> {
+        let body = json!({ "profile": patch });
+        let v = self.call(Method::PATCH, &format!("/profiles/{id}"), "/profiles/{id}", &[], Some(&body)).await?;
+        Self::unwrap(v, "profile", "/profiles/{id}")
+    }
+
+    pub async fn create_user_role(&self, user_id: &str, role_id: &str) -> Result<UserRole, NermError> {
+        let body = json!({ "user_role": { "user_id": user_id, "role_id": role_id } });
+        let v = self.call(Method::POST, "/user_role", "/user_role", &[], Some(&body)).await?;
+        Self::unwrap(v, "user_role", "/user_role")
+    }
+
+    pub async fn delete_user_role(&self, id: &str) -> Result<(), NermError> {
+        match self.call(Method::DELETE, &format!("/user_role/{id}"), "/user_role/{id}", &[], None).await {
+            // Already gone (e.g. a retried delete that had been applied): the goal is met.
+            Ok(_) | Err(NermError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create_user_profile(
+        &self,
+        user_id: &str,
+        profile_id: &str,
+        relationship_type: &str,
+        ne_attribute_id: Option<&str>,
+    ) -> Result<UserProfile, NermError> {
+        let mut link = json!({ "user_id": user_id, "profile_id": profile_id, "relationship_type": relationship_type });
+        if let Some(a) = ne_attribute_id {
+            link["ne_attribute_id"] = json!(a);
+        }
+        let v = self.call(Method::POST, "/user_profile", "/user_profile", &[], Some(&json!({ "user_profile": link }))).await?;
+        Self::unwrap(v, "user_profile", "/user_profile")
+    }
+
+    pub async fn user_profiles_of(&self, profile_id: &str) -> Result<Vec<UserProfile>, NermError> {
+        self.list_all("/user_profiles", "user_profiles", &[("profile_id", profile_id.to_string())]).await
+    }
+
+    pub async fn create_user_manager(&self, user_id: &str, manager_id: &str) -> Result<UserManager, NermError> {
+        let body = json!({ "user_manager": { "user_id": user_id, "manager_id": manager_id } });
+        let v = self.call(Method::POST, "/user_manager", "/user_manager", &[], Some(&body)).await?;
+        Self::unwrap(v, "user_manager", "/user_manager")
+    }
+
+    pub async fn patch_user_manager(&self, id: &str, manager_id: &str) -> Result<UserManager, NermError> {
+        let body = json!({ "user_manager": { "manager_id": manager_id } });
+        let v = self.call(Method::PATCH, &format!("/user_managers/{id}"), "/user_managers/{id}", &[], Some(&body)).await?;
+        Self::unwrap(v, "user_manager", "/user_managers/{id}")
+    }
+
+    pub async fn user_managers_of(&self, user_id: &str) -> Result<Vec<UserManager>, NermError> {
+        self.list_all("/user_managers", "user_managers", &[("user_id", user_id.to_string())]).await
+    }
+
+    pub async fn user_roles_of(&self, user_id: &str) -> Result<Vec<UserRole>, NermError> {
+        self.list_all("/user_roles", "user_roles", &[("user_id", user_id.to_string())]).await
+    }
+
+    // ----- bulk ----------------------------------------------------------------------------
+
+    /// A bulk POST/PATCH (`route` e.g. `/users`, `plural` e.g. `users`); answers the records or
+    /// a job id (NOTES §2.11). A bulk create is not idempotent: on `Ambiguous` re-read.
+    pub async fn bulk(&self, method: Method, route: &str, plural: &str, items: Vec<Value>) -> Result<BulkAnswer, NermError> {
+        let mut body = serde_json::Map::new();
+        body.insert(plural.to_string(), Value::Array(items));
+        let v = self.call(method, route, route, &[], Some(&Value::Object(body))).await?;
+        if let Some(job_id) = v.get("job_status").and_then(|j| j.get("job_id")).and_then(Value::as_str) {
+            return Ok(BulkAnswer::Job(job_id.to_string()));
+        }
+        Ok(BulkAnswer::Records(Self::unwrap(v, plural, route)?))
+    }
+
+    /// Polls `GET /job_status` until the job is complete or `job_timeout` passes.
+    pub async fn wait_job(&self, job_id: &str) -> Result<JobStatus, NermError> {
+        let deadline = Instant::now() + self.opts.job_timeout;
+        let mut wait = Duration::from_millis(250);
+        loop {
+            let v = self.call(Method::GET, "/job_status", "/job_status", &[("job_id", job_id.to_string())], None).await?;
+            let status: JobStatus = serde_json::from_value(v)
+                .map_err(|e| NermError::Protocol { route: "GET /job_status".into(), detail: e.to_string() })?;
+            if status.status == "complete" {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(NermError::GaveUp {
+                    route: "GET /job_status".into(),
+                    attempts: 0,
+                    cause: format!("job {job_id} still {} after {:?}", status.status, self.opts.job_timeout),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    raw.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(|s| Duration::from_secs_f64(s.min(600.0)))
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else if e.is_body() || e.is_decode() {
+        "connection closed while reading the answer".into()
+    } else {
+        "connection closed without an answer".into()
+    }
+}
+
+fn error_message(bytes: &[u8]) -> String {
+    error_body(bytes).0
+}
+
+/// `{"error": msg, "errors": {field: msg | [msg]}}` → (msg, fields) (NOTES §2.0).
+fn error_body(bytes: &[u8]) -> (String, BTreeMap<String, String>) {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
+        return ("(no JSON error body)".into(), BTreeMap::new());
+    };
+    let message = v.get("error").and_then(Value::as_str).unwrap_or("(no error message)").chars().take(300).collect();
+    let mut fields = BTreeMap::new();
+    if let Some(errs) = v.get("errors").and_then(Value::as_object) {
+        for (k, msg) in errs {
+            let text = match msg {
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+                other => other.to_string(),
+            };
+            fields.insert(k.clone(), text.chars().take(200).collect());
+        }
+    }
+    (message, fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_except_for_loopback() {
+        assert!(check_base_url("https://acme.nonemployee.com/api").is_ok());
+        assert!(check_base_url("http://127.0.0.1:4010/api").is_ok());
+        assert!(check_base_url("http://localhost:4010/api").is_ok());
+        assert!(check_base_url("http://[::1]:4010/api").is_ok());
+        let err = check_base_url("http://acme.nonemployee.com/api").unwrap_err().to_string();
+        assert!(err.contains("https"), "{err}");
+        assert!(check_base_url("ftp://127.0.0.1/api").is_err());
+        assert!(check_base_url("https://user:pw@acme.nonemployee.com/api").is_err());
+    }
+
+    #[test]
+    fn the_base_url_gets_a_trailing_slash_so_paths_join_under_api() {
+        let u = check_base_url("https://acme.nonemployee.com/api").unwrap();
+        assert_eq!(u.join("users").unwrap().as_str(), "https://acme.nonemployee.com/api/users");
+    }
+
+    #[test]
+    fn validation_errors_are_read_as_strings_or_arrays() {
+        let (msg, fields) =
+            error_body(br#"{"error":"The user failed to create","errors":{"login":"has already been taken","email":["is invalid","x"]}}"#);
+        assert_eq!(msg, "The user failed to create");
+        assert_eq!(fields["login"], "has already been taken");
+        assert_eq!(fields["email"], "is invalid, x");
+        let e = NermError::Rejected { route: "POST /user".into(), status: 400, message: msg, fields };
+        assert!(e.is_already_taken("login"));
+        assert!(!e.is_already_taken("email"));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_ignores_garbage() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
