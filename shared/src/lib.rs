@@ -5,5 +5,7 @@
 //! report, the NERM client, AWS adapters behind ports).
 
 pub mod config;
+pub mod engine;
 pub mod input;
 pub mod nerm;
+pub mod report;

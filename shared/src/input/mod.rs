@@ -148,9 +148,7 @@ pub enum FileError {
         byte_offset: u64,
     },
     /// The file starts with a UTF-16 byte-order mark.
-    #[error(
-        "the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); export it as UTF-8 CSV"
-    )]
+    #[error("the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); export it as UTF-8 CSV")]
     Utf16,
     /// More bytes than [`ReaderOptions::max_file_bytes`].
     #[error("the file is larger than the limit of {limit} bytes")]
@@ -224,9 +222,7 @@ pub enum FileError {
 
 fn missing_columns_message(missing: &[String], found: &[String]) -> String {
     const SHOWN: usize = 50;
-    let list = |names: &[String]| {
-        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-    };
+    let list = |names: &[String]| names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
     let (what, verb) = if missing.len() == 1 { ("column", "is") } else { ("columns", "are") };
     let mut msg = format!(
         "required {what} {} {verb} missing from the header (columns found: {}",

@@ -81,11 +81,7 @@ impl<R: Read> CsvReader<R> {
     /// `Row::get(i)` later returns the value of `columns[i]`. Fails with a [`FileError`] if the
     /// file has no header, lacks a required column, has a wanted column twice, or the first
     /// bytes already break a limit or the encoding.
-    pub fn new(
-        reader: R,
-        options: &ReaderOptions,
-        columns: &[ColumnSpec],
-    ) -> Result<Self, FileError> {
+    pub fn new(reader: R, options: &ReaderOptions, columns: &[ColumnSpec]) -> Result<Self, FileError> {
         if let Some(byte) = options.delimiter
             && (!byte.is_ascii() || matches!(byte, QUOTE | b'\r' | b'\n'))
         {
@@ -131,11 +127,8 @@ impl<R: Read> CsvReader<R> {
         if let Some(field) = parsed.too_long {
             return Err(FileError::HeaderNameTooLong { column: field + 1, limit: this.max_field });
         }
-        this.headers = this
-            .spans
-            .iter()
-            .map(|&(a, b)| String::from_utf8_lossy(&this.data[a..b]).trim().to_owned())
-            .collect();
+        this.headers =
+            this.spans.iter().map(|&(a, b)| String::from_utf8_lossy(&this.data[a..b]).trim().to_owned()).collect();
         this.match_columns()?;
         this.spans = vec![(0, 0); this.column_of_slot.len()];
         Ok(this)
@@ -268,9 +261,7 @@ impl<R: Read> CsvReader<R> {
         match fault {
             Fault::Io(e) => FileError::Io(e),
             Fault::TooLarge => FileError::TooLarge { limit: self.max_file },
-            Fault::InvalidUtf8 { offset } => {
-                FileError::InvalidUtf8 { line: self.current_line(), byte_offset: offset }
-            }
+            Fault::InvalidUtf8 { offset } => FileError::InvalidUtf8 { line: self.current_line(), byte_offset: offset },
         }
     }
 
@@ -317,11 +308,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     /// Parses one record field by field. Returns the record and whether it has content.
-    fn parse_fields(
-        &mut self,
-        mode: Mode,
-        start_line: u64,
-    ) -> Result<Option<(Parsed, bool)>, FileError> {
+    fn parse_fields(&mut self, mode: Mode, start_line: u64) -> Result<Option<(Parsed, bool)>, FileError> {
         let mut field = 0usize;
         let mut field_start = 0usize;
         let mut field_len = 0usize;
@@ -363,7 +350,9 @@ impl<R: Read> CsvReader<R> {
                 }
                 None => self.core.read_field(input, &mut self.scratch),
             };
-            quotes += input[..nin].iter().filter(|&&b| b == QUOTE).count();
+            if quoted == Some(true) {
+                quotes += input[..nin].iter().filter(|&&b| b == QUOTE).count();
+            }
             self.src.consume(nin);
             field_len += nout;
             if slot.is_some() {
@@ -385,8 +374,7 @@ impl<R: Read> CsvReader<R> {
                     if let Some(slot) = slot
                         && !overflowed
                     {
-                        has_content = has_content
-                            || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
+                        has_content = has_content || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
                         match mode {
                             Mode::Header => self.spans.push(span),
                             Mode::Data => self.spans[slot] = span,

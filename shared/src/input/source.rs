@@ -35,11 +35,7 @@ impl std::error::Error for TooLarge {}
 
 impl From<io::Error> for Fault {
     fn from(e: io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) {
-            Fault::TooLarge
-        } else {
-            Fault::Io(e)
-        }
+        if e.get_ref().is_some_and(|inner| inner.is::<TooLarge>()) { Fault::TooLarge } else { Fault::Io(e) }
     }
 }
 
@@ -103,16 +99,7 @@ impl<R: Read> Source<R> {
                     .build(limited),
             )),
         };
-        Self {
-            inner,
-            buf: vec![0; BUF_SIZE],
-            pos: 0,
-            valid_end: 0,
-            end: 0,
-            offset: 0,
-            eof: false,
-            pending: None,
-        }
+        Self { inner, buf: vec![0; BUF_SIZE], pos: 0, valid_end: 0, end: 0, offset: 0, eof: false, pending: None }
     }
 
     /// Checked bytes not consumed yet; empty at the end of the input. A fault is reported only
@@ -169,8 +156,7 @@ impl<R: Read> Source<R> {
                     self.eof = true;
                     if self.valid_end < self.end {
                         // The input ends in the middle of a character.
-                        self.pending =
-                            Some(Fault::InvalidUtf8 { offset: self.offset + self.valid_end as u64 });
+                        self.pending = Some(Fault::InvalidUtf8 { offset: self.offset + self.valid_end as u64 });
                     }
                     return false;
                 }
@@ -194,8 +180,7 @@ impl<R: Read> Source<R> {
             Err(e) => {
                 self.valid_end += e.valid_up_to();
                 if e.error_len().is_some() {
-                    self.pending =
-                        Some(Fault::InvalidUtf8 { offset: self.offset + self.valid_end as u64 });
+                    self.pending = Some(Fault::InvalidUtf8 { offset: self.offset + self.valid_end as u64 });
                 }
             }
         }

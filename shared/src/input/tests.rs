@@ -512,7 +512,8 @@ fn a_read_error_is_a_file_error() {
 #[test]
 fn rows_report_their_values_by_column_spec_index() {
     let input = "name,login\nBob,bob\n";
-    let mut reader = CsvReader::new(input.as_bytes(), &ReaderOptions::default(), &required(&["login", "name"])).unwrap();
+    let mut reader =
+        CsvReader::new(input.as_bytes(), &ReaderOptions::default(), &required(&["login", "name"])).unwrap();
     let row = reader.next_row().unwrap().unwrap().unwrap();
     assert_eq!((row.line(), row.len(), row.get(0), row.get(1)), (2, 2, "bob", "Bob"));
     assert_eq!(format!("{row:?}"), r#"Row { line: 2, values: ["bob", "Bob"] }"#);

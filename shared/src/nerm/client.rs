@@ -96,7 +96,8 @@ pub struct NermClient {
 
 /// Checks the base URL: https, or plain http only to a loopback host (tests, the simulator).
 pub fn check_base_url(raw: &str) -> Result<Url, NermError> {
-    let mut url = Url::parse(raw.trim()).map_err(|e| NermError::Setup(format!("NERM base URL {raw:?} is invalid: {e}")))?;
+    let mut url =
+        Url::parse(raw.trim()).map_err(|e| NermError::Setup(format!("NERM base URL {raw:?} is invalid: {e}")))?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -295,9 +296,10 @@ impl NermClient {
             }
             return match serde_json::from_slice(&bytes) {
                 Ok(v) => Attempt::Done(v),
-                Err(e) => {
-                    Attempt::Fail(NermError::Protocol { route: label.to_string(), detail: format!("invalid JSON: {e}") })
-                }
+                Err(e) => Attempt::Fail(NermError::Protocol {
+                    route: label.to_string(),
+                    detail: format!("invalid JSON: {e}"),
+                }),
             };
         }
         if status == StatusCode::NOT_FOUND {
@@ -430,7 +432,9 @@ impl NermClient {
     }
 
     pub async fn patch_user(&self, id: &str, patch: &Patch) -> Result<User, NermError> {
-        let v = self.call(Method::PATCH, &format!("/users/{id}"), "/users/{id}", &[], Some(&json!({ "user": patch }))).await?;
+        let v = self
+            .call(Method::PATCH, &format!("/users/{id}"), "/users/{id}", &[], Some(&json!({ "user": patch })))
+            .await?;
         Self::unwrap(v, "user", "/users/{id}")
     }
 
@@ -470,7 +474,9 @@ impl NermClient {
         if let Some(a) = ne_attribute_id {
             link["ne_attribute_id"] = json!(a);
         }
-        let v = self.call(Method::POST, "/user_profile", "/user_profile", &[], Some(&json!({ "user_profile": link }))).await?;
+        let v = self
+            .call(Method::POST, "/user_profile", "/user_profile", &[], Some(&json!({ "user_profile": link })))
+            .await?;
         Self::unwrap(v, "user_profile", "/user_profile")
     }
 
@@ -486,7 +492,8 @@ impl NermClient {
 
     pub async fn patch_user_manager(&self, id: &str, manager_id: &str) -> Result<UserManager, NermError> {
         let body = json!({ "user_manager": { "manager_id": manager_id } });
-        let v = self.call(Method::PATCH, &format!("/user_managers/{id}"), "/user_managers/{id}", &[], Some(&body)).await?;
+        let v =
+            self.call(Method::PATCH, &format!("/user_managers/{id}"), "/user_managers/{id}", &[], Some(&body)).await?;
         Self::unwrap(v, "user_manager", "/user_managers/{id}")
     }
 
@@ -498,11 +505,33 @@ impl NermClient {
         self.list_all("/user_roles", "user_roles", &[("user_id", user_id.to_string())]).await
     }
 
+    /// `POST <route>` with `{singular: body}`, answering the created record (raw JSON).
+    pub async fn post_one(&self, route: &str, singular: &str, body: Value) -> Result<Value, NermError> {
+        let mut wrapper = serde_json::Map::new();
+        wrapper.insert(singular.to_string(), body);
+        let v = self.call(Method::POST, route, route, &[], Some(&Value::Object(wrapper))).await?;
+        Self::unwrap(v, singular, route)
+    }
+
+    /// `PATCH <path>` (whose template is `route`) with `{singular: body}`, answering the record.
+    pub async fn patch_one(&self, path: &str, route: &str, singular: &str, body: Value) -> Result<Value, NermError> {
+        let mut wrapper = serde_json::Map::new();
+        wrapper.insert(singular.to_string(), body);
+        let v = self.call(Method::PATCH, path, route, &[], Some(&Value::Object(wrapper))).await?;
+        Self::unwrap(v, singular, route)
+    }
+
     // ----- bulk ----------------------------------------------------------------------------
 
     /// A bulk POST/PATCH (`route` e.g. `/users`, `plural` e.g. `users`); answers the records or
     /// a job id (NOTES §2.11). A bulk create is not idempotent: on `Ambiguous` re-read.
-    pub async fn bulk(&self, method: Method, route: &str, plural: &str, items: Vec<Value>) -> Result<BulkAnswer, NermError> {
+    pub async fn bulk(
+        &self,
+        method: Method,
+        route: &str,
+        plural: &str,
+        items: Vec<Value>,
+    ) -> Result<BulkAnswer, NermError> {
         let mut body = serde_json::Map::new();
         body.insert(plural.to_string(), Value::Array(items));
         let v = self.call(method, route, route, &[], Some(&Value::Object(body))).await?;
@@ -517,7 +546,8 @@ impl NermClient {
         let deadline = Instant::now() + self.opts.job_timeout;
         let mut wait = Duration::from_millis(250);
         loop {
-            let v = self.call(Method::GET, "/job_status", "/job_status", &[("job_id", job_id.to_string())], None).await?;
+            let v =
+                self.call(Method::GET, "/job_status", "/job_status", &[("job_id", job_id.to_string())], None).await?;
             let status: JobStatus = serde_json::from_value(v)
                 .map_err(|e| NermError::Protocol { route: "GET /job_status".into(), detail: e.to_string() })?;
             if status.status == "complete" {

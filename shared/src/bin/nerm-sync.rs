@@ -1,0 +1,125 @@
+//! `nerm-sync`: run the import engine from a shell (wiring only).
+//!
+//! Exit codes: 0 every row done, 2 some rows rejected or failed, 1 the run did not start.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use shared::config::MappingConfig;
+use shared::nerm::{ClientOptions, NermClient, SecretToken, StaticToken, TokenProvider};
+use shared::report::ReportSink;
+
+#[derive(Parser)]
+#[command(name = "nerm-sync", version, about = "Sync an HR employee CSV into SailPoint NERM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate, snapshot NERM and report what would change; writes nothing to NERM.
+    Plan(Args),
+    /// Plan, then apply the changes to NERM.
+    Apply(Args),
+}
+
+#[derive(clap::Args)]
+struct Args {
+    /// The HR export (CSV).
+    #[arg(long)]
+    csv: PathBuf,
+    /// The mapping config (TOML), e.g. infra/config/example.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// NERM API base URL, e.g. https://acme.nonemployee.com/api (http only for loopback).
+    #[arg(long)]
+    nerm_url: String,
+    /// Where report.jsonl, report.csv and summary.json are written.
+    #[arg(long)]
+    report_dir: PathBuf,
+    /// Read the token from this file instead of the NERM_TOKEN environment variable.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("nerm-sync: {msg}");
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (dry_run, args) = match cli.command {
+        Command::Plan(a) => (true, a),
+        Command::Apply(a) => (false, a),
+    };
+    let config_text = match std::fs::read_to_string(&args.config) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read the config {}: {e}", args.config.display())),
+    };
+    let config = match MappingConfig::from_toml_str(&config_text) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", args.config.display())),
+    };
+    let tokens: Arc<dyn TokenProvider> = match &args.token_file {
+        Some(path) => match StaticToken::from_file(path) {
+            Ok(t) => Arc::new(t),
+            Err(e) => return fail(e),
+        },
+        None => match std::env::var("NERM_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => Arc::new(StaticToken::new(SecretToken::new(t.trim()))),
+            _ => return fail("no token: set NERM_TOKEN or pass --token-file"),
+        },
+    };
+    let n = &config.nerm;
+    let opts = ClientOptions {
+        requests_per_window: n.requests_per_window,
+        window: n.window(),
+        timeout: n.timeout(),
+        max_retries: n.max_retries,
+        retry_budget: n.retry_budget,
+        page_size: n.page_size,
+        ..ClientOptions::default()
+    };
+    let client = match NermClient::new(&args.nerm_url, tokens, opts) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.report_dir) {
+        return fail(format!("cannot create {}: {e}", args.report_dir.display()));
+    }
+    let create = |name: &str| File::create(args.report_dir.join(name)).map(BufWriter::new);
+    let (jsonl, csv) = match (create("report.jsonl"), create("report.csv")) {
+        (Ok(j), Ok(c)) => (j, c),
+        (Err(e), _) | (_, Err(e)) => {
+            return fail(format!("cannot write the report in {}: {e}", args.report_dir.display()));
+        }
+    };
+    let run_id = format!("cli-{}", std::process::id());
+    let mut sink = match ReportSink::new(run_id, dry_run, jsonl, csv, Vec::new()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let csv_path = args.csv.clone();
+    let progress = |msg: &str| eprintln!("nerm-sync: {msg}");
+    let result = shared::engine::run(|| File::open(&csv_path), &config, &client, &mut sink, dry_run, &progress).await;
+    if let Err(e) = result {
+        return fail(e);
+    }
+    let summary = match sink.finish() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("writing the report failed: {e}")),
+    };
+    if let Err(e) = std::fs::write(args.report_dir.join("summary.json"), summary.to_json_pretty()) {
+        return fail(format!("writing summary.json failed: {e}"));
+    }
+    eprintln!("{summary}");
+    eprintln!("nerm-sync: report in {}", args.report_dir.display());
+    ExitCode::from(summary.exit_code() as u8)
+}

@@ -1,0 +1,578 @@
+//! Stage 3, apply: carry out plans with as few NERM requests as possible, idempotently.
+//!
+//! Writes go out as bulk calls of at most 100 records (NOTES §3.4), phase by phase — users,
+//! then profiles, then the links that need both — so links find the ids created before them.
+//! Each bulk answer (records or a job, NOTES §2.11) is matched back to its inputs; whatever a
+//! bulk call did not confirm is retried one by one, and a create without a clear answer is
+//! settled by looking the record up, never by blindly creating it again (NOTES §3.3).
+
+use std::collections::HashMap;
+
+use futures::stream::{self, StreamExt};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::plan::{EmployeePlan, Op};
+use super::snapshot::{Snapshot, login_key};
+use crate::nerm::model::BulkAnswer;
+use crate::nerm::{NermClient, NermError};
+
+/// Bulk bodies never exceed this (practitioners' limit, NOTES §3.4).
+pub const BULK_MAX: usize = 100;
+/// Rounds of "write, then look up what is unconfirmed" before an item is given up.
+const ROUNDS: usize = 3;
+
+/// How to recognise a record in an answer, and how to look it up when an answer was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Identity {
+    /// An existing record being patched.
+    Id(String),
+    User {
+        login: String,
+    },
+    Profile {
+        key: String,
+    },
+    UserRole {
+        user_id: String,
+        role_id: String,
+    },
+    UserProfile {
+        user_id: String,
+        profile_id: String,
+        rel: String,
+    },
+    UserManager {
+        user_id: String,
+        manager_id: String,
+    },
+}
+
+/// One kind of write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    CreateUsers,
+    PatchUsers,
+    CreateProfiles,
+    PatchProfiles,
+    CreateUserRoles,
+    CreateUserProfiles,
+    CreateUserManagers,
+}
+
+impl Kind {
+    /// (bulk route, plural key, singular route, singular key)
+    fn routes(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Kind::CreateUsers | Kind::PatchUsers => ("/users", "users", "/user", "user"),
+            Kind::CreateProfiles | Kind::PatchProfiles => ("/profiles", "profiles", "/profile", "profile"),
+            Kind::CreateUserRoles => ("/user_roles", "user_roles", "/user_role", "user_role"),
+            Kind::CreateUserProfiles => ("/user_profiles", "user_profiles", "/user_profile", "user_profile"),
+            Kind::CreateUserManagers => ("/user_managers", "user_managers", "/user_manager", "user_manager"),
+        }
+    }
+    fn is_patch(self) -> bool {
+        matches!(self, Kind::PatchUsers | Kind::PatchProfiles)
+    }
+    /// The id key of a job's per-record result (NOTES §2.11, §5 item 17).
+    fn job_id_key(self) -> &'static str {
+        match self {
+            Kind::CreateUsers | Kind::PatchUsers => "user_id",
+            Kind::CreateProfiles | Kind::PatchProfiles => "profile_id",
+            Kind::CreateUserRoles => "user_role_id",
+            Kind::CreateUserProfiles => "user_profile_id",
+            Kind::CreateUserManagers => "user_manager_id",
+        }
+    }
+}
+
+struct Item {
+    plan: usize,
+    body: Value,
+    identity: Identity,
+}
+
+/// Ids known so far: from the snapshot, then from what this run created.
+#[derive(Debug, Default)]
+struct Ids {
+    users: HashMap<String, String>,
+    profiles: HashMap<String, String>,
+}
+
+/// Applies plans; returns, per plan, `None` when every operation succeeded or the first error.
+pub struct Applier<'a> {
+    client: &'a NermClient,
+    profile_type_id: String,
+    key_attribute: String,
+    manager_attribute: Option<String>,
+    concurrency: usize,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(
+        client: &'a NermClient,
+        profile_type_id: &str,
+        key_attribute: &str,
+        manager_attribute: Option<&str>,
+        concurrency: usize,
+    ) -> Self {
+        Applier {
+            client,
+            profile_type_id: profile_type_id.to_string(),
+            key_attribute: key_attribute.to_string(),
+            manager_attribute: manager_attribute.map(String::from),
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub async fn apply(&self, plans: &[EmployeePlan], snap: &Snapshot) -> Vec<Option<String>> {
+        let mut errors: Vec<Option<String>> = vec![None; plans.len()];
+        let mut ids = Ids::default();
+        for u in &snap.users {
+            ids.users.insert(login_key(&u.login), u.id.clone());
+        }
+        for (k, p) in snap.keyed_profiles() {
+            ids.profiles.insert(k.to_string(), p.id.clone());
+        }
+
+        // Phase 1: users.
+        let mut creates = Vec::new();
+        let mut patches = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            for op in &p.ops {
+                match op {
+                    Op::CreateUser { user } => creates.push(Item {
+                        plan: i,
+                        body: json!(user),
+                        identity: Identity::User { login: login_key(&user.login) },
+                    }),
+                    Op::PatchUser { user_id, patch } => {
+                        let mut body = patch.clone();
+                        body.insert("id".into(), json!(user_id));
+                        patches.push(Item {
+                            plan: i,
+                            body: Value::Object(body),
+                            identity: Identity::Id(user_id.clone()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (plan, r) in self.write(Kind::CreateUsers, creates).await {
+            match r {
+                Ok(id) => {
+                    ids.users.insert(login_key(&plans[plan].login), id);
+                }
+                Err(e) => note(&mut errors, plan, format!("creating the user failed: {e}")),
+            }
+        }
+        self.settle(Kind::PatchUsers, patches, &mut errors, "updating the user").await;
+
+        // Phase 2: profiles (the employee's own; manager links come in phase 3).
+        let mut creates = Vec::new();
+        let mut patches = Vec::new();
+        for (i, p) in plans.iter().enumerate().filter(|(i, _)| errors[*i].is_none()) {
+            for op in &p.ops {
+                match op {
+                    Op::CreateProfile { profile } => creates.push(Item {
+                        plan: i,
+                        body: json!(profile),
+                        identity: Identity::Profile { key: p.key.clone() },
+                    }),
+                    Op::PatchProfile { profile_id, patch } => {
+                        let mut body = patch.clone();
+                        body.insert("id".into(), json!(profile_id));
+                        patches.push(Item {
+                            plan: i,
+                            body: Value::Object(body),
+                            identity: Identity::Id(profile_id.clone()),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (plan, r) in self.write(Kind::CreateProfiles, creates).await {
+            match r {
+                Ok(id) => {
+                    ids.profiles.insert(plans[plan].key.clone(), id);
+                }
+                Err(e) => note(&mut errors, plan, format!("creating the profile failed: {e}")),
+            }
+        }
+        self.settle(Kind::PatchProfiles, patches, &mut errors, "updating the profile").await;
+
+        // Phase 3: links, now that every user and profile of the run exists.
+        let mut roles = Vec::new();
+        let mut links = Vec::new();
+        let mut managers = Vec::new();
+        let mut manager_attrs = Vec::new();
+        let mut repoints: Vec<(usize, String, String)> = Vec::new();
+        let mut removals: Vec<(usize, String)> = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            if errors[i].is_some() {
+                continue;
+            }
+            let user_id = ids.users.get(&login_key(&p.login)).cloned().or_else(|| p.user_id.clone());
+            let profile_id = ids.profiles.get(&p.key).cloned().or_else(|| p.profile_id.clone());
+            for op in &p.ops {
+                let need_user = || user_id.clone().ok_or_else(|| format!("the user {:?} does not exist", p.login));
+                let need_profile =
+                    || profile_id.clone().ok_or_else(|| format!("the profile {:?} does not exist", p.key));
+                let r: Result<(), String> = (|| {
+                    match op {
+                        Op::AssignRole { role_id, .. } => {
+                            let uid = need_user()?;
+                            roles.push(Item {
+                                plan: i,
+                                body: json!({ "user_id": uid, "role_id": role_id }),
+                                identity: Identity::UserRole { user_id: uid, role_id: role_id.clone() },
+                            });
+                        }
+                        Op::RemoveRole { user_role_id, .. } => removals.push((i, user_role_id.clone())),
+                        Op::LinkSelf { relationship } => {
+                            let (uid, pid) = (need_user()?, need_profile()?);
+                            links.push(Item {
+                                plan: i,
+                                body: json!({ "user_id": uid, "profile_id": pid, "relationship_type": relationship }),
+                                identity: Identity::UserProfile {
+                                    user_id: uid,
+                                    profile_id: pid,
+                                    rel: relationship.clone(),
+                                },
+                            });
+                        }
+                        Op::LinkContributor { contributor_user_id, .. } => {
+                            let pid = need_profile()?;
+                            links.push(Item {
+                                plan: i,
+                                body: json!({ "user_id": contributor_user_id, "profile_id": pid, "relationship_type": "contributor" }),
+                                identity: Identity::UserProfile {
+                                    user_id: contributor_user_id.clone(),
+                                    profile_id: pid,
+                                    rel: "contributor".into(),
+                                },
+                            });
+                        }
+                        Op::SetProfileManager { manager_login, manager_key } => {
+                            let pid = need_profile()?;
+                            let mid = ids.profiles.get(manager_key).cloned().ok_or_else(|| {
+                                format!("the manager {manager_login:?} has no profile (it was not created)")
+                            })?;
+                            let attr = self.manager_attribute.clone().ok_or("no manager attribute configured")?;
+                            manager_attrs.push(Item {
+                                plan: i,
+                                body: json!({ "id": pid, "attributes": { attr: mid } }),
+                                identity: Identity::Id(pid.clone()),
+                            });
+                        }
+                        Op::SetUserManager { manager_login, existing_link_id } => {
+                            let uid = need_user()?;
+                            let mid = ids.users.get(&login_key(manager_login)).cloned().ok_or_else(|| {
+                                format!("the manager {manager_login:?} has no NERM user (it was not created)")
+                            })?;
+                            match existing_link_id {
+                                Some(link) => repoints.push((i, link.clone(), mid)),
+                                None => managers.push(Item {
+                                    plan: i,
+                                    body: json!({ "user_id": uid, "manager_id": mid }),
+                                    identity: Identity::UserManager { user_id: uid, manager_id: mid },
+                                }),
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    note(&mut errors, i, e);
+                }
+            }
+        }
+        self.settle(Kind::CreateUserRoles, roles, &mut errors, "assigning a role").await;
+        self.settle(Kind::CreateUserProfiles, links, &mut errors, "linking the profile").await;
+        self.settle(Kind::CreateUserManagers, managers, &mut errors, "linking the manager").await;
+        self.settle(Kind::PatchProfiles, manager_attrs, &mut errors, "setting the profile's manager").await;
+        let singles = stream::iter(removals.into_iter().map(|(i, id)| async move {
+            (i, self.client.delete_user_role(&id).await.map_err(|e| format!("removing a role failed: {e}")))
+        }))
+        .buffer_unordered(self.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        for (i, r) in singles {
+            if let Err(e) = r {
+                note(&mut errors, i, e);
+            }
+        }
+        let repointed = stream::iter(repoints.into_iter().map(|(i, link, mid)| async move {
+            (
+                i,
+                self.client
+                    .patch_user_manager(&link, &mid)
+                    .await
+                    .map_err(|e| format!("re-pointing the manager failed: {e}")),
+            )
+        }))
+        .buffer_unordered(self.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        for (i, r) in repointed {
+            if let Err(e) = r {
+                note(&mut errors, i, e);
+            }
+        }
+        errors
+    }
+
+    async fn settle(&self, kind: Kind, items: Vec<Item>, errors: &mut [Option<String>], what: &str) {
+        for (plan, r) in self.write(kind, items).await {
+            if let Err(e) = r {
+                note(errors, plan, format!("{what} failed: {e}"));
+            }
+        }
+    }
+
+    /// Writes items in bulk chunks; answers each item's record id or error.
+    async fn write(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let mut chunks: Vec<Vec<Item>> = Vec::new();
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(BULK_MAX).collect());
+        }
+        stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(kind, chunk)))
+            .buffer_unordered(self.concurrency)
+            .flat_map(stream::iter)
+            .collect()
+            .await
+    }
+
+    async fn write_chunk(&self, kind: Kind, chunk: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        let (route, plural, _, _) = kind.routes();
+        let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut pending: Vec<Item> = chunk;
+        for round in 0..ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
+            let answer = self.client.bulk(method.clone(), route, plural, bodies).await;
+            let mut unconfirmed: Vec<Item> = Vec::new();
+            match answer {
+                Ok(BulkAnswer::Records(records)) => {
+                    let mut by_identity: HashMap<Identity, String> = HashMap::new();
+                    for r in &records {
+                        if let (Some(ident), Some(id)) =
+                            (self.identity_of(kind, r), r.get("id").and_then(Value::as_str))
+                        {
+                            by_identity.insert(ident, id.to_string());
+                        }
+                    }
+                    for item in pending {
+                        match by_identity.get(&item.identity) {
+                            Some(id) => out.push((item.plan, Ok(id.clone()))),
+                            None => unconfirmed.push(item),
+                        }
+                    }
+                    // Items a synchronous bulk answer left out failed; one by one tells why.
+                    out.extend(self.one_by_one(kind, unconfirmed).await);
+                    return out;
+                }
+                Ok(BulkAnswer::Job(job_id)) => match self.client.wait_job(&job_id).await {
+                    Ok(status) => {
+                        for (idx, item) in pending.into_iter().enumerate() {
+                            let entry = status.job_data.get(idx);
+                            let errs: Vec<String> = entry
+                                .and_then(|e| e.get("errors"))
+                                .and_then(Value::as_array)
+                                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                                .unwrap_or_default();
+                            let id = entry.and_then(|e| e.get(kind.job_id_key())).and_then(Value::as_str);
+                            match (id, errs.is_empty()) {
+                                (Some(id), true) => out.push((item.plan, Ok(id.to_string()))),
+                                (_, false) => out.push((item.plan, Err(errs.join("; ")))),
+                                (None, true) => unconfirmed.push(item),
+                            }
+                        }
+                        out.extend(self.one_by_one(kind, unconfirmed).await);
+                        return out;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bulk job did not complete; checking its records one by one");
+                        unconfirmed = pending;
+                    }
+                },
+                Err(NermError::Ambiguous { .. }) => unconfirmed = pending,
+                Err(NermError::Rejected { .. }) => {
+                    // The whole body was refused (e.g. all-or-nothing bulk): isolate the bad items.
+                    out.extend(self.one_by_one(kind, pending).await);
+                    return out;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    out.extend(pending.into_iter().map(|i| (i.plan, Err(msg.clone()))));
+                    return out;
+                }
+            }
+            // The write may or may not have happened: look each record up before trying again.
+            pending = Vec::new();
+            let found = self.look_up(kind, &unconfirmed).await;
+            for (item, f) in unconfirmed.into_iter().zip(found) {
+                match f {
+                    Ok(Some(id)) => out.push((item.plan, Ok(id))),
+                    Ok(None) if round + 1 < ROUNDS => pending.push(item),
+                    Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
+                    Err(e) => out.push((item.plan, Err(e.to_string()))),
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes items one at a time, settling "already taken" and lost answers by lookup.
+    async fn one_by_one(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        stream::iter(items.into_iter().map(|item| async move {
+            let r = self.write_one(kind, &item).await;
+            (item.plan, r)
+        }))
+        .buffer_unordered(self.concurrency)
+        .collect()
+        .await
+    }
+
+    async fn write_one(&self, kind: Kind, item: &Item) -> Result<String, String> {
+        let (_, _, single_route, singular) = kind.routes();
+        for _ in 0..ROUNDS {
+            let r = if kind.is_patch() {
+                let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
+                let mut body = item.body.clone();
+                if let Some(m) = body.as_object_mut() {
+                    m.remove("id");
+                }
+                let (bulk_route, _, _, _) = kind.routes();
+                self.client
+                    .patch_one(&format!("{bulk_route}/{id}"), &format!("{bulk_route}/{{id}}"), singular, body)
+                    .await
+            } else {
+                self.client.post_one(single_route, singular, item.body.clone()).await
+            };
+            match r {
+                Ok(v) => {
+                    return v
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                        .ok_or_else(|| "no id in the answer".into());
+                }
+                Err(e)
+                    if e.is_already_taken("login")
+                        || e.is_already_taken("role_id")
+                        || e.is_already_taken("user_id")
+                        || e.is_already_taken("manager_id") =>
+                {
+                    // Created by an earlier attempt whose answer was lost: find it.
+                    return match self.look_up_one(kind, &item.identity).await {
+                        Ok(Some(id)) => Ok(id),
+                        Ok(None) => Err(e.to_string()),
+                        Err(le) => Err(le.to_string()),
+                    };
+                }
+                Err(NermError::Ambiguous { .. }) => match self.look_up_one(kind, &item.identity).await {
+                    Ok(Some(id)) => return Ok(id),
+                    Ok(None) => continue,
+                    Err(le) => return Err(le.to_string()),
+                },
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("NERM never confirmed the write".into())
+    }
+
+    /// How an answered record identifies itself (matching [`Item::identity`]).
+    fn identity_of(&self, kind: Kind, r: &Value) -> Option<Identity> {
+        let s = |k: &str| r.get(k).and_then(Value::as_str).map(String::from);
+        Some(match kind {
+            Kind::PatchUsers | Kind::PatchProfiles => Identity::Id(s("id")?),
+            Kind::CreateUsers => Identity::User { login: login_key(&s("login")?) },
+            Kind::CreateProfiles => {
+                Identity::Profile { key: r.get("attributes")?.get(&self.key_attribute)?.as_str()?.trim().to_string() }
+            }
+            Kind::CreateUserRoles => Identity::UserRole { user_id: s("user_id")?, role_id: s("role_id")? },
+            Kind::CreateUserProfiles => Identity::UserProfile {
+                user_id: s("user_id")?,
+                profile_id: s("profile_id")?,
+                rel: s("relationship_type")?,
+            },
+            Kind::CreateUserManagers => Identity::UserManager { user_id: s("user_id")?, manager_id: s("manager_id")? },
+        })
+    }
+
+    /// Looks records up after a lost answer; profiles take one scan for the whole batch.
+    async fn look_up(&self, kind: Kind, items: &[Item]) -> Vec<Result<Option<String>, NermError>> {
+        if kind == Kind::CreateProfiles {
+            return match self.client.list_profiles_of_type(&self.profile_type_id).await {
+                Ok(all) => {
+                    let by_key: HashMap<String, String> = all
+                        .into_iter()
+                        .filter_map(|p| {
+                            p.attributes.get(&self.key_attribute).map(|k| (k.trim().to_string(), p.id.clone()))
+                        })
+                        .collect();
+                    items
+                        .iter()
+                        .map(|i| match &i.identity {
+                            Identity::Profile { key } => Ok(by_key.get(key).cloned()),
+                            _ => Ok(None),
+                        })
+                        .collect()
+                }
+                Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+            };
+        }
+        stream::iter(items.iter().map(|i| self.look_up_one(kind, &i.identity)))
+            .buffered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    async fn look_up_one(&self, kind: Kind, identity: &Identity) -> Result<Option<String>, NermError> {
+        Ok(match identity {
+            Identity::Id(id) => Some(id.clone()),
+            Identity::User { login } => self.client.user_by_login(login).await?.map(|u| u.id),
+            Identity::Profile { .. } => {
+                return self
+                    .look_up(kind, &[Item { plan: 0, body: Value::Null, identity: identity.clone() }])
+                    .await
+                    .pop()
+                    .unwrap_or(Ok(None));
+            }
+            Identity::UserRole { user_id, role_id } => {
+                self.client.user_roles_of(user_id).await?.into_iter().find(|r| &r.role_id == role_id).map(|r| r.id)
+            }
+            Identity::UserProfile { user_id, profile_id, rel } => self
+                .client
+                .user_profiles_of(profile_id)
+                .await?
+                .into_iter()
+                .find(|l| &l.user_id == user_id && &l.relationship_type == rel)
+                .map(|l| l.id),
+            Identity::UserManager { user_id, manager_id } => self
+                .client
+                .user_managers_of(user_id)
+                .await?
+                .into_iter()
+                .find(|m| &m.manager_id == manager_id)
+                .map(|m| m.id),
+        })
+    }
+}
+
+fn note(errors: &mut [Option<String>], plan: usize, msg: String) {
+    if errors[plan].is_none() {
+        errors[plan] = Some(msg);
+    }
+}

@@ -1,0 +1,622 @@
+//! Stage 2, plan: diff each employee against the snapshot and list the NERM writes that make
+//! NERM match the file — nothing for an unchanged employee.
+//!
+//! Operations name what does not exist yet by login or key, so the same plan can be applied in
+//! one process (the CLI) or shipped over SQS and applied by workers (the Lambdas).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::read::{Employee, Rejection};
+use super::snapshot::{Snapshot, login_key};
+use crate::config::{ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
+use crate::input::LoginIndex;
+use crate::nerm::model::{NewProfile, NewUser, Patch};
+
+/// One NERM write for one employee. The employee's own user and profile are implied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    CreateUser {
+        user: NewUser,
+    },
+    PatchUser {
+        user_id: String,
+        patch: Patch,
+    },
+    AssignRole {
+        role_id: String,
+        role_name: String,
+    },
+    RemoveRole {
+        user_role_id: String,
+        role_name: String,
+    },
+    /// Created without the manager attribute when the manager's profile does not exist yet
+    /// (then a [`Op::SetProfileManager`] follows).
+    CreateProfile {
+        profile: NewProfile,
+    },
+    PatchProfile {
+        profile_id: String,
+        patch: Patch,
+    },
+    /// The employee's user becomes owner/contributor of the employee's profile.
+    LinkSelf {
+        relationship: String,
+    },
+    /// A configured user becomes contributor of the employee's profile.
+    LinkContributor {
+        contributor_user_id: String,
+        contributor_login: String,
+    },
+    /// The profile's manager attribute points at the manager's profile (resolved at apply).
+    SetProfileManager {
+        manager_login: String,
+        manager_key: String,
+    },
+    /// The employee's user_manager link points at the manager's user (created or re-pointed).
+    SetUserManager {
+        manager_login: String,
+        existing_link_id: Option<String>,
+    },
+}
+
+impl Op {
+    /// A short name for counts in dry-run summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::CreateUser { .. } => "create_user",
+            Op::PatchUser { .. } => "update_user",
+            Op::AssignRole { .. } => "assign_role",
+            Op::RemoveRole { .. } => "remove_role",
+            Op::CreateProfile { .. } => "create_profile",
+            Op::PatchProfile { .. } => "update_profile",
+            Op::LinkSelf { .. } => "link_self",
+            Op::LinkContributor { .. } => "link_contributor",
+            Op::SetProfileManager { .. } => "set_profile_manager",
+            Op::SetUserManager { .. } => "set_user_manager",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    Create,
+    Update,
+    Disable,
+}
+
+/// Everything one employee needs, with the ids the snapshot already knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmployeePlan {
+    pub line: u64,
+    pub login: String,
+    pub key: String,
+    pub user_id: Option<String>,
+    pub profile_id: Option<String>,
+    pub kind: PlanKind,
+    pub ops: Vec<Op>,
+    /// Human-readable list of what changes, for the report.
+    pub changes: Vec<String>,
+}
+
+/// The planner's verdict on one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowPlan {
+    Unchanged { line: u64, login: String, key: String },
+    Rejected(Rejection),
+    Change(EmployeePlan),
+}
+
+/// Why a full sync stops before any write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error(
+        "full sync would disable {leavers} of {managed} managed employees ({percent:.1}%), above the \
+         {limit:.1}% threshold; nothing was changed. Check the file, or set sync.allow_mass_disable = true"
+    )]
+    TooMany { leavers: usize, managed: usize, percent: f64, limit: f64 },
+    #[error(
+        "full sync with no valid row would disable all {managed} managed employees; nothing was changed \
+         (an empty file never disables anyone)"
+    )]
+    EmptyFile { managed: usize },
+}
+
+/// What the first pass learnt about the file, needed before planning any row.
+#[derive(Debug, Default)]
+pub struct FileIndex {
+    /// Every login in the file, with the line of its first row and whether it was accepted.
+    pub logins: LoginIndex,
+    /// Accepted rows: login (lower-cased) → employee key, to find a manager's profile.
+    pub key_by_login: HashMap<String, String>,
+    /// Every non-empty key in the file, accepted or not (a rejected row is no leaver).
+    pub keys: HashSet<String>,
+    pub valid_rows: u64,
+}
+
+/// Diffs employees against a snapshot, one row at a time.
+pub struct Planner<'a> {
+    cfg: &'a ResolvedConfig,
+    snap: &'a Snapshot,
+    file: &'a FileIndex,
+    seen_keys: HashMap<String, u64>,
+    /// Self-link relationship, if any.
+    self_rel: Option<&'static str>,
+    /// Extra contributors resolved to user ids.
+    extra: Vec<(String, String)>,
+    warnings: Vec<String>,
+    /// Profile id per user id, via the self link (to find managers' profiles outside the file).
+    profile_of_user: HashMap<String, String>,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(cfg: &'a ResolvedConfig, snap: &'a Snapshot, file: &'a FileIndex) -> Self {
+        let m = cfg.config();
+        let self_rel = match m.contributors.self_relationship {
+            SelfRelationship::Owner => Some("owner"),
+            SelfRelationship::Contributor => Some("contributor"),
+            SelfRelationship::None => None,
+        };
+        let mut warnings = Vec::new();
+        let mut extra = Vec::new();
+        for login in &m.contributors.extra {
+            match snap.user_by_login(login) {
+                Some(u) => extra.push((u.id.clone(), u.login.clone())),
+                None => warnings
+                    .push(format!("contributors.extra: NERM has no user {login:?}; it is not added as a contributor")),
+            }
+        }
+        let mut profile_of_user = HashMap::new();
+        if let Some(rel) = self_rel {
+            for l in snap.user_profiles.iter().filter(|l| l.relationship_type == rel) {
+                if snap.profile_by_id(&l.profile_id).is_some() {
+                    profile_of_user.entry(l.user_id.clone()).or_insert_with(|| l.profile_id.clone());
+                }
+            }
+        }
+        Planner { cfg, snap, file, seen_keys: HashMap::new(), self_rel, extra, warnings, profile_of_user }
+    }
+
+    /// Warnings found while planning (for the report summary).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Plans one valid row (rejections pass through unchanged).
+    pub fn plan_row(&mut self, item: Result<Employee, Rejection>) -> RowPlan {
+        let e = match item {
+            Ok(e) => e,
+            Err(r) => return RowPlan::Rejected(r),
+        };
+        let reject = |reason: String| {
+            RowPlan::Rejected(Rejection {
+                line: e.line,
+                login: e.login.clone(),
+                key: e.key.clone(),
+                reasons: vec![reason],
+            })
+        };
+        let m = self.cfg.config();
+        if let Some(first) = self.seen_keys.get(&e.key) {
+            return reject(format!(
+                "line {}, column {:?}: employee key {:?} already appeared on line {first}; only the first row is used",
+                e.line, m.columns.key, e.key
+            ));
+        }
+        self.seen_keys.insert(e.key.clone(), e.line);
+        let user = self.snap.user_by_login(&e.login);
+        // Two different people may not share one NERM profile.
+        let profile = self.snap.profile_by_key(&e.key);
+        if let Some(manager) = &e.manager_login {
+            let in_file = self.file.logins.get(manager);
+            let in_nerm = self.snap.user_by_login(manager).is_some();
+            match in_file {
+                Some(seen) if !seen.accepted && !in_nerm => {
+                    return reject(format!(
+                        "line {}, column {:?}: manager {manager:?} is on line {}, which was rejected",
+                        e.line,
+                        m.columns.manager.as_deref().unwrap_or_default(),
+                        seen.line
+                    ));
+                }
+                None if !in_nerm => {
+                    return reject(format!(
+                        "line {}, column {:?}: manager {manager:?} is neither in the file nor a NERM user",
+                        e.line,
+                        m.columns.manager.as_deref().unwrap_or_default()
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        let mut ops = Vec::new();
+        let mut changes = Vec::new();
+        let user_id = user.map(|u| u.id.clone());
+        let profile_id = profile.map(|p| p.id.clone());
+
+        // --- user and roles ---------------------------------------------------------------
+        let role_ids: Vec<(String, String)> = self.wanted_roles(&e);
+        let groups = match m.roles.strategy {
+            RoleStrategy::GroupStrings => {
+                Some(self.wanted_groups(&role_ids, user.and_then(|u| u.group_strings.as_deref())))
+            }
+            RoleStrategy::UserRole => None,
+        };
+        match user {
+            None => {
+                ops.push(Op::CreateUser {
+                    user: NewUser {
+                        name: e.name.clone(),
+                        email: e.email.clone(),
+                        kind: m.user.user_type.as_str().to_string(),
+                        login: e.login.clone(),
+                        status: Some(e.user_status.clone()),
+                        title: e.title.clone(),
+                        locale: e.locale.clone(),
+                        group_strings: groups.clone().filter(|g| !g.is_empty()),
+                        sailpoint_identity_id: e.sailpoint_identity_id.clone(),
+                    },
+                });
+                changes.push("user created".into());
+            }
+            Some(u) => {
+                let mut patch = Patch::new();
+                diff_field(&mut patch, &mut changes, "name", Some(&u.name), Some(&e.name));
+                diff_field(&mut patch, &mut changes, "email", Some(&u.email), Some(&e.email));
+                diff_field(&mut patch, &mut changes, "status", u.status.as_deref(), Some(&e.user_status));
+                diff_field(&mut patch, &mut changes, "title", u.title.as_deref(), e.title.as_deref());
+                diff_field(&mut patch, &mut changes, "locale", u.locale.as_deref(), e.locale.as_deref());
+                if e.sailpoint_identity_id.is_some() {
+                    diff_field(
+                        &mut patch,
+                        &mut changes,
+                        "sailpoint_identity_id",
+                        u.sailpoint_identity_id.as_deref(),
+                        e.sailpoint_identity_id.as_deref(),
+                    );
+                }
+                if let Some(g) = &groups
+                    && !same_groups(u.group_strings.as_deref().unwrap_or(""), g)
+                {
+                    diff_field(&mut patch, &mut changes, "group_strings", u.group_strings.as_deref(), Some(g));
+                }
+                if !patch.is_empty() {
+                    ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
+                }
+            }
+        }
+        if m.roles.strategy == RoleStrategy::UserRole {
+            let held: Vec<(&str, &str)> = user_id
+                .as_deref()
+                .map(|id| self.snap.roles_of(id).map(|r| (r.id.as_str(), r.role_id.as_str())).collect())
+                .unwrap_or_default();
+            for (role_id, name) in &role_ids {
+                if !held.iter().any(|(_, r)| r == role_id) {
+                    ops.push(Op::AssignRole { role_id: role_id.clone(), role_name: name.clone() });
+                    changes.push(format!("role {name} assigned"));
+                }
+            }
+            if m.roles.managed {
+                for (ur_id, role_id) in held {
+                    if !role_ids.iter().any(|(r, _)| r == role_id) {
+                        let name =
+                            self.cfg.roles().iter().find(|r| r.id == role_id).map_or(role_id, |r| r.name.as_str());
+                        ops.push(Op::RemoveRole { user_role_id: ur_id.to_string(), role_name: name.to_string() });
+                        changes.push(format!("role {name} removed"));
+                    }
+                }
+            }
+        }
+
+        // --- profile ----------------------------------------------------------------------
+        let manager_attr = self.cfg.manager_attribute().map(|a| a.uid.clone());
+        let manager_target = e.manager_login.as_deref().and_then(|ml| self.manager_profile(ml));
+        match profile {
+            None => {
+                let mut attributes: BTreeMap<String, String> = e.attributes.iter().cloned().collect();
+                let mut deferred_manager = None;
+                if let (Some(attr), Some(ml)) = (&manager_attr, &e.manager_login) {
+                    match &manager_target {
+                        Some(ManagerProfile::Existing { id, .. }) => {
+                            attributes.insert(attr.clone(), id.clone());
+                        }
+                        Some(ManagerProfile::InFile { key }) => deferred_manager = Some((ml.clone(), key.clone())),
+                        None => changes.push(format!(
+                            "manager {ml:?} has no {} profile; profile manager not set",
+                            self.type_name()
+                        )),
+                    }
+                }
+                ops.push(Op::CreateProfile {
+                    profile: NewProfile {
+                        profile_type_id: self.cfg.profile_type().id.clone(),
+                        status: e.profile_status.clone(),
+                        name: e.profile_name.clone(),
+                        attributes,
+                    },
+                });
+                changes.push("profile created".into());
+                if let Some((manager_login, manager_key)) = deferred_manager {
+                    ops.push(Op::SetProfileManager { manager_login, manager_key });
+                }
+            }
+            Some(p) => {
+                let mut patch = Patch::new();
+                if p.status != e.profile_status {
+                    patch.insert("status".into(), json!(e.profile_status));
+                    changes.push(format!("profile.status: {:?} -> {:?}", p.status, e.profile_status));
+                }
+                let mut attrs = serde_json::Map::new();
+                let desired: HashMap<&str, &str> = e.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                for a in self.cfg.attributes() {
+                    let want = desired.get(a.uid.as_str()).copied().unwrap_or("");
+                    let have = p.attributes.get(&a.uid).map(String::as_str).unwrap_or("");
+                    if want != have {
+                        attrs.insert(a.uid.clone(), json!(want));
+                        changes.push(format!("profile.{}: {have:?} -> {want:?}", a.uid));
+                    }
+                }
+                if let (Some(attr), Some(ml)) = (&manager_attr, &e.manager_login) {
+                    let have = p.attributes.get(attr).map(String::as_str).unwrap_or("");
+                    match &manager_target {
+                        Some(ManagerProfile::Existing { id, name }) if have != name => {
+                            attrs.insert(attr.clone(), json!(id));
+                            changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
+                        }
+                        Some(ManagerProfile::InFile { key }) => {
+                            ops.push(Op::SetProfileManager { manager_login: ml.clone(), manager_key: key.clone() });
+                            changes.push(format!("profile.{attr} -> manager {ml:?}"));
+                        }
+                        _ => {}
+                    }
+                }
+                if !attrs.is_empty() {
+                    patch.insert("attributes".into(), Value::Object(attrs));
+                }
+                if !patch.is_empty() {
+                    ops.insert(
+                        ops.iter().position(|o| matches!(o, Op::SetProfileManager { .. })).unwrap_or(ops.len()),
+                        Op::PatchProfile { profile_id: p.id.clone(), patch },
+                    );
+                }
+            }
+        }
+
+        // --- links ------------------------------------------------------------------------
+        let links: Vec<(&str, &str)> = profile_id
+            .as_deref()
+            .map(|pid| self.snap.links_of(pid).map(|l| (l.user_id.as_str(), l.relationship_type.as_str())).collect())
+            .unwrap_or_default();
+        if let Some(rel) = self.self_rel {
+            let linked = user_id.as_deref().is_some_and(|uid| links.iter().any(|(u, r)| *u == uid && *r == rel));
+            let other_owner =
+                rel == "owner" && links.iter().any(|(u, r)| *r == "owner" && Some(*u) != user_id.as_deref());
+            if other_owner {
+                changes.push("profile already has another owner; self link not changed".into());
+            } else if !linked {
+                ops.push(Op::LinkSelf { relationship: rel.to_string() });
+                changes.push(format!("user linked as {rel} of the profile"));
+            }
+        }
+        for (cid, clogin) in &self.extra {
+            if !links.iter().any(|(u, r)| u == cid && *r == "contributor") {
+                ops.push(Op::LinkContributor { contributor_user_id: cid.clone(), contributor_login: clogin.clone() });
+                changes.push(format!("{clogin} linked as contributor"));
+            }
+        }
+        if m.managers.user_manager
+            && let Some(ml) = &e.manager_login
+        {
+            let manager_id = self.snap.user_by_login(ml).map(|u| u.id.clone());
+            let existing: Vec<(&str, &str)> = user_id
+                .as_deref()
+                .map(|uid| self.snap.managers_of(uid).map(|l| (l.id.as_str(), l.manager_id.as_str())).collect())
+                .unwrap_or_default();
+            let already = manager_id.as_deref().is_some_and(|mid| existing.iter().any(|(_, m)| *m == mid));
+            if !already {
+                ops.push(Op::SetUserManager {
+                    manager_login: ml.clone(),
+                    existing_link_id: existing.first().map(|(id, _)| id.to_string()),
+                });
+                changes.push(format!("user manager -> {ml}"));
+            }
+        }
+
+        if ops.is_empty() {
+            return RowPlan::Unchanged { line: e.line, login: e.login, key: e.key };
+        }
+        let kind = if ops.iter().any(|o| matches!(o, Op::CreateUser { .. } | Op::CreateProfile { .. })) {
+            PlanKind::Create
+        } else {
+            PlanKind::Update
+        };
+        RowPlan::Change(EmployeePlan {
+            line: e.line,
+            login: e.login,
+            key: e.key,
+            user_id,
+            profile_id,
+            kind,
+            ops,
+            changes,
+        })
+    }
+
+    fn type_name(&self) -> &str {
+        &self.cfg.profile_type().name
+    }
+
+    /// Default roles plus the row's, as (role id, name), without repeats.
+    fn wanted_roles(&self, e: &Employee) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let row_roles = e.roles.iter().filter_map(|n| self.cfg.role(n));
+        for r in self.cfg.default_roles().chain(row_roles) {
+            if !out.iter().any(|(id, _)| *id == r.id) {
+                out.push((r.id.clone(), r.name.clone()));
+            }
+        }
+        out
+    }
+
+    /// The user's `group_strings` for the wanted roles (NOTES §4 item 3): each role's first
+    /// directory group; groups the file does not mention are kept unless roles are managed.
+    fn wanted_groups(&self, roles: &[(String, String)], current: Option<&str>) -> String {
+        let mut groups: Vec<String> = Vec::new();
+        if !self.cfg.config().roles.managed {
+            groups.extend(split_groups(current.unwrap_or("")));
+        }
+        for (id, _) in roles {
+            if let Some(r) = self.cfg.roles().iter().find(|r| &r.id == id)
+                && !r.groups.iter().any(|g| groups.contains(g))
+                && let Some(g) = r.groups.first()
+            {
+                groups.push(g.clone());
+            }
+        }
+        groups.join(",")
+    }
+
+    /// Where the manager's profile is: already in NERM (id and display name), or to be created
+    /// in this run from the file.
+    fn manager_profile(&self, manager_login: &str) -> Option<ManagerProfile> {
+        let lower = login_key(manager_login);
+        if let Some(key) = self.file.key_by_login.get(&lower) {
+            return Some(match self.snap.profile_by_key(key) {
+                Some(p) => ManagerProfile::Existing { id: p.id.clone(), name: p.name.clone() },
+                None => ManagerProfile::InFile { key: key.clone() },
+            });
+        }
+        let user = self.snap.user_by_login(manager_login)?;
+        let pid = self.profile_of_user.get(&user.id)?;
+        let p = self.snap.profile_by_id(pid)?;
+        Some(ManagerProfile::Existing { id: p.id.clone(), name: p.name.clone() })
+    }
+
+    /// Full sync: every managed employee whose key is not in the file is disabled (never
+    /// deleted), unless that would cross the threshold.
+    pub fn leavers(&self) -> Result<Vec<EmployeePlan>, ThresholdError> {
+        let m = self.cfg.config();
+        if m.sync.mode != SyncMode::Full {
+            return Ok(Vec::new());
+        }
+        let user_status = m.sync.leaver_user_status.as_str();
+        let profile_status = m.sync.leaver_profile_status.as_str();
+        let login_attr = self.login_attribute();
+        let mut plans = Vec::new();
+        let mut managed = 0usize;
+        let mut keyed: Vec<(&str, &crate::nerm::model::Profile)> = self.snap.keyed_profiles().collect();
+        keyed.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, p) in keyed {
+            managed += 1;
+            if self.file.keys.contains(key) {
+                continue;
+            }
+            let user = self.leaver_user(p, login_attr.as_deref());
+            let mut ops = Vec::new();
+            let mut changes = Vec::new();
+            if let Some(u) = user
+                && u.status.as_deref() != Some(user_status)
+            {
+                let mut patch = Patch::new();
+                patch.insert("status".into(), json!(user_status));
+                changes.push(format!("user.status: {:?} -> {user_status:?}", u.status.as_deref().unwrap_or("")));
+                ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
+            }
+            if p.status != profile_status {
+                let mut patch = Patch::new();
+                patch.insert("status".into(), json!(profile_status));
+                changes.push(format!("profile.status: {:?} -> {profile_status:?}", p.status));
+                ops.push(Op::PatchProfile { profile_id: p.id.clone(), patch });
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            plans.push(EmployeePlan {
+                line: 0,
+                login: user.map(|u| u.login.clone()).unwrap_or_default(),
+                key: key.to_string(),
+                user_id: user.map(|u| u.id.clone()),
+                profile_id: Some(p.id.clone()),
+                kind: PlanKind::Disable,
+                ops,
+                changes,
+            });
+        }
+        if plans.is_empty() {
+            return Ok(plans);
+        }
+        if self.file.valid_rows == 0 {
+            return Err(ThresholdError::EmptyFile { managed });
+        }
+        let percent = plans.len() as f64 * 100.0 / managed.max(1) as f64;
+        if percent > m.sync.max_disable_percent && !m.sync.allow_mass_disable {
+            return Err(ThresholdError::TooMany {
+                leavers: plans.len(),
+                managed,
+                percent,
+                limit: m.sync.max_disable_percent,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// The attribute filled from the login column, if the config has one.
+    fn login_attribute(&self) -> Option<String> {
+        let login_col = crate::config::normalize_column(&self.cfg.config().columns.login);
+        self.cfg
+            .attributes()
+            .iter()
+            .find(|a| a.template.single_column() == Some(login_col.as_str()))
+            .map(|a| a.uid.clone())
+    }
+
+    /// A leaver profile's user: through the self link, else through the login attribute.
+    fn leaver_user(
+        &self,
+        p: &crate::nerm::model::Profile,
+        login_attr: Option<&str>,
+    ) -> Option<&crate::nerm::model::User> {
+        if let Some(rel) = self.self_rel
+            && let Some(l) = self.snap.links_of(&p.id).find(|l| l.relationship_type == rel)
+            && let Some(u) = self.snap.user_by_id(&l.user_id)
+        {
+            return Some(u);
+        }
+        login_attr.and_then(|a| p.attributes.get(a)).and_then(|login| self.snap.user_by_login(login))
+    }
+}
+
+enum ManagerProfile {
+    Existing { id: String, name: String },
+    InFile { key: String },
+}
+
+fn split_groups(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from)
+}
+
+fn same_groups(a: &str, b: &str) -> bool {
+    let mut x: Vec<String> = split_groups(a).collect();
+    let mut y: Vec<String> = split_groups(b).collect();
+    x.sort();
+    x.dedup();
+    y.sort();
+    y.dedup();
+    x == y
+}
+
+/// Adds `field` to the patch when the wanted value differs; an emptied value is cleared.
+fn diff_field(patch: &mut Patch, changes: &mut Vec<String>, field: &str, have: Option<&str>, want: Option<&str>) {
+    let have = have.unwrap_or("");
+    let want = want.unwrap_or("");
+    if have != want {
+        patch.insert(field.to_string(), json!(want));
+        changes.push(format!("user.{field}: {have:?} -> {want:?}"));
+    }
+}

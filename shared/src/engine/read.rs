@@ -1,0 +1,274 @@
+//! Stage 1, read + validate: CSV rows become [`Employee`]s (the NERM state each row asks for),
+//! or rejections naming line, column and what was expected.
+//!
+//! The stage runs twice over a file: a first pass ([`scan`]) finds file-level errors and every
+//! login before anything is written (a manager may appear after the employee), and the second
+//! pass feeds the planner with that index in hand.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::plan::FileIndex;
+use crate::config::{MappingConfig, ResolvedConfig, normalize_column};
+use crate::input::validate::{Field, RowFields, StatusSet};
+use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, RowError, RowValidator};
+
+/// What one valid row asks NERM to hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Employee {
+    pub line: u64,
+    pub login: String,
+    /// The stable employee key (matched against the profile key attribute).
+    pub key: String,
+    pub name: String,
+    pub email: String,
+    pub title: Option<String>,
+    pub locale: Option<String>,
+    pub sailpoint_identity_id: Option<String>,
+    pub user_status: String,
+    pub profile_status: String,
+    pub profile_name: Option<String>,
+    /// Attribute uid → value, in config order; empty values are left out.
+    pub attributes: Vec<(String, String)>,
+    /// Role names from the roles column (defaults are added by the planner).
+    pub roles: Vec<String>,
+    pub manager_login: Option<String>,
+}
+
+/// A rejected row: line, login if readable, and every reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub line: u64,
+    pub login: String,
+    pub key: String,
+    pub reasons: Vec<String>,
+}
+
+impl Rejection {
+    fn from_errors(line: u64, login: &str, key: &str, errors: Vec<RowError>) -> Self {
+        Rejection {
+            line,
+            login: login.to_string(),
+            key: key.to_string(),
+            reasons: errors.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+}
+
+/// Reader options from the mapping config's `[csv]`.
+pub fn reader_options(cfg: &MappingConfig) -> ReaderOptions {
+    ReaderOptions {
+        encoding: match cfg.csv.encoding {
+            crate::config::Encoding::Utf8 => crate::input::Encoding::Utf8,
+            crate::config::Encoding::Windows1252 => crate::input::Encoding::Windows1252,
+        },
+        delimiter: cfg.csv.delimiter.byte(),
+        max_field_bytes: cfg.csv.max_field_bytes,
+        max_rows: cfg.csv.max_rows as u64,
+        max_file_bytes: cfg.csv.max_file_bytes,
+        ..ReaderOptions::default()
+    }
+}
+
+/// What reading needs besides the file: the resolved config and the accepted statuses.
+pub struct ReadContext<'c> {
+    cfg: &'c ResolvedConfig,
+    statuses: StatusSet,
+}
+
+impl<'c> ReadContext<'c> {
+    pub fn new(cfg: &'c ResolvedConfig) -> Self {
+        let m = cfg.config();
+        let statuses =
+            StatusSet::new(m.user.status_map.keys().iter().chain(m.profile.status_map.keys()).map(String::as_str));
+        ReadContext { cfg, statuses }
+    }
+}
+
+/// Streams employees from one CSV, validating each row.
+pub struct EmployeeReader<'c, R> {
+    csv: CsvReader<R>,
+    cfg: &'c ResolvedConfig,
+    names: Vec<String>,
+    /// Normalised column name → index in the reader's wanted columns.
+    index: HashMap<String, usize>,
+    key: usize,
+    login: usize,
+    status: usize,
+    manager: Option<usize>,
+    roles: Option<usize>,
+    email_columns: Vec<usize>,
+    validator: RowValidator<'c>,
+}
+
+impl<'c, R: Read> EmployeeReader<'c, R> {
+    /// Opens the file: decodes, finds the header, checks every configured column is present.
+    pub fn new(input: R, ctx: &'c ReadContext<'c>) -> Result<Self, FileError> {
+        let cfg = ctx.cfg;
+        let m = cfg.config();
+        let mut names: Vec<String> = Vec::new();
+        for u in m.column_uses() {
+            let n = normalize_column(u.column);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        let specs: Vec<ColumnSpec> = names.iter().map(ColumnSpec::required).collect();
+        let csv = CsvReader::new(input, &reader_options(m), &specs)?;
+        let index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let col = |name: &str| index[&normalize_column(name)];
+        let email_columns = m.user.email.columns().filter_map(|c| index.get(c).copied()).collect();
+        Ok(EmployeeReader {
+            names: specs.iter().map(|s| s.name.clone()).collect(),
+            key: col(&m.columns.key),
+            login: col(&m.columns.login),
+            status: col(&m.columns.status),
+            manager: m.columns.manager.as_deref().map(col),
+            roles: m.columns.roles.as_deref().map(col),
+            email_columns,
+            csv,
+            cfg,
+            index,
+            validator: RowValidator::new(&ctx.statuses),
+        })
+    }
+
+    /// The next row: `Ok(None)` at the end; `Err` for a file-level problem (stop the run).
+    pub fn next_employee(&mut self) -> Result<Option<Result<Employee, Rejection>>, FileError> {
+        let cfg = self.cfg;
+        let m = cfg.config();
+        let row = match self.csv.next_row()? {
+            None => return Ok(None),
+            Some(Err(e)) => return Ok(Some(Err(Rejection::from_errors(e.line, "", "", vec![e])))),
+            Some(Ok(row)) => row,
+        };
+        let line = row.line();
+        let get = |name: &str| self.index.get(name).map(|&i| row.get(i));
+        let login = row.get(self.login);
+        let key = row.get(self.key);
+        let required = [
+            Field::new(&m.columns.key, key),
+            Field::new(&m.columns.login, login),
+            Field::new(&m.columns.status, row.get(self.status)),
+        ];
+        let emails: Vec<Field<'_>> = self
+            .email_columns
+            .iter()
+            .map(|&i| Field::new(self.names[i].as_str(), row.get(i)))
+            .filter(|f| !f.value.is_empty())
+            .collect();
+        let fields = RowFields {
+            line,
+            required: &required,
+            login: Some(Field::new(&m.columns.login, login)),
+            manager_login: self
+                .manager
+                .map(|i| Field::new(m.columns.manager.as_deref().unwrap_or_default(), row.get(i))),
+            emails: &emails,
+            status: Some(Field::new(&m.columns.status, row.get(self.status))),
+        };
+        let mut errors = match self.validator.check(&fields) {
+            Ok(_) => Vec::new(),
+            Err(errs) => errs,
+        };
+        let hr_status = row.get(self.status);
+        let user_status = m.user_status_for(hr_status);
+        let profile_status = m.profile_status_for(hr_status);
+        if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
+            if user_status.is_none() {
+                errors.push(RowError::new(
+                    line,
+                    Some(&m.columns.status),
+                    format!("status {hr_status:?} has no NERM user status in [user.status_map]"),
+                ));
+            }
+            if profile_status.is_none() {
+                errors.push(RowError::new(
+                    line,
+                    Some(&m.columns.status),
+                    format!("status {hr_status:?} has no NERM profile status in [profile.status_map]"),
+                ));
+            }
+        }
+        let mut roles = Vec::new();
+        if let Some(i) = self.roles {
+            for name in m.split_roles(row.get(i)) {
+                match cfg.lookup_role(name) {
+                    Ok(r) => roles.push(r.name.clone()),
+                    Err(e) => errors.push(RowError::new(line, m.columns.roles.as_deref(), e.to_string())),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Ok(Some(Err(Rejection::from_errors(line, login, key, errors))));
+        }
+        let render = |t: &crate::config::Template| t.render_to_string(get).trim().to_string();
+        let opt = |t: &Option<crate::config::Template>| t.as_ref().map(render).filter(|s| !s.is_empty());
+        let attributes = cfg
+            .attributes()
+            .iter()
+            .map(|a| (a.uid.clone(), render(&a.template)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let name = render(&m.user.name);
+        let email = render(&m.user.email);
+        let mut errors = Vec::new();
+        if name.is_empty() {
+            errors.push(RowError::new(line, None, "the user name template renders empty (NERM requires a name)"));
+        }
+        if email.is_empty() {
+            errors.push(RowError::new(line, None, "the user email template renders empty (NERM requires an email)"));
+        }
+        if !errors.is_empty() {
+            return Ok(Some(Err(Rejection::from_errors(line, login, key, errors))));
+        }
+        Ok(Some(Ok(Employee {
+            line,
+            login: login.to_string(),
+            key: key.to_string(),
+            name,
+            email,
+            title: opt(&m.user.title),
+            locale: opt(&m.user.locale),
+            sailpoint_identity_id: opt(&m.user.sailpoint_identity_id),
+            user_status: user_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            profile_status: profile_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            profile_name: opt(&m.profile.name),
+            attributes,
+            roles,
+            manager_login: self.manager.map(|i| row.get(i).to_string()).filter(|s| !s.is_empty()),
+        })))
+    }
+
+    /// The logins seen so far (all of them once the stream is done).
+    pub fn logins(&self) -> &LoginIndex {
+        self.validator.logins()
+    }
+
+    pub fn into_logins(self) -> LoginIndex {
+        self.validator.into_logins()
+    }
+}
+
+/// The first pass: every row validated and file-level errors found before any write; logins
+/// and keys indexed for the planner.
+pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
+    let mut reader = EmployeeReader::new(input, ctx)?;
+    let mut key_by_login = HashMap::new();
+    let mut keys = std::collections::HashSet::new();
+    let mut valid_rows = 0;
+    while let Some(item) = reader.next_employee()? {
+        match item {
+            Ok(e) => {
+                valid_rows += 1;
+                keys.insert(e.key.clone());
+                key_by_login.entry(crate::engine::snapshot::login_key(&e.login)).or_insert(e.key);
+            }
+            Err(r) if !r.key.trim().is_empty() => {
+                keys.insert(r.key.trim().to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(FileIndex { logins: reader.into_logins(), key_by_login, keys, valid_rows })
+}

@@ -1,0 +1,142 @@
+//! What NERM holds today, read once in full pages and indexed for the diff (NOTES §3.3 step 2).
+//!
+//! A handful of paged reads replace per-employee lookups: an unchanged rerun costs only these.
+
+use std::collections::HashMap;
+
+use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType};
+use crate::nerm::model::{Profile, User, UserManager, UserProfile, UserRole};
+use crate::nerm::{NermClient, NermError};
+
+/// Lower-cased, trimmed login: how logins are compared (NOTES §3.1, §5 item 10).
+pub fn login_key(login: &str) -> String {
+    login.trim().to_lowercase()
+}
+
+/// The NERM state the mapping config manages.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub users: Vec<User>,
+    pub profiles: Vec<Profile>,
+    pub user_roles: Vec<UserRole>,
+    pub user_profiles: Vec<UserProfile>,
+    pub user_managers: Vec<UserManager>,
+    user_by_login: HashMap<String, usize>,
+    user_by_id: HashMap<String, usize>,
+    profile_by_key: HashMap<String, usize>,
+    profile_by_id: HashMap<String, usize>,
+    roles_by_user: HashMap<String, Vec<usize>>,
+    links_by_profile: HashMap<String, Vec<usize>>,
+    managers_by_user: HashMap<String, Vec<usize>>,
+}
+
+impl Snapshot {
+    /// Reads the catalog (types, attributes, roles) the config is resolved against.
+    pub async fn catalog(client: &NermClient) -> Result<NermCatalog, NermError> {
+        let types = client.profile_types().await?;
+        let attributes = client.attributes().await?;
+        let roles = client.roles().await?;
+        Ok(NermCatalog {
+            profile_types: types
+                .into_iter()
+                .map(|t| CatalogProfileType { id: t.id, uid: t.uid, name: t.name })
+                .collect(),
+            attributes: attributes
+                .into_iter()
+                .map(|a| CatalogAttribute {
+                    id: a.id,
+                    uid: a.uid,
+                    label: a.label,
+                    data_type: a.data_type,
+                    profile_type_id: a.profile_type_id,
+                })
+                .collect(),
+            roles: roles
+                .into_iter()
+                .map(|r| CatalogRole {
+                    id: r.id,
+                    uid: r.uid,
+                    name: r.name,
+                    groups: r.groups,
+                    role_type: None::<RoleType>,
+                })
+                .collect(),
+        })
+    }
+
+    /// Reads users, the profiles of one type, and the three link kinds, in full pages.
+    pub async fn load(client: &NermClient, profile_type_id: &str, key_attribute: &str) -> Result<Snapshot, NermError> {
+        let users = client.users().await?;
+        let profiles = client.list_profiles_of_type(profile_type_id).await?;
+        let user_roles = client.user_roles().await?;
+        let user_profiles = client.user_profiles().await?;
+        let user_managers = client.user_managers().await?;
+        Ok(Snapshot::from_parts(users, profiles, user_roles, user_profiles, user_managers, key_attribute))
+    }
+
+    /// Builds the indexes (also used by tests with hand-made state).
+    pub fn from_parts(
+        users: Vec<User>,
+        profiles: Vec<Profile>,
+        user_roles: Vec<UserRole>,
+        user_profiles: Vec<UserProfile>,
+        user_managers: Vec<UserManager>,
+        key_attribute: &str,
+    ) -> Snapshot {
+        let mut s = Snapshot { users, profiles, user_roles, user_profiles, user_managers, ..Snapshot::default() };
+        for (i, u) in s.users.iter().enumerate() {
+            s.user_by_login.insert(login_key(&u.login), i);
+            s.user_by_id.insert(u.id.clone(), i);
+        }
+        for (i, p) in s.profiles.iter().enumerate() {
+            s.profile_by_id.insert(p.id.clone(), i);
+            if let Some(k) = p.attributes.get(key_attribute).map(|k| k.trim()).filter(|k| !k.is_empty()) {
+                // First one wins; a second profile with the same key is left alone.
+                s.profile_by_key.entry(k.to_string()).or_insert(i);
+            }
+        }
+        for (i, r) in s.user_roles.iter().enumerate() {
+            s.roles_by_user.entry(r.user_id.clone()).or_default().push(i);
+        }
+        for (i, l) in s.user_profiles.iter().enumerate() {
+            s.links_by_profile.entry(l.profile_id.clone()).or_default().push(i);
+        }
+        for (i, m) in s.user_managers.iter().enumerate() {
+            s.managers_by_user.entry(m.user_id.clone()).or_default().push(i);
+        }
+        s
+    }
+
+    pub fn user_by_login(&self, login: &str) -> Option<&User> {
+        self.user_by_login.get(&login_key(login)).map(|&i| &self.users[i])
+    }
+
+    pub fn user_by_id(&self, id: &str) -> Option<&User> {
+        self.user_by_id.get(id).map(|&i| &self.users[i])
+    }
+
+    pub fn profile_by_key(&self, key: &str) -> Option<&Profile> {
+        self.profile_by_key.get(key.trim()).map(|&i| &self.profiles[i])
+    }
+
+    pub fn profile_by_id(&self, id: &str) -> Option<&Profile> {
+        self.profile_by_id.get(id).map(|&i| &self.profiles[i])
+    }
+
+    pub fn roles_of(&self, user_id: &str) -> impl Iterator<Item = &UserRole> {
+        self.roles_by_user.get(user_id).into_iter().flatten().map(|&i| &self.user_roles[i])
+    }
+
+    pub fn links_of(&self, profile_id: &str) -> impl Iterator<Item = &UserProfile> {
+        self.links_by_profile.get(profile_id).into_iter().flatten().map(|&i| &self.user_profiles[i])
+    }
+
+    pub fn managers_of(&self, user_id: &str) -> impl Iterator<Item = &UserManager> {
+        self.managers_by_user.get(user_id).into_iter().flatten().map(|&i| &self.user_managers[i])
+    }
+
+    /// Profiles of the type that carry a key: the employees the config manages.
+    pub fn keyed_profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
+        self.profile_by_key.iter().map(|(k, &i)| (k.as_str(), &self.profiles[i]))
+    }
+}
