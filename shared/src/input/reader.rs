@@ -344,7 +344,7 @@ impl<R: Read> CsvReader<R> {
                         let grown = (self.data.len() * 2).max(1024);
                         self.data.resize(grown, 0);
                     }
-                    let room = (self.data.len() - self.data_len).min(self.max_field + 1 - field_len);
+                    let room = (self.data.len() - self.data_len).min((self.max_field - field_len).saturating_add(1));
                     let out = &mut self.data[self.data_len..self.data_len + room];
                     self.core.read_field(input, out)
                 }
