@@ -1,6 +1,6 @@
 use super::*;
 
-const EXAMPLE: &str = include_str!("../../../infra/config/example.toml");
+pub(crate) const EXAMPLE: &str = include_str!("../../../infra/config/example.toml");
 
 const REFERENCE_HEADER: &[&str] = &[
     "employee_id",
@@ -19,7 +19,7 @@ const EMPLOYEE_TYPE_ID: &str = "7b0e6a57-0000-4000-8000-000000000001";
 const CONTRACTOR_TYPE_ID: &str = "7b0e6a57-0000-4000-8000-000000000002";
 
 /// The demo tenant the simulator ships (README "Demo tenant").
-fn demo_catalog() -> NermCatalog {
+pub(crate) fn demo_catalog() -> NermCatalog {
     let text = |id: &str, uid: &str, label: &str| CatalogAttribute {
         id: id.to_owned(),
         uid: uid.to_owned(),

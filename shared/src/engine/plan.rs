@@ -620,3 +620,265 @@ fn diff_field(patch: &mut Patch, changes: &mut Vec<String>, field: &str, have: O
         changes.push(format!("user.{field}: {have:?} -> {want:?}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MappingConfig;
+    use crate::config::tests::{EXAMPLE, demo_catalog};
+    use crate::nerm::model::{Profile, User, UserManager, UserProfile};
+
+    const TYPE_ID: &str = "7b0e6a57-0000-4000-8000-000000000001";
+
+    fn resolved(text: &str) -> ResolvedConfig {
+        MappingConfig::from_toml_str(text).unwrap().resolve(&demo_catalog()).unwrap()
+    }
+
+    fn employee(line: u64, login: &str, key: &str, manager: Option<&str>) -> Employee {
+        let first = login.split('.').next().unwrap_or(login).to_string();
+        Employee {
+            line,
+            login: login.into(),
+            key: key.into(),
+            name: format!("{first} Doe"),
+            email: format!("{login}@example.com"),
+            title: Some("Engineer".into()),
+            locale: None,
+            sailpoint_identity_id: None,
+            user_status: "Active".into(),
+            profile_status: "Active".into(),
+            profile_name: Some(format!("{first} Doe")),
+            attributes: vec![
+                ("employee_id".into(), key.into()),
+                ("first_name".into(), first.clone()),
+                ("last_name".into(), "Doe".into()),
+                ("email".into(), format!("{login}@example.com")),
+                ("job_title".into(), "Engineer".into()),
+                ("login".into(), login.into()),
+            ],
+            roles: vec![],
+            manager_login: manager.map(String::from),
+        }
+    }
+
+    /// NERM already holding `e` exactly as the example config would write it.
+    fn provisioned(e: &Employee, n: usize) -> (User, Profile, UserProfile) {
+        let user = User {
+            id: format!("u-{n}"),
+            uid: String::new(),
+            name: e.name.clone(),
+            email: e.email.clone(),
+            kind: "NeprofileUser".into(),
+            title: e.title.clone(),
+            status: Some("Active".into()),
+            login: e.login.clone(),
+            locale: None,
+            group_strings: Some("Employees".into()),
+            sailpoint_identity_id: None,
+        };
+        let profile = Profile {
+            id: format!("p-{n}"),
+            name: e.name.clone(),
+            profile_type_id: TYPE_ID.into(),
+            status: "Active".into(),
+            attributes: e.attributes.iter().cloned().collect(),
+            updated_at: None,
+        };
+        let link = UserProfile {
+            id: format!("l-{n}"),
+            user_id: user.id.clone(),
+            profile_id: profile.id.clone(),
+            ne_attribute_id: None,
+            relationship_type: "owner".into(),
+        };
+        (user, profile, link)
+    }
+
+    fn file_of(employees: &[&Employee]) -> FileIndex {
+        let mut f = FileIndex::default();
+        for e in employees {
+            f.logins.insert(&e.login, e.line, true).unwrap();
+            f.key_by_login.insert(login_key(&e.login), e.key.clone());
+            f.keys.insert(e.key.clone());
+            f.valid_rows += 1;
+        }
+        f
+    }
+
+    fn change(plan: RowPlan) -> EmployeePlan {
+        match plan {
+            RowPlan::Change(p) => p,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_employee_plans_a_user_a_profile_and_the_owner_link() {
+        // GIVEN an empty tenant and one employee
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let e = employee(2, "ann", "E1", None);
+        let file = file_of(&[&e]);
+        // WHEN it is planned
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(e)));
+        // THEN the user carries the default role's group, and the profile and owner link follow
+        assert_eq!(p.kind, PlanKind::Create);
+        let kinds: Vec<&str> = p.ops.iter().map(Op::kind).collect();
+        assert_eq!(kinds, ["create_user", "create_profile", "link_self"]);
+        let Op::CreateUser { user } = &p.ops[0] else { unreachable!() };
+        assert_eq!(user.group_strings.as_deref(), Some("Employees"));
+        assert_eq!(user.status.as_deref(), Some("Active"));
+    }
+
+    #[test]
+    fn an_employee_nerm_already_matches_plans_nothing() {
+        let cfg = resolved(EXAMPLE);
+        let e = employee(2, "ann", "E1", None);
+        let (u, p, l) = provisioned(&e, 1);
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let file = file_of(&[&e]);
+        let plan = Planner::new(&cfg, &snap, &file).plan_row(Ok(e));
+        assert!(matches!(plan, RowPlan::Unchanged { line: 2, .. }), "{plan:?}");
+    }
+
+    #[test]
+    fn a_changed_title_patches_only_the_changed_fields() {
+        let cfg = resolved(EXAMPLE);
+        let e = employee(2, "ann", "E1", None);
+        let (u, p, l) = provisioned(&e, 1);
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let mut changed = e.clone();
+        changed.title = Some("Lead".into());
+        changed.attributes.retain(|(k, _)| k != "job_title");
+        changed.attributes.push(("job_title".into(), "Lead".into()));
+        let file = file_of(&[&changed]);
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(changed)));
+        assert_eq!(p.kind, PlanKind::Update);
+        assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
+        let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
+        assert_eq!(patch.len(), 1);
+        assert_eq!(patch["title"], "Lead");
+        let Op::PatchProfile { patch, .. } = &p.ops[1] else { panic!("{:?}", p.ops) };
+        assert_eq!(patch["attributes"], json!({"job_title": "Lead"}));
+    }
+
+    #[test]
+    fn a_manager_created_in_the_same_run_is_linked_at_apply_time() {
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let bob = employee(2, "bob", "E2", Some("ann"));
+        let ann = employee(3, "ann", "E1", None);
+        let file = file_of(&[&bob, &ann]);
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        assert!(p.ops.contains(&Op::SetProfileManager { manager_login: "ann".into(), manager_key: "E1".into() }));
+        assert!(p.ops.contains(&Op::SetUserManager { manager_login: "ann".into(), existing_link_id: None }));
+    }
+
+    #[test]
+    fn a_manager_already_in_nerm_is_written_with_the_profile() {
+        let cfg = resolved(EXAMPLE);
+        let ann = employee(3, "ann", "E1", None);
+        let (u, p, l) = provisioned(&ann, 1);
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let bob = employee(2, "bob", "E2", Some("ann"));
+        let file = file_of(&[&bob, &ann]);
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else { panic!() };
+        assert_eq!(profile.attributes["manager"], "p-1");
+        assert!(!p.ops.iter().any(|o| o.kind() == "set_profile_manager"));
+    }
+
+    #[test]
+    fn an_unknown_manager_rejects_the_row_with_line_and_column() {
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let e = employee(7, "bob", "E2", Some("ghost"));
+        let file = file_of(&[&e]);
+        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(e)) else { panic!() };
+        assert_eq!(r.line, 7);
+        assert!(r.reasons[0].contains("line 7") && r.reasons[0].contains("manager_login"), "{:?}", r.reasons);
+        assert!(r.reasons[0].contains("neither in the file nor a NERM user"));
+    }
+
+    #[test]
+    fn a_second_row_with_the_same_key_is_rejected() {
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let a = employee(2, "ann", "E1", None);
+        let b = employee(3, "bea", "E1", None);
+        let file = file_of(&[&a, &b]);
+        let mut planner = Planner::new(&cfg, &snap, &file);
+        assert!(matches!(planner.plan_row(Ok(a)), RowPlan::Change(_)));
+        let RowPlan::Rejected(r) = planner.plan_row(Ok(b)) else { panic!() };
+        assert!(r.reasons[0].contains("already appeared on line 2"), "{:?}", r.reasons);
+    }
+
+    #[test]
+    fn groups_nerm_holds_are_kept_when_roles_are_not_managed() {
+        let cfg = resolved(EXAMPLE);
+        let e = employee(2, "ann", "E1", None);
+        let (mut u, p, l) = provisioned(&e, 1);
+        u.group_strings = Some("Employees,NERM_Admins".into());
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let file = file_of(&[&e]);
+        let mut sponsor = e.clone();
+        sponsor.roles = vec!["Sponsor".into()];
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(sponsor)));
+        let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!() };
+        assert_eq!(patch["group_strings"], "Employees,NERM_Admins,Sponsors");
+    }
+
+    fn full_sync(percent: &str) -> ResolvedConfig {
+        resolved(&EXAMPLE.replacen("mode = \"upsert\"", "mode = \"full\"", 1).replacen(
+            "max_disable_percent = 10.0",
+            &format!("max_disable_percent = {percent}"),
+            1,
+        ))
+    }
+
+    fn tenant_of(n: usize) -> (Vec<Employee>, Snapshot) {
+        let employees: Vec<Employee> =
+            (0..n).map(|i| employee(i as u64 + 2, &format!("e{i}"), &format!("K{i}"), None)).collect();
+        let (mut users, mut profiles, mut links) = (vec![], vec![], vec![]);
+        for (i, e) in employees.iter().enumerate() {
+            let (u, p, l) = provisioned(e, i);
+            users.push(u);
+            profiles.push(p);
+            links.push(l);
+        }
+        let snap = Snapshot::from_parts(users, profiles, vec![], links, Vec::<UserManager>::new(), "employee_id");
+        (employees, snap)
+    }
+
+    #[test]
+    fn a_full_sync_disables_the_employee_missing_from_the_file() {
+        let cfg = full_sync("10.0");
+        let (employees, snap) = tenant_of(20);
+        let kept: Vec<&Employee> = employees.iter().filter(|e| e.key != "K5").collect();
+        let file = file_of(&kept);
+        let leavers = Planner::new(&cfg, &snap, &file).leavers().unwrap();
+        assert_eq!(leavers.len(), 1);
+        let l = &leavers[0];
+        assert_eq!((l.key.as_str(), l.login.as_str(), l.line, l.kind), ("K5", "e5", 0, PlanKind::Disable));
+        let kinds: Vec<&str> = l.ops.iter().map(Op::kind).collect();
+        assert_eq!(kinds, ["update_user", "update_profile"]);
+    }
+
+    #[test]
+    fn the_threshold_stops_a_mass_disable_and_an_empty_file_disables_nobody() {
+        let cfg = full_sync("10.0");
+        let (employees, snap) = tenant_of(20);
+        let kept: Vec<&Employee> = employees.iter().skip(5).collect();
+        let err = Planner::new(&cfg, &snap, &file_of(&kept)).leavers().unwrap_err();
+        assert!(matches!(err, ThresholdError::TooMany { leavers: 5, managed: 20, .. }), "{err}");
+        let err = Planner::new(&cfg, &snap, &FileIndex::default()).leavers().unwrap_err();
+        assert_eq!(err, ThresholdError::EmptyFile { managed: 20 });
+        // With the explicit override the same file goes through.
+        let cfg = resolved(&EXAMPLE.replacen("mode = \"upsert\"", "mode = \"full\"", 1).replacen(
+            "allow_mass_disable = false",
+            "allow_mass_disable = true",
+            1,
+        ));
+        assert_eq!(Planner::new(&cfg, &snap, &file_of(&kept)).leavers().unwrap().len(), 5);
+    }
+}

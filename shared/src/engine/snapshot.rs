@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType};
-use crate::nerm::model::{Profile, User, UserManager, UserProfile, UserRole};
+use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
 /// Lower-cased, trimmed login: how logins are compared (NOTES §3.1, §5 item 10).
@@ -35,7 +35,28 @@ impl Snapshot {
     pub async fn catalog(client: &NermClient) -> Result<NermCatalog, NermError> {
         let types = client.profile_types().await?;
         let attributes = client.attributes().await?;
-        let roles = client.roles().await?;
+        // GET /roles does not return a role's type, but filters on it (NOTES §2.4): two reads
+        // tell lifecycle from portal roles, so a portal role in the file is a clear row error.
+        let lifecycle = client.list_all::<Role>("/roles", "roles", &[("type", "NeprofileRole".into())]).await?;
+        let portal = client.list_all::<Role>("/roles", "roles", &[("type", "NeaccessRole".into())]).await?;
+        let typed = |r: &Role| {
+            if lifecycle.iter().any(|x| x.id == r.id) {
+                Some(RoleType::NeprofileRole)
+            } else if portal.iter().any(|x| x.id == r.id) {
+                Some(RoleType::NeaccessRole)
+            } else {
+                None
+            }
+        };
+        let roles: Vec<(Role, Option<RoleType>)> = client
+            .roles()
+            .await?
+            .into_iter()
+            .map(|r| {
+                let t = typed(&r);
+                (r, t)
+            })
+            .collect();
         Ok(NermCatalog {
             profile_types: types
                 .into_iter()
@@ -53,13 +74,7 @@ impl Snapshot {
                 .collect(),
             roles: roles
                 .into_iter()
-                .map(|r| CatalogRole {
-                    id: r.id,
-                    uid: r.uid,
-                    name: r.name,
-                    groups: r.groups,
-                    role_type: None::<RoleType>,
-                })
+                .map(|(r, role_type)| CatalogRole { id: r.id, uid: r.uid, name: r.name, groups: r.groups, role_type })
                 .collect(),
         })
     }

@@ -63,7 +63,9 @@ async fn run(spec_check: bool) -> (f64, u64) {
 
 #[tokio::main]
 async fn main() {
-    println!("nerm-sim throughput: {CLIENTS} concurrent clients, {SECONDS} s each, mix 50% login lookups / 25% profile pages / 25% creates");
+    println!(
+        "nerm-sim throughput: {CLIENTS} concurrent clients, {SECONDS} s each, mix 50% login lookups / 25% profile pages / 25% creates"
+    );
     for spec_check in [false, true] {
         let (rps, errors) = run(spec_check).await;
         println!("spec_check={spec_check:<5}  {rps:>8.0} requests/s  ({errors} errors)");

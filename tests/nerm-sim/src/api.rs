@@ -148,12 +148,25 @@ fn link(resource: &str, params: &Params, offset: usize, limit: usize) -> String 
     for (k, v) in params.0 {
         if !matches!(k.as_str(), "offset" | "limit" | "query[offset]" | "query[limit]") {
             s.push('&');
-            s.push_str(k);
+            s.push_str(&percent_encode(k));
             s.push('=');
-            s.push_str(v);
+            s.push_str(&percent_encode(v));
         }
     }
     s
+}
+
+/// Query-component encoding: everything but RFC 3986 unreserved characters becomes `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// One page of `matches` under `{plural: [...], _metadata: {...}}`.

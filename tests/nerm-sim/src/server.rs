@@ -211,20 +211,30 @@ impl Sim {
 /// The token in `Authorization: Bearer <t>` or `Authorization: Token token=<t>` (NOTES §1.2).
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let token = if let Some(t) = raw.strip_prefix("Bearer ") {
-        t.trim()
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let (scheme, rest) = raw.split_once(' ')?;
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim()
+    } else if scheme.eq_ignore_ascii_case("token") {
+        rest.trim().strip_prefix("token=")?.trim().trim_matches('"')
     } else {
-        raw.strip_prefix("Token ")?.trim().strip_prefix("token=")?.trim().trim_matches('"')
+        return None;
     };
     (!token.is_empty()).then(|| token.to_string())
 }
+
+/// Marks a [`dropped_connection`] so the statistics do not count it as an answer.
+#[derive(Clone, Copy)]
+struct Dropped;
 
 /// A response whose body fails at once: hyper closes the connection without sending a byte.
 fn dropped_connection() -> Response {
     let stream = futures::stream::once(async {
         Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop"))
     });
-    Response::new(Body::from_stream(stream))
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.extensions_mut().insert(Dropped);
+    resp
 }
 
 fn server_error(sim: &Sim) -> Response {
@@ -237,22 +247,31 @@ fn server_error(sim: &Sim) -> Response {
 }
 
 /// Auth, rate limit, latency and faults for every `/api` route, then statistics.
+///
+/// The work runs in its own task: a client that gives up (timeout, reset) must not cancel a
+/// write half-way, as a real server finishes it anyway.
 async fn realism(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
     let key = format!("{} {}", req.method(), route);
     let is_write = req.method() != Method::GET;
-    let resp = realism_inner(&sim, req, next, is_write).await;
-    let status = resp.status().as_u16();
-    sim.bump(|s| {
-        s.total += 1;
-        *s.requests.entry(key).or_default() += 1;
-        *s.statuses.entry(status).or_default() += 1;
-        if is_write && resp.status().is_success() {
-            s.writes += 1;
-        }
+    let task = tokio::spawn(async move {
+        let resp = realism_inner(&sim, req, next, is_write).await;
+        let status = resp.status().as_u16();
+        let dropped = resp.extensions().get::<Dropped>().is_some();
+        sim.bump(|s| {
+            s.total += 1;
+            *s.requests.entry(key).or_default() += 1;
+            if !dropped {
+                *s.statuses.entry(status).or_default() += 1;
+                if is_write && resp.status().is_success() {
+                    s.writes += 1;
+                }
+            }
+        });
+        resp
     });
-    resp
+    task.await.unwrap_or_else(|_| ApiError::Internal.into_response())
 }
 
 async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool) -> Response {
@@ -300,7 +319,7 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
             CommitFailMode::Reset => true,
             CommitFailMode::Either => sim.roll(0.5),
         };
-        return if reset { dropped_connection() } else { server_error(sim) };
+        return if reset { dropped_connection() } else { ApiError::Internal.into_response() };
     }
     resp
 }

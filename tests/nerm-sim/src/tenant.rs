@@ -428,9 +428,6 @@ impl Tenant {
         let effective: Vec<String> = if is_org_admin { vec!["ORG_ADMIN".into()] } else { groups.clone() };
         let matching = self.roles_matching(&effective, role_type);
         let keeps_roles = b.isc_entitlement_mode || (!via_idp && !is_org_admin && b.isc_local_keeps_roles);
-        if via_idp {
-            self.idp_directory.insert(login_key(&req.login), req.idp_groups.clone());
-        }
         let user_id = match existing {
             Some((id, _)) => {
                 let held = self.user_roles.iter().any(|r| r.user_id == id);
@@ -446,15 +443,23 @@ impl Tenant {
                 let mut obj = Map::new();
                 obj.insert("login".into(), json!(req.login));
                 obj.insert("name".into(), json!(req.name.clone().unwrap_or_else(|| req.login.clone())));
-                obj.insert(
-                    "email".into(),
-                    json!(req.email.clone().unwrap_or_else(|| format!("{}@idp.invalid", req.login))),
-                );
+                let email = req.email.clone().unwrap_or_else(|| {
+                    if looks_like_email(req.login.trim()) {
+                        req.login.trim().to_string()
+                    } else {
+                        format!("{}@idp.invalid", req.login.trim())
+                    }
+                });
+                obj.insert("email".into(), json!(email));
                 obj.insert("type".into(), json!("NeprofileUser"));
-                let created = self.create_user(&obj).map_err(|e| format!("JIT creation failed: {:?}", e.body()))?;
+                let created = self.create_user(&obj).map_err(|e| format!("JIT creation failed: {}", e.body()))?;
                 Uuid::parse_str(created["id"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?
             }
         };
+        // Only a successful login teaches the IdP directory anything (a refusal changes nothing).
+        if via_idp {
+            self.idp_directory.insert(login_key(&req.login), req.idp_groups.clone());
+        }
         let now = now_iso();
         let user = self.users.get_mut(&user_id).expect("exists");
         user.last_login = Some(now);
@@ -483,7 +488,7 @@ impl Tenant {
         let users: Vec<(Uuid, String, &'static str, Option<Vec<String>>)> =
             self.users.iter().map(|u| (u.id, u.login.clone(), u.kind.role_type(), u.last_idp_groups.clone())).collect();
         for (id, login, role_type, last) in users {
-            let backing = last.or_else(|| self.idp_directory.get(&login_key(&login)).cloned()).unwrap_or_default();
+            let backing = self.idp_directory.get(&login_key(&login)).cloned().or(last).unwrap_or_default();
             let backed = self.roles_matching(&backing, role_type);
             removed += self.user_roles.remove_where(|r| r.user_id == id && !backed.contains(&r.role_id)).len();
         }
@@ -877,7 +882,7 @@ impl Tenant {
         let dup = self.profiles.iter().any(|p| {
             p.profile_type_id == type_id
                 && Some(p.id) != self_id
-                && uids.iter().all(|u| p.attributes.get(*u) == attrs.get(*u))
+                && uids.iter().all(|u| attrs.get(*u).is_some() && p.attributes.get(*u) == attrs.get(*u))
         });
         if dup {
             errs.add("base", "a profile with the same duplicate-detection attributes already exists");
