@@ -367,12 +367,17 @@ impl NermClient {
                 Err(NermError::Rejected { status: 400, .. }) if !out.is_empty() => return Ok(out),
                 Err(e) => return Err(e),
             };
-            let next = v.get("_metadata").and_then(|m| m.get("after_id")).and_then(Value::as_str).map(String::from);
+            // `_metadata.after_id: null` marks the last page; without metadata, page on the last id.
+            let next = match v.get("_metadata").and_then(|m| m.get("after_id")) {
+                Some(Value::String(id)) => Some(Some(id.clone())),
+                Some(Value::Null) => Some(None),
+                _ => None,
+            };
             let page: Vec<Profile> = Self::unwrap(v, "profiles", "/profiles")?;
             let n = page.len();
             let last = page.last().map(|p| p.id.clone());
             out.extend(page);
-            match (n, next.or(last)) {
+            match (n, next.unwrap_or(last)) {
                 (0, _) | (_, None) => return Ok(out),
                 (n, _) if n < limit => return Ok(out),
                 (_, Some(id)) => after = id,
