@@ -348,8 +348,17 @@ impl<J: Write, C: Write> ReportSink<J, C> {
     }
 }
 
+/// Milliseconds from one RFC 3339 time to another (0 if either does not parse).
+pub fn millis_between(from: &str, to: &str) -> u64 {
+    let parse = |t: &str| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok();
+    match (parse(from), parse(to)) {
+        (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
+        _ => 0,
+    }
+}
+
 /// Now, UTC, RFC 3339 with milliseconds (`2026-05-04T09:30:00.123Z`).
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

@@ -92,11 +92,58 @@ struct Item {
     identity: Identity,
 }
 
-/// Ids known so far: from the snapshot, then from what this run created.
-#[derive(Debug, Default)]
-struct Ids {
-    users: HashMap<String, String>,
-    profiles: HashMap<String, String>,
+/// Ids known so far: from the snapshot (or the plans themselves), then from what this run
+/// created, then from lookups of managers provisioned elsewhere (another worker).
+#[derive(Debug, Default, Clone)]
+pub struct Ids {
+    /// Lower-cased login → user id.
+    pub users: HashMap<String, String>,
+    /// Employee key → profile id.
+    pub profiles: HashMap<String, String>,
+}
+
+impl Ids {
+    pub fn from_snapshot(snap: &Snapshot) -> Ids {
+        let mut ids = Ids::default();
+        for u in &snap.users {
+            ids.users.insert(login_key(&u.login), u.id.clone());
+        }
+        for (k, p) in snap.keyed_profiles() {
+            ids.profiles.insert(k.to_string(), p.id.clone());
+        }
+        ids
+    }
+
+    /// What the plans already know (their own user and profile ids).
+    pub fn from_plans(plans: &[EmployeePlan]) -> Ids {
+        let mut ids = Ids::default();
+        for p in plans {
+            if let Some(u) = &p.user_id {
+                ids.users.insert(login_key(&p.login), u.clone());
+            }
+            if let Some(pr) = &p.profile_id {
+                ids.profiles.insert(p.key.clone(), pr.clone());
+            }
+        }
+        ids
+    }
+}
+
+/// Why an employee's plan did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemError {
+    /// NERM refused or never confirmed a write: report it as failed.
+    Failed(String),
+    /// It needs a record another part of the run has not created yet (a manager): try later.
+    Waiting(String),
+}
+
+impl ItemError {
+    pub fn message(&self) -> &str {
+        match self {
+            ItemError::Failed(m) | ItemError::Waiting(m) => m,
+        }
+    }
 }
 
 /// Applies plans; returns, per plan, `None` when every operation succeeded or the first error.
@@ -105,6 +152,8 @@ pub struct Applier<'a> {
     profile_type_id: String,
     key_attribute: String,
     manager_attribute: Option<String>,
+    /// The employee↔profile self-link relationship, to find a manager's profile by lookup.
+    self_relationship: Option<String>,
     concurrency: usize,
 }
 
@@ -114,6 +163,7 @@ impl<'a> Applier<'a> {
         profile_type_id: &str,
         key_attribute: &str,
         manager_attribute: Option<&str>,
+        self_relationship: Option<&str>,
         concurrency: usize,
     ) -> Self {
         Applier {
@@ -121,19 +171,34 @@ impl<'a> Applier<'a> {
             profile_type_id: profile_type_id.to_string(),
             key_attribute: key_attribute.to_string(),
             manager_attribute: manager_attribute.map(String::from),
+            self_relationship: self_relationship.map(String::from),
             concurrency: concurrency.max(1),
         }
     }
 
+    /// Applies plans in one process: every record the plans refer to is either in `ids` or
+    /// created by these plans, so a missing manager is a failure.
     pub async fn apply(&self, plans: &[EmployeePlan], snap: &Snapshot) -> Vec<Option<String>> {
+        self.apply_with(plans, Ids::from_snapshot(snap), false)
+            .await
+            .0
+            .into_iter()
+            .map(|e| e.map(|e| e.message().to_string()))
+            .collect()
+    }
+
+    /// Applies plans; with `look_up_managers` (a worker holding part of a run) a manager not in
+    /// `ids` is looked up in NERM, and one that does not exist yet is [`ItemError::Waiting`].
+    /// Also answers the ids known at the end (to re-plan what waits).
+    pub async fn apply_with(
+        &self,
+        plans: &[EmployeePlan],
+        ids: Ids,
+        look_up_managers: bool,
+    ) -> (Vec<Option<ItemError>>, Ids) {
+        let mut ids = ids;
         let mut errors: Vec<Option<String>> = vec![None; plans.len()];
-        let mut ids = Ids::default();
-        for u in &snap.users {
-            ids.users.insert(login_key(&u.login), u.id.clone());
-        }
-        for (k, p) in snap.keyed_profiles() {
-            ids.profiles.insert(k.to_string(), p.id.clone());
-        }
+        let mut waiting: Vec<Option<String>> = vec![None; plans.len()];
 
         // Phase 1: users.
         let mut creates = Vec::new();
@@ -203,6 +268,10 @@ impl<'a> Applier<'a> {
         }
         self.settle(Kind::PatchProfiles, patches, &mut errors, "updating the profile").await;
 
+        if look_up_managers {
+            self.look_up_managers(plans, &errors, &mut ids).await;
+        }
+
         // Phase 3: links, now that every user and profile of the run exists.
         let mut roles = Vec::new();
         let mut links = Vec::new();
@@ -258,6 +327,7 @@ impl<'a> Applier<'a> {
                         Op::SetProfileManager { manager_login, manager_key } => {
                             let pid = need_profile()?;
                             let mid = ids.profiles.get(manager_key).cloned().ok_or_else(|| {
+                                waiting[i] = Some(format!("waiting for the manager {manager_login:?}'s profile"));
                                 format!("the manager {manager_login:?} has no profile (it was not created)")
                             })?;
                             let attr = self.manager_attribute.clone().ok_or("no manager attribute configured")?;
@@ -267,9 +337,12 @@ impl<'a> Applier<'a> {
                                 identity: Identity::Id(pid.clone()),
                             });
                         }
-                        Op::SetUserManager { manager_login, existing_link_id } => {
+                        Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {
                             let uid = need_user()?;
-                            let mid = ids.users.get(&login_key(manager_login)).cloned().ok_or_else(|| {
+                            let known =
+                                manager_user_id.clone().or_else(|| ids.users.get(&login_key(manager_login)).cloned());
+                            let mid = known.ok_or_else(|| {
+                                waiting[i] = Some(format!("waiting for the manager {manager_login:?}'s user"));
                                 format!("the manager {manager_login:?} has no NERM user (it was not created)")
                             })?;
                             match existing_link_id {
@@ -322,7 +395,66 @@ impl<'a> Applier<'a> {
                 note(&mut errors, i, e);
             }
         }
-        errors
+        let outcome = errors
+            .into_iter()
+            .zip(waiting)
+            .map(|(e, w)| match (e, w) {
+                (None, _) => None,
+                // Only a plan whose sole problem is a missing manager waits; the rest of it is done.
+                (Some(e), Some(w)) if look_up_managers && e.contains("has no") => Some(ItemError::Waiting(w)),
+                (Some(e), _) => Some(ItemError::Failed(e)),
+            })
+            .collect();
+        (outcome, ids)
+    }
+
+    /// Finds the users and profiles of managers this part of the run does not know.
+    async fn look_up_managers(&self, plans: &[EmployeePlan], errors: &[Option<String>], ids: &mut Ids) {
+        let mut wanted: Vec<(String, Option<String>)> = Vec::new();
+        for (i, p) in plans.iter().enumerate().filter(|(i, _)| errors[*i].is_none()) {
+            let _ = i;
+            for op in &p.ops {
+                let (login, key) = match op {
+                    Op::SetProfileManager { manager_login, manager_key } => (manager_login, Some(manager_key)),
+                    Op::SetUserManager { manager_login, manager_user_id: None, .. } => (manager_login, None),
+                    _ => continue,
+                };
+                let user_known = ids.users.contains_key(&login_key(login));
+                let profile_known = key.is_none_or(|k| ids.profiles.contains_key(k));
+                if !(user_known && profile_known) && !wanted.iter().any(|(l, _)| l == login) {
+                    wanted.push((login.clone(), key.cloned()));
+                }
+            }
+        }
+        let found = stream::iter(wanted.into_iter().map(|(login, key)| async move {
+            let user = self.client.user_by_login(&login).await.ok().flatten();
+            let mut profile = None;
+            if let (Some(u), Some(rel), Some(_)) = (&user, &self.self_relationship, &key) {
+                profile = self
+                    .client
+                    .list_all::<crate::nerm::model::UserProfile>(
+                        "/user_profiles",
+                        "user_profiles",
+                        &[("user_id", u.id.clone()), ("relationship_type", rel.clone())],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|links| links.into_iter().next())
+                    .map(|l| l.profile_id);
+            }
+            (login, key, user.map(|u| u.id), profile)
+        }))
+        .buffer_unordered(self.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        for (login, key, user, profile) in found {
+            if let Some(u) = user {
+                ids.users.insert(login_key(&login), u);
+            }
+            if let (Some(k), Some(p)) = (key, profile) {
+                ids.profiles.insert(k, p);
+            }
+        }
     }
 
     async fn settle(&self, kind: Kind, items: Vec<Item>, errors: &mut [Option<String>], what: &str) {

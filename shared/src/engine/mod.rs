@@ -8,7 +8,7 @@ pub mod read;
 pub mod run;
 pub mod snapshot;
 
-pub use apply::Applier;
+pub use apply::{Applier, Ids, ItemError};
 pub use plan::{EmployeePlan, FileIndex, Op, PlanKind, Planner, RowPlan, ThresholdError};
 pub use read::{Employee, EmployeeReader, ReadContext, Rejection, index_file};
 pub use run::{RunError, run};

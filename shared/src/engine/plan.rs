@@ -57,9 +57,12 @@ pub enum Op {
         manager_login: String,
         manager_key: String,
     },
-    /// The employee's user_manager link points at the manager's user (created or re-pointed).
+    /// The employee's user_manager link points at the manager's user (created or re-pointed);
+    /// the manager's user id when NERM already had it at plan time.
     SetUserManager {
         manager_login: String,
+        #[serde(default)]
+        manager_user_id: Option<String>,
         existing_link_id: Option<String>,
     },
 }
@@ -422,6 +425,7 @@ impl<'a> Planner<'a> {
             if !already {
                 ops.push(Op::SetUserManager {
                     manager_login: ml.clone(),
+                    manager_user_id: manager_id.clone(),
                     existing_link_id: existing.first().map(|(id, _)| id.to_string()),
                 });
                 changes.push(format!("user manager -> {ml}"));
@@ -771,7 +775,11 @@ mod tests {
         let file = file_of(&[&bob, &ann]);
         let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
         assert!(p.ops.contains(&Op::SetProfileManager { manager_login: "ann".into(), manager_key: "E1".into() }));
-        assert!(p.ops.contains(&Op::SetUserManager { manager_login: "ann".into(), existing_link_id: None }));
+        assert!(p.ops.contains(&Op::SetUserManager {
+            manager_login: "ann".into(),
+            manager_user_id: None,
+            existing_link_id: None
+        }));
     }
 
     #[test]

@@ -29,7 +29,95 @@ pub enum RunError {
     Report(#[from] io::Error),
 }
 
-/// Runs the whole pipeline. `open` is called twice (validation pass, planning pass).
+/// A planned run: the rows already settled (unchanged, rejected) and the plans to apply.
+#[derive(Debug)]
+pub struct PlannedRun {
+    pub resolved: crate::config::ResolvedConfig,
+    pub settled: Vec<RowReport>,
+    pub plans: Vec<EmployeePlan>,
+    pub warnings: Vec<String>,
+    /// Operation kind → count.
+    pub planned: std::collections::BTreeMap<String, u64>,
+}
+
+/// Stages 1 and 2: resolve the config against NERM, validate the whole file (nothing is
+/// written if that fails), snapshot NERM, and plan every row (`open` is called twice).
+/// A full-sync threshold breach is an error: nothing may be applied.
+pub async fn plan_file<R, F>(
+    open: F,
+    config: &MappingConfig,
+    client: &NermClient,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<PlannedRun, RunError>
+where
+    R: Read,
+    F: Fn() -> io::Result<R>,
+{
+    let catalog = Snapshot::catalog(client).await?;
+    let resolved = config.resolve(&catalog)?;
+    let mut warnings: Vec<String> = resolved.warnings().iter().map(|w| w.to_string()).collect();
+    let ctx = ReadContext::new(&resolved);
+    let file = index_file(open()?, &ctx)?;
+    progress(&format!("validated the file: {} valid rows", file.valid_rows));
+    let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
+    progress(&format!(
+        "read NERM: {} users, {} {} profiles ({} requests so far)",
+        snap.users.len(),
+        snap.profiles.len(),
+        resolved.profile_type().name,
+        client.stats().total_requests()
+    ));
+    let mut planner = Planner::new(&resolved, &snap, &file);
+    let mut reader = EmployeeReader::new(open()?, &ctx)?;
+    let mut settled = Vec::new();
+    let mut plans: Vec<EmployeePlan> = Vec::new();
+    while let Some(item) = reader.next_employee()? {
+        match planner.plan_row(item) {
+            RowPlan::Unchanged { line, login, key } => settled.push(RowReport {
+                line,
+                login,
+                employee_key: key,
+                outcome: Outcome::Unchanged,
+                changes: vec![],
+                error: None,
+            }),
+            RowPlan::Rejected(r) => settled.push(RowReport {
+                line: r.line,
+                login: r.login,
+                employee_key: r.key,
+                outcome: Outcome::Rejected,
+                changes: vec![],
+                error: Some(r.reasons.join("; ")),
+            }),
+            RowPlan::Change(p) => plans.push(p),
+        }
+    }
+    plans.extend(planner.leavers()?);
+    warnings.extend(planner.warnings().iter().cloned());
+    let mut planned = std::collections::BTreeMap::new();
+    for p in &plans {
+        for op in &p.ops {
+            *planned.entry(op.kind().to_string()).or_insert(0) += 1;
+        }
+    }
+    drop(planner);
+    drop(reader);
+    progress(&format!("planned: {} employees to change", plans.len()));
+    Ok(PlannedRun { resolved, settled, plans, warnings, planned })
+}
+
+/// The report row of an applied (or, in a dry run, planned) employee.
+pub fn outcome_row(p: EmployeePlan, error: Option<String>) -> RowReport {
+    let outcome = match (&error, p.kind) {
+        (Some(_), _) => Outcome::Failed,
+        (None, PlanKind::Create) => Outcome::Created,
+        (None, PlanKind::Update) => Outcome::Updated,
+        (None, PlanKind::Disable) => Outcome::Disabled,
+    };
+    RowReport { line: p.line, login: p.login, employee_key: p.key, outcome, changes: p.changes, error }
+}
+
+/// Runs the whole pipeline in one process. `open` is called twice (validation, planning).
 pub async fn run<R, F, J, C>(
     open: F,
     config: &MappingConfig,
@@ -45,90 +133,51 @@ where
     C: Write,
 {
     let started = Instant::now();
-    let catalog = Snapshot::catalog(client).await?;
-    let resolved = config.resolve(&catalog)?;
-    for w in resolved.warnings() {
-        sink.warn(&w.to_string());
-    }
-    let ctx = ReadContext::new(&resolved);
-    let file = index_file(open()?, &ctx)?;
-    progress(&format!("validated the file: {} valid rows", file.valid_rows));
-    let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
-    progress(&format!(
-        "read NERM: {} users, {} {} profiles ({} requests so far)",
-        snap.users.len(),
-        snap.profiles.len(),
-        resolved.profile_type().name,
-        client.stats().total_requests()
-    ));
-
-    let mut planner = Planner::new(&resolved, &snap, &file);
-    let mut reader = EmployeeReader::new(open()?, &ctx)?;
-    let mut plans: Vec<EmployeePlan> = Vec::new();
-    while let Some(item) = reader.next_employee()? {
-        match planner.plan_row(item) {
-            RowPlan::Unchanged { line, login, key } => sink.record(RowReport {
-                line,
-                login,
-                employee_key: key,
-                outcome: Outcome::Unchanged,
-                changes: vec![],
-                error: None,
-            })?,
-            RowPlan::Rejected(r) => sink.record(RowReport {
-                line: r.line,
-                login: r.login,
-                employee_key: r.key,
-                outcome: Outcome::Rejected,
-                changes: vec![],
-                error: Some(r.reasons.join("; ")),
-            })?,
-            RowPlan::Change(p) => plans.push(p),
-        }
-    }
-    // A threshold breach stops the run before any write.
-    plans.extend(planner.leavers()?);
-    for w in planner.warnings() {
+    let planned = plan_file(open, config, client, progress).await?;
+    for w in &planned.warnings {
         sink.warn(w);
     }
-    for p in &plans {
-        for op in &p.ops {
-            sink.plan(op.kind(), 1);
-        }
+    for (kind, n) in &planned.planned {
+        sink.plan(kind, *n);
     }
-    progress(&format!("planned: {} employees to change", plans.len()));
-
+    for row in planned.settled {
+        sink.record(row)?;
+    }
+    let resolved = &planned.resolved;
     let errors = if dry_run {
-        vec![None; plans.len()]
+        vec![None; planned.plans.len()]
     } else {
-        let m = resolved.config();
+        // The snapshot the plans were made from already gave each plan its ids.
         let applier = Applier::new(
             client,
             &resolved.profile_type().id,
             &resolved.key_attribute().uid,
             resolved.manager_attribute().map(|a| a.uid.as_str()),
-            m.nerm.concurrency as usize,
+            self_relationship(resolved),
+            resolved.config().nerm.concurrency as usize,
         );
-        applier.apply(&plans, &snap).await
+        applier
+            .apply_with(&planned.plans, super::apply::Ids::from_plans(&planned.plans), false)
+            .await
+            .0
+            .into_iter()
+            .map(|e| e.map(|e| e.message().to_string()))
+            .collect()
     };
-    for (p, err) in plans.into_iter().zip(errors) {
-        let outcome = match (&err, p.kind) {
-            (Some(_), _) => Outcome::Failed,
-            (None, PlanKind::Create) => Outcome::Created,
-            (None, PlanKind::Update) => Outcome::Updated,
-            (None, PlanKind::Disable) => Outcome::Disabled,
-        };
-        sink.record(RowReport {
-            line: p.line,
-            login: p.login,
-            employee_key: p.key,
-            outcome,
-            changes: p.changes,
-            error: err,
-        })?;
+    for (p, err) in planned.plans.into_iter().zip(errors) {
+        sink.record(outcome_row(p, err))?;
     }
     let stats = client.stats();
     sink.set_requests(stats.requests.clone(), stats.rate_limited, stats.retries);
     progress(&format!("done in {:.1}s: {} NERM requests", started.elapsed().as_secs_f64(), stats.total_requests()));
     Ok(())
+}
+
+/// The self-link relationship the config asks for (`owner`/`contributor`), if any.
+pub fn self_relationship(cfg: &crate::config::ResolvedConfig) -> Option<&'static str> {
+    match cfg.config().contributors.self_relationship {
+        crate::config::SelfRelationship::Owner => Some("owner"),
+        crate::config::SelfRelationship::Contributor => Some("contributor"),
+        crate::config::SelfRelationship::None => None,
+    }
 }
