@@ -21,6 +21,8 @@ use crate::nerm::{NermClient, NermError};
 pub const BULK_MAX: usize = 100;
 /// Rounds of "write, then look up what is unconfirmed" before an item is given up.
 const ROUNDS: usize = 3;
+/// Pause between a lost bulk answer and the lookups that settle it.
+const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How to recognise a record in an answer, and how to look it up when an answer was lost.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -155,6 +157,9 @@ pub struct Applier<'a> {
     /// The employee↔profile self-link relationship, to find a manager's profile by lookup.
     self_relationship: Option<String>,
     concurrency: usize,
+    /// Creates settled by finding an existing record: (kind, plan). Such a record may hold
+    /// someone else's values (an SSO login created the user first), so it gets a patch.
+    adopted: std::sync::Mutex<Vec<(Kind, usize)>>,
 }
 
 impl<'a> Applier<'a> {
@@ -173,7 +178,48 @@ impl<'a> Applier<'a> {
             manager_attribute: manager_attribute.map(String::from),
             self_relationship: self_relationship.map(String::from),
             concurrency: concurrency.max(1),
+            adopted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    fn adopt(&self, kind: Kind, plan: usize) {
+        if matches!(kind, Kind::CreateUsers | Kind::CreateProfiles) {
+            self.adopted.lock().unwrap_or_else(|e| e.into_inner()).push((kind, plan));
+        }
+    }
+
+    /// Patches that give adopted records the values the plan wanted (an unchanged field is a
+    /// no-op for NERM, NOTES §2.3).
+    fn adopted_patches(&self, kind: Kind, plans: &[EmployeePlan], ids: &Ids) -> Vec<Item> {
+        let mut out = Vec::new();
+        for plan in self.take_adopted(kind) {
+            let p = &plans[plan];
+            for op in &p.ops {
+                let (id, mut body) = match (kind, op) {
+                    (Kind::CreateUsers, Op::CreateUser { user }) => {
+                        (ids.users.get(&login_key(&p.login)).cloned(), json!(user))
+                    }
+                    (Kind::CreateProfiles, Op::CreateProfile { profile }) => (
+                        ids.profiles.get(&p.key).cloned(),
+                        json!({ "status": profile.status, "attributes": profile.attributes }),
+                    ),
+                    _ => continue,
+                };
+                if let (Some(id), Some(m)) = (id, body.as_object_mut()) {
+                    m.remove("profile_type_id");
+                    m.insert("id".into(), json!(id));
+                    out.push(Item { plan, body, identity: Identity::Id(id) });
+                }
+            }
+        }
+        out
+    }
+
+    fn take_adopted(&self, kind: Kind) -> Vec<usize> {
+        let mut all = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(k, _)| *k == kind);
+        *all = rest;
+        mine.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Applies plans in one process: every record the plans refer to is either in `ids` or
@@ -232,6 +278,7 @@ impl<'a> Applier<'a> {
                 Err(e) => note(&mut errors, plan, format!("creating the user failed: {e}")),
             }
         }
+        patches.extend(self.adopted_patches(Kind::CreateUsers, plans, &ids));
         self.settle(Kind::PatchUsers, patches, &mut errors, "updating the user").await;
 
         // Phase 2: profiles (the employee's own; manager links come in phase 3).
@@ -266,6 +313,7 @@ impl<'a> Applier<'a> {
                 Err(e) => note(&mut errors, plan, format!("creating the profile failed: {e}")),
             }
         }
+        patches.extend(self.adopted_patches(Kind::CreateProfiles, plans, &ids));
         self.settle(Kind::PatchProfiles, patches, &mut errors, "updating the profile").await;
 
         if look_up_managers {
@@ -421,7 +469,8 @@ impl<'a> Applier<'a> {
                 };
                 let user_known = ids.users.contains_key(&login_key(login));
                 let profile_known = key.is_none_or(|k| ids.profiles.contains_key(k));
-                if !(user_known && profile_known) && !wanted.iter().any(|(l, _)| l == login) {
+                let known = user_known && profile_known;
+                if !known && !wanted.iter().any(|(l, _)| l == login) {
                     wanted.push((login.clone(), key.cloned()));
                 }
             }
@@ -526,12 +575,17 @@ impl<'a> Applier<'a> {
                             let id = entry.and_then(|e| e.get(kind.job_id_key())).and_then(Value::as_str);
                             match (id, errs.is_empty()) {
                                 (Some(id), true) => out.push((item.plan, Ok(id.to_string()))),
+                                // Taken by an earlier attempt whose answer was lost: look it up.
+                                (_, false) if errs.iter().all(|e| e.contains("already been taken")) => {
+                                    unconfirmed.push(item)
+                                }
                                 (_, false) => out.push((item.plan, Err(errs.join("; ")))),
                                 (None, true) => unconfirmed.push(item),
                             }
                         }
-                        out.extend(self.one_by_one(kind, unconfirmed).await);
-                        return out;
+                        if unconfirmed.is_empty() {
+                            return out;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "bulk job did not complete; checking its records one by one");
@@ -550,12 +604,17 @@ impl<'a> Applier<'a> {
                     return out;
                 }
             }
-            // The write may or may not have happened: look each record up before trying again.
+            // The write may or may not have happened: look each record up before trying again,
+            // after a pause so that a bulk job the lost answer may have started can run.
             pending = Vec::new();
+            tokio::time::sleep(SETTLE_BEFORE_LOOKUP).await;
             let found = self.look_up(kind, &unconfirmed).await;
             for (item, f) in unconfirmed.into_iter().zip(found) {
                 match f {
-                    Ok(Some(id)) => out.push((item.plan, Ok(id))),
+                    Ok(Some(id)) => {
+                        self.adopt(kind, item.plan);
+                        out.push((item.plan, Ok(id)));
+                    }
                     Ok(None) if round + 1 < ROUNDS => pending.push(item),
                     Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
                     Err(e) => out.push((item.plan, Err(e.to_string()))),
@@ -607,14 +666,20 @@ impl<'a> Applier<'a> {
                         || e.is_already_taken("manager_id") =>
                 {
                     // Created by an earlier attempt whose answer was lost: find it.
-                    return match self.look_up_one(kind, &item.identity).await {
-                        Ok(Some(id)) => Ok(id),
+                    return match self.look_up_one(kind, item).await {
+                        Ok(Some(id)) => {
+                            self.adopt(kind, item.plan);
+                            Ok(id)
+                        }
                         Ok(None) => Err(e.to_string()),
                         Err(le) => Err(le.to_string()),
                     };
                 }
-                Err(NermError::Ambiguous { .. }) => match self.look_up_one(kind, &item.identity).await {
-                    Ok(Some(id)) => return Ok(id),
+                Err(NermError::Ambiguous { .. }) => match self.look_up_one(kind, item).await {
+                    Ok(Some(id)) => {
+                        self.adopt(kind, item.plan);
+                        return Ok(id);
+                    }
                     Ok(None) => continue,
                     Err(le) => return Err(le.to_string()),
                 },
@@ -665,19 +730,20 @@ impl<'a> Applier<'a> {
                 Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
             };
         }
-        stream::iter(items.iter().map(|i| self.look_up_one(kind, &i.identity)))
-            .buffered(self.concurrency)
-            .collect()
-            .await
+        stream::iter(items.iter().map(|i| self.look_up_one(kind, i))).buffered(self.concurrency).collect().await
     }
 
-    async fn look_up_one(&self, kind: Kind, identity: &Identity) -> Result<Option<String>, NermError> {
-        Ok(match identity {
+    async fn look_up_one(&self, kind: Kind, item: &Item) -> Result<Option<String>, NermError> {
+        Ok(match &item.identity {
             Identity::Id(id) => Some(id.clone()),
-            Identity::User { login } => self.client.user_by_login(login).await?.map(|u| u.id),
+            // NERM's login filter is exact (NOTES §5 item 5): ask with the login as written.
+            Identity::User { login } => {
+                let asked = item.body.get("login").and_then(Value::as_str).map_or(login.as_str(), str::trim);
+                self.client.user_by_login(asked).await?.map(|u| u.id)
+            }
             Identity::Profile { .. } => {
                 return self
-                    .look_up(kind, &[Item { plan: 0, body: Value::Null, identity: identity.clone() }])
+                    .look_up(kind, &[Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
                     .await
                     .pop()
                     .unwrap_or(Ok(None));

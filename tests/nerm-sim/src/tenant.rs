@@ -1089,7 +1089,9 @@ impl Tenant {
                         entry.insert("errors".into(), json!([]));
                     }
                     Err(e) => {
-                        entry.insert(kind.id_key().into(), item.get("id").cloned().unwrap_or(Value::Null));
+                        if let Some(id) = item.get("id").filter(|v| v.is_string()) {
+                            entry.insert(kind.id_key().into(), id.clone());
+                        }
                         entry.insert("errors".into(), json!(e.messages()));
                     }
                 }
