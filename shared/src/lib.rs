@@ -4,8 +4,12 @@
 //! stages (read+validate, plan, apply) in the middle, leaves at the bottom (mapping config,
 //! report, the NERM client, AWS adapters behind ports).
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod engine;
 pub mod input;
 pub mod nerm;
+pub mod pipeline;
+pub mod ports;
 pub mod report;

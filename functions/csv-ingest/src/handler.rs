@@ -1,0 +1,206 @@
+//! Handles an S3 event: every record whose key is an input CSV becomes (at most) one run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::s3::S3Event;
+use serde_json::{Value, json};
+use shared::aws::{NermSecret, S3Store, SnsNotifier, SqsQueue};
+use shared::config::MappingConfig;
+use shared::nerm::{ClientOptions, NermClient, TokenProvider};
+use shared::pipeline::ingest::decode_s3_key;
+use shared::pipeline::{IngestOutcome, ingest};
+use shared::ports::ObjectStore;
+
+use crate::config::{Config, PACKAGED_CONFIG};
+
+/// An invocation failure, telling Lambda (and its retries) whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        let error_type = if e.retryable { "NermSync.Retryable" } else { "NermSync.Permanent" };
+        lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.message }
+    }
+}
+
+pub struct Deps {
+    pub cfg: Config,
+    pub store: S3Store,
+    pub queue: SqsQueue,
+    pub notifier: SnsNotifier,
+    pub secret: Arc<NermSecret>,
+}
+
+impl Deps {
+    pub async fn from_config(cfg: Config) -> Result<Deps, String> {
+        let sdk = shared::aws::sdk_config().await;
+        let secret = NermSecret::new(&sdk, &cfg.secret_id, Duration::from_secs(300)).map_err(|e| e.to_string())?;
+        Ok(Deps {
+            store: S3Store::new(&sdk, &cfg.bucket),
+            queue: SqsQueue::new(&sdk, &cfg.queue_url),
+            notifier: SnsNotifier::new(&sdk, &cfg.topic_arn),
+            secret: Arc::new(secret),
+            cfg,
+        })
+    }
+
+    async fn mapping(&self) -> Result<MappingConfig, HandlerError> {
+        match &self.cfg.config_s3_key {
+            None => Config::mapping(PACKAGED_CONFIG, "(packaged)")
+                .map_err(|m| HandlerError { retryable: false, message: m }),
+            Some(key) => {
+                let bytes = self
+                    .store
+                    .get(key)
+                    .await
+                    .map_err(|e| HandlerError { retryable: e.retryable, message: e.to_string() })?
+                    .ok_or_else(|| HandlerError {
+                        retryable: false,
+                        message: format!("mapping config s3://{}/{key} does not exist", self.cfg.bucket),
+                    })?;
+                let text = String::from_utf8(bytes).map_err(|_| HandlerError {
+                    retryable: false,
+                    message: format!("mapping config {key} is not UTF-8"),
+                })?;
+                Config::mapping(&text, key).map_err(|m| HandlerError { retryable: false, message: m })
+            }
+        }
+    }
+
+    async fn client(&self, mapping: &MappingConfig) -> Result<NermClient, HandlerError> {
+        let (url, _) =
+            self.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+        let n = &mapping.nerm;
+        let opts = ClientOptions {
+            // The deployment's limit wins over the mapping config's, whichever is lower.
+            requests_per_window: n
+                .requests_per_window
+                .min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10)
+                .max(1),
+            window: n.window(),
+            timeout: n.timeout(),
+            max_retries: n.max_retries,
+            retry_budget: n.retry_budget,
+            page_size: n.page_size,
+            ..ClientOptions::default()
+        };
+        let tokens: Arc<dyn TokenProvider> = self.secret.clone();
+        NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
+    }
+}
+
+/// Takes on every record; a retryable failure fails the invocation (Lambda retries the event,
+/// and the run's marker makes the records already taken on no-ops).
+pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> {
+    let mut outcomes = Vec::new();
+    let mut retry: Option<String> = None;
+    for record in event.records {
+        let bucket = record.s3.bucket.name.clone().unwrap_or_default();
+        let Some(raw_key) = record.s3.object.key.clone() else {
+            tracing::warn!("an S3 record without an object key was ignored");
+            continue;
+        };
+        if bucket != deps.cfg.bucket {
+            tracing::warn!(%bucket, "a record for another bucket was ignored");
+            outcomes.push(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
+            continue;
+        }
+        let key = match decode_s3_key(&raw_key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable key");
+                outcomes.push(json!({ "key": raw_key, "outcome": "rejected", "reason": e }));
+                continue;
+            }
+        };
+        let version = record
+            .s3
+            .object
+            .version_id
+            .clone()
+            .filter(|v| !v.is_empty() && v != "null")
+            .or_else(|| record.s3.object.e_tag.clone())
+            .or_else(|| record.s3.object.sequencer.clone())
+            .unwrap_or_default();
+        let mapping = deps.mapping().await?;
+        let client = deps.client(&mapping).await?;
+        let result = ingest(
+            &deps.store,
+            &deps.queue,
+            &deps.notifier,
+            &client,
+            &mapping,
+            &deps.cfg.settings,
+            &bucket,
+            &key,
+            &version,
+            &deps.cfg.work_dir,
+        )
+        .await;
+        let stats = client.stats();
+        emit_metrics(&stats, &result);
+        match result {
+            Ok(o) => {
+                tracing::info!(key = %key, outcome = ?o, "ingest done");
+                outcomes.push(json!({ "key": key, "outcome": describe(&o) }));
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::error!(key = %key, error = %e, "ingest failed; the event will be retried");
+                retry.get_or_insert(e.to_string());
+            }
+            Err(e) => {
+                tracing::error!(key = %key, error = %e, "ingest rejected the file");
+                outcomes.push(json!({ "key": key, "outcome": "rejected", "reason": e.to_string() }));
+            }
+        }
+    }
+    match retry {
+        Some(message) => Err(HandlerError { retryable: true, message }),
+        None => Ok(json!({ "records": outcomes })),
+    }
+}
+
+fn describe(o: &IngestOutcome) -> Value {
+    match o {
+        IngestOutcome::Ignored(why) => json!({ "ignored": why }),
+        IngestOutcome::Duplicate { run_id } => json!({ "duplicate": run_id }),
+        IngestOutcome::Started { run_id, messages, rows } => {
+            json!({ "started": run_id, "messages": messages, "rows": rows })
+        }
+        IngestOutcome::Finished { run_id, rows } => json!({ "finished": run_id, "rows": rows }),
+        IngestOutcome::Quarantined { run_id, reason } => json!({ "quarantined": run_id, "reason": reason }),
+    }
+}
+
+/// CloudWatch Embedded Metric Format: one JSON log line that CloudWatch turns into metrics.
+fn emit_metrics(stats: &shared::nerm::ClientStats, result: &Result<IngestOutcome, shared::pipeline::IngestError>) {
+    let rows = match result {
+        Ok(IngestOutcome::Started { rows, .. } | IngestOutcome::Finished { rows, .. }) => *rows,
+        _ => 0,
+    };
+    let line = json!({
+        "_aws": {
+            "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "CloudWatchMetrics": [{
+                "Namespace": "NermEmployeeSync",
+                "Dimensions": [["Function"]],
+                "Metrics": [
+                    { "Name": "RowsIngested", "Unit": "Count" },
+                    { "Name": "NermRequests", "Unit": "Count" },
+                    { "Name": "NermThrottled", "Unit": "Count" }
+                ]
+            }]
+        },
+        "Function": "csv-ingest",
+        "RowsIngested": rows,
+        "NermRequests": stats.total_requests(),
+        "NermThrottled": stats.rate_limited,
+    });
+    println!("{line}");
+}

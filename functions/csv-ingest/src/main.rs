@@ -1,0 +1,20 @@
+//! `csv-ingest` Lambda: S3 ObjectCreated → validate, plan, fan out over SQS (wiring only).
+
+use lambda_runtime::{LambdaEvent, service_fn};
+
+mod config;
+mod handler;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let cfg = config::Config::from_env().map_err(|e| {
+        tracing::error!(error = %e, "configuration error");
+        e
+    })?;
+    let deps = handler::Deps::from_config(cfg).await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::event::s3::S3Event>| {
+        handler::handle(&deps, event.payload)
+    }))
+    .await
+}

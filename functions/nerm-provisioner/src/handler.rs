@@ -1,0 +1,127 @@
+//! Handles an SQS batch: each message is one part of a run; failures are reported per message
+//! (`ReportBatchItemFailures`), so one bad message never makes SQS redeliver the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde_json::json;
+use shared::aws::{NermSecret, S3Store, SnsNotifier, SqsQueue};
+use shared::nerm::{ClientOptions, NermClient, TokenProvider};
+use shared::pipeline::{ProvisionError, WorkMessage, provision};
+
+use crate::config::Config;
+
+/// A failure of the whole invocation (every message is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        let error_type = if e.retryable { "NermSync.Retryable" } else { "NermSync.Permanent" };
+        lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.message }
+    }
+}
+
+pub struct Deps {
+    pub cfg: Config,
+    pub store: S3Store,
+    pub queue: SqsQueue,
+    pub notifier: SnsNotifier,
+    pub secret: Arc<NermSecret>,
+}
+
+impl Deps {
+    pub async fn from_config(cfg: Config) -> Result<Deps, String> {
+        let sdk = shared::aws::sdk_config().await;
+        let secret = NermSecret::new(&sdk, &cfg.secret_id, Duration::from_secs(300)).map_err(|e| e.to_string())?;
+        Ok(Deps {
+            store: S3Store::new(&sdk, &cfg.bucket),
+            queue: SqsQueue::new(&sdk, &cfg.queue_url),
+            notifier: SnsNotifier::new(&sdk, &cfg.topic_arn),
+            secret: Arc::new(secret),
+            cfg,
+        })
+    }
+}
+
+pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+    let (url, _) = deps.secret.read().await.map_err(|e| HandlerError { retryable: true, message: e.to_string() })?;
+    let opts = ClientOptions {
+        requests_per_window: deps.cfg.requests_per_10s,
+        window: Duration::from_secs(10),
+        ..ClientOptions::default()
+    };
+    let tokens: Arc<dyn TokenProvider> = deps.secret.clone();
+    let client =
+        NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+    let mut failures = Vec::new();
+    for record in event.records {
+        // Without an id SQS cannot be told which message failed: fail the whole batch instead.
+        let Some(id) = record.message_id.clone().filter(|id| !id.is_empty()) else {
+            return Err(HandlerError { retryable: true, message: "an SQS record has no messageId".into() });
+        };
+        let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let last_attempt = receives >= deps.cfg.max_receive_count;
+        let body = record.body.clone().unwrap_or_default();
+        let msg = match WorkMessage::parse(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                // Never processable: fail it so the redrive policy moves it to the DLQ.
+                tracing::error!(message_id = %id, receives, error = %e, "unusable message");
+                failures.push(failure(id));
+                continue;
+            }
+        };
+        let (run, part) = (msg.run_id.clone(), msg.part.clone());
+        match provision(&deps.store, &deps.queue, &deps.notifier, &client, &deps.cfg.settings, msg, last_attempt).await
+        {
+            Ok(()) => tracing::info!(message_id = %id, run_id = %run, part = %part, "part provisioned"),
+            Err(e @ ProvisionError::AllFailed { .. }) => {
+                tracing::warn!(message_id = %id, run_id = %run, part = %part, receives, error = %e, "part failed; SQS will retry it");
+                failures.push(failure(id));
+            }
+            Err(e) => {
+                tracing::error!(message_id = %id, run_id = %run, part = %part, error = %e, "part could not be recorded");
+                failures.push(failure(id));
+            }
+        }
+    }
+    let stats = client.stats();
+    println!(
+        "{}",
+        json!({
+            "_aws": {
+                "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "CloudWatchMetrics": [{
+                    "Namespace": "NermEmployeeSync",
+                    "Dimensions": [["Function"]],
+                    "Metrics": [
+                        { "Name": "NermRequests", "Unit": "Count" },
+                        { "Name": "NermThrottled", "Unit": "Count" },
+                        { "Name": "NermRetries", "Unit": "Count" },
+                        { "Name": "FailedMessages", "Unit": "Count" }
+                    ]
+                }]
+            },
+            "Function": "nerm-provisioner",
+            "NermRequests": stats.total_requests(),
+            "NermThrottled": stats.rate_limited,
+            "NermRetries": stats.retries,
+            "FailedMessages": failures.len(),
+        })
+    );
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    Ok(response)
+}
+
+fn failure(message_id: String) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = message_id;
+    f
+}

@@ -1,0 +1,315 @@
+//! The ingest half: one uploaded CSV becomes a run — deduplicated by a run id derived from the
+//! object, validated and planned in full before anything is queued, then fanned out.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::message::WorkMessage;
+use super::{Manifest, PartStats, Settings, finish_if_complete, write_part};
+use crate::config::MappingConfig;
+use crate::engine::run::{RunError, outcome_row, plan_file};
+use crate::nerm::NermClient;
+use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
+use crate::report::RowReport;
+
+/// Object tag asking for a dry run (also: a key under `{input}dry-run/`).
+pub const DRY_RUN_TAG: &str = "nerm-sync-dry-run";
+/// Object tag overriding the full-sync disable threshold, value [`OVERRIDE_VALUE`].
+pub const OVERRIDE_TAG: &str = "nerm-sync-override";
+pub const OVERRIDE_VALUE: &str = "allow-mass-disable";
+/// A run marker without a manifest older than this (a Lambda lives 15 minutes at most) belongs
+/// to an attempt that died.
+const STALE_MARKER_MS: u64 = 16 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// The key is outside the input prefix or not a `.csv`: not ours.
+    Ignored(String),
+    /// The same object version was already taken on by an earlier delivery.
+    Duplicate { run_id: String },
+    /// Planned and queued; provisioners finish it.
+    Started { run_id: String, messages: usize, rows: u64 },
+    /// Nothing to apply (all unchanged/rejected, or a dry run): the report is complete.
+    Finished { run_id: String, rows: u64 },
+    /// A full-sync threshold stopped it before any write; the report says why.
+    Quarantined { run_id: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file or the config cannot be used: retrying the same object cannot help.
+    #[error("run {run_id} for {key} did not start: {message}")]
+    Rejected { run_id: String, key: String, message: String },
+    /// S3/SQS/NERM trouble: the event may be retried.
+    #[error("run {run_id} for {key} failed: {message}")]
+    Transient { run_id: String, key: String, message: String },
+}
+
+impl IngestError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, IngestError::Transient { .. })
+    }
+}
+
+/// The run id: the same for every delivery of one object version, different for a new upload.
+pub fn run_id(bucket: &str, key: &str, version_or_etag: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [bucket, key, version_or_etag] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `key` is an input this deployment should process.
+pub fn accepts(settings: &Settings, key: &str) -> Result<(), String> {
+    if !key.starts_with(&settings.input_prefix) {
+        return Err(format!("{key} is outside the input prefix {}", settings.input_prefix));
+    }
+    if !key.to_ascii_lowercase().ends_with(".csv") {
+        return Err(format!("{key} is not a .csv file"));
+    }
+    if key.split('/').any(|seg| seg == "..") {
+        return Err(format!("{key} contains a '..' segment"));
+    }
+    Ok(())
+}
+
+/// Takes on one uploaded object: dedup, validate, plan, then queue the work.
+#[allow(clippy::too_many_arguments)]
+pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
+    store: &S,
+    queue: &Q,
+    notifier: &N,
+    client: &NermClient,
+    config: &MappingConfig,
+    settings: &Settings,
+    bucket: &str,
+    key: &str,
+    version_or_etag: &str,
+    work_dir: &Path,
+) -> Result<IngestOutcome, IngestError> {
+    if let Err(why) = accepts(settings, key) {
+        return Ok(IngestOutcome::Ignored(why));
+    }
+    let run = run_id(bucket, key, version_or_etag);
+    let transient =
+        |e: PortError| IngestError::Transient { run_id: run.clone(), key: key.to_string(), message: e.to_string() };
+    let tags = store.tags(key).await.map_err(transient)?;
+    let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let dry_run =
+        key[settings.input_prefix.len()..].starts_with("dry-run/") || tag(DRY_RUN_TAG).is_some_and(|v| v == "true");
+    let mut config = config.clone();
+    if tag(OVERRIDE_TAG) == Some(OVERRIDE_VALUE) {
+        config.sync.allow_mass_disable = true;
+    }
+
+    let started_at = crate::report::now_rfc3339();
+    let marker = serde_json::json!({ "run_id": run, "key": key, "version": version_or_etag, "started_at": started_at });
+    let marker_key = settings.marker_key(&run);
+    let body = marker.to_string().into_bytes();
+    if !store.put_if_absent(&marker_key, body.clone(), "application/json").await.map_err(transient)? {
+        // Taken before. Only a run that died before writing its manifest (e.g. the Lambda timed
+        // out) is taken on again, once its marker is older than any invocation can live.
+        let manifest = store.get(&settings.manifest_key(&run)).await.map_err(transient)?;
+        let stale = store
+            .get(&marker_key)
+            .await
+            .map_err(transient)?
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("started_at").and_then(|t| t.as_str()).map(String::from))
+            .is_some_and(|t| crate::report::millis_between(&t, &started_at) > STALE_MARKER_MS);
+        if manifest.is_some() || !stale {
+            return Ok(IngestOutcome::Duplicate { run_id: run });
+        }
+        tracing::warn!(run_id = %run, "an earlier attempt of this run died before planning; starting it again");
+        store.put(&marker_key, body, "application/json").await.map_err(transient)?;
+    }
+
+    // From here on a transient failure must let the retried event in: drop the marker again.
+    let result =
+        take_on(store, queue, notifier, client, &config, settings, &run, key, dry_run, &started_at, work_dir).await;
+    if let Err(e) = &result
+        && e.is_retryable()
+        && let Err(de) = store.delete(&settings.marker_key(&run)).await
+    {
+        tracing::error!(run_id = %run, error = %de, "could not remove the run marker; a retry will be taken as a duplicate");
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
+    store: &S,
+    queue: &Q,
+    notifier: &N,
+    client: &NermClient,
+    config: &MappingConfig,
+    settings: &Settings,
+    run: &str,
+    key: &str,
+    dry_run: bool,
+    started_at: &str,
+    work_dir: &Path,
+) -> Result<IngestOutcome, IngestError> {
+    let transient =
+        |e: PortError| IngestError::Transient { run_id: run.to_string(), key: key.to_string(), message: e.to_string() };
+    let local = work_dir.join(format!("{run}.csv"));
+    store.download(key, &local).await.map_err(transient)?;
+    let progress = |msg: &str| tracing::info!(run_id = run, "{msg}");
+    let planned = plan_file(|| std::fs::File::open(&local), config, client, &progress).await;
+    let _ = std::fs::remove_file(&local);
+    let stats = PartStats::from_client(&client.stats());
+    let stats_body = serde_json::to_vec(&stats).unwrap_or_default();
+    store
+        .put(&format!("{}ingest.json", settings.stats_prefix(run)), stats_body, "application/json")
+        .await
+        .map_err(transient)?;
+    let planned = match planned {
+        Ok(p) => p,
+        Err(RunError::Threshold(t)) => {
+            // Quarantine: nothing applied, the report says why, an operator can override.
+            let reason = format!(
+                "{t}. To apply anyway, upload the file again with the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE}"
+            );
+            let manifest = Manifest {
+                run_id: run.to_string(),
+                source_key: key.to_string(),
+                dry_run,
+                started_at: started_at.to_string(),
+                expected_rows: 0,
+                messages: 0,
+                warnings: vec![],
+                quarantined: Some(reason.clone()),
+                planned: Default::default(),
+            };
+            put_manifest(store, settings, &manifest).await.map_err(transient)?;
+            finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
+            return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
+        }
+        Err(e @ (RunError::Nerm(_) | RunError::Report(_))) => {
+            return Err(IngestError::Transient {
+                run_id: run.to_string(),
+                key: key.to_string(),
+                message: e.to_string(),
+            });
+        }
+        Err(e) => {
+            // A file or config error: report it as the run's only outcome.
+            let message = e.to_string();
+            let manifest = Manifest {
+                run_id: run.to_string(),
+                source_key: key.to_string(),
+                dry_run,
+                started_at: started_at.to_string(),
+                expected_rows: 0,
+                messages: 0,
+                warnings: vec![format!("the run did not start: {message}")],
+                quarantined: None,
+                planned: Default::default(),
+            };
+            put_manifest(store, settings, &manifest).await.map_err(transient)?;
+            finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
+            return Err(IngestError::Rejected { run_id: run.to_string(), key: key.to_string(), message });
+        }
+    };
+
+    let mut settled: Vec<RowReport> = planned.settled;
+    let plans = planned.plans;
+    let messages = if dry_run {
+        settled.extend(plans.into_iter().map(|p| outcome_row(p, None)));
+        Vec::new()
+    } else {
+        let target = super::provision::Target::from_resolved(&planned.resolved);
+        WorkMessage::batch(run, "m", &target, plans, settings.items_per_message)
+    };
+    let planned_rows: u64 = messages.iter().map(|m| m.items.len() as u64).sum();
+    let rows = settled.len() as u64 + planned_rows;
+    let manifest = Manifest {
+        run_id: run.to_string(),
+        source_key: key.to_string(),
+        dry_run,
+        started_at: started_at.to_string(),
+        expected_rows: rows,
+        messages: messages.len() as u64,
+        warnings: planned.warnings,
+        quarantined: None,
+        planned: planned.planned,
+    };
+    // The manifest and the settled rows go first, so a fast provisioner can already finish.
+    put_manifest(store, settings, &manifest).await.map_err(transient)?;
+    write_part(store, settings, run, "ingest", &settled).await.map_err(transient)?;
+    if messages.is_empty() {
+        finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
+        return Ok(IngestOutcome::Finished { run_id: run.to_string(), rows });
+    }
+    let n = messages.len();
+    queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(transient)?;
+    Ok(IngestOutcome::Started { run_id: run.to_string(), messages: n, rows })
+}
+
+async fn put_manifest<S: ObjectStore>(store: &S, settings: &Settings, m: &Manifest) -> Result<(), PortError> {
+    let body = serde_json::to_vec_pretty(m).unwrap_or_default();
+    store.put(&settings.manifest_key(&m.run_id), body, "application/json").await
+}
+
+/// Decodes a key as S3 event notifications carry it: form-encoded, `+` for a space and `%XX`
+/// for other bytes (UTF-8). Invalid escapes or bytes are an error, never guessed at.
+pub fn decode_s3_key(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| format!("key {raw:?}: '%' at byte {i} is not followed by two hex digits"))?;
+                let text = std::str::from_utf8(hex).map_err(|_| format!("key {raw:?}: bad escape at byte {i}"))?;
+                out.push(
+                    u8::from_str_radix(text, 16).map_err(|_| format!("key {raw:?}: bad escape %{text} at byte {i}"))?,
+                );
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_keys_decode_plus_as_space_and_percent_escapes() {
+        assert_eq!(decode_s3_key("incoming/hr+export+2026-11.csv").unwrap(), "incoming/hr export 2026-11.csv");
+        assert_eq!(decode_s3_key("incoming/a%2Bb%20c%C3%A9.csv").unwrap(), "incoming/a+b cé.csv");
+        assert_eq!(decode_s3_key("incoming%2Fx.csv").unwrap(), "incoming/x.csv");
+        assert!(decode_s3_key("bad%2").is_err());
+        assert!(decode_s3_key("bad%zz").is_err());
+        assert!(decode_s3_key("bad%ff.csv").is_err());
+    }
+
+    #[test]
+    fn only_csv_keys_under_the_input_prefix_are_taken_on() {
+        let s = Settings::default();
+        assert!(accepts(&s, "incoming/hr.csv").is_ok());
+        assert!(accepts(&s, "incoming/dry-run/hr.CSV").is_ok());
+        assert!(accepts(&s, "reports/abc/report.csv").is_err());
+        assert!(accepts(&s, "incoming/hr.xlsx").is_err());
+        assert!(accepts(&s, "incoming/../reports/x.csv").is_err());
+    }
+
+    #[test]
+    fn the_run_id_is_stable_per_object_version_and_differs_between_versions() {
+        let a = run_id("b", "incoming/x.csv", "v1");
+        assert_eq!(a, run_id("b", "incoming/x.csv", "v1"));
+        assert_ne!(a, run_id("b", "incoming/x.csv", "v2"));
+        assert_ne!(a, run_id("b", "incoming/y.csv", "v1"));
+        assert_eq!(a.len(), 24);
+    }
+}

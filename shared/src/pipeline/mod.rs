@@ -1,0 +1,214 @@
+//! The engine split over AWS: the ingest plans a file and fans the plans out as messages; each
+//! provisioner applies one message and writes its part of the report; whoever completes the
+//! run merges the report and announces it. Everything here talks to the outside through
+//! [`crate::ports`], so it runs the same against S3/SQS/SNS, moto, or in-memory fakes.
+//!
+//! S3 layout of a run (prefixes from the settings):
+//! - `{state}{run}/started.json`: the dedup marker (written only if absent: a second delivery
+//!   of the same object is a no-op); `{state}{run}/manifest.json`: what the run expects;
+//!   `{state}{run}/stats/{part}.json`: NERM request counts per part; `{state}{run}/notified`.
+//! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows; `{reports}{run}/report.jsonl`,
+//!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
+
+pub mod ingest;
+pub mod message;
+pub mod provision;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{Notifier, ObjectStore, PortError};
+use crate::report::{CsvReportWriter, JsonlWriter, Outcome, RowReport, Summary};
+
+pub use ingest::{IngestError, IngestOutcome, ingest};
+pub use message::{MessageError, WorkMessage};
+pub use provision::{ProvisionError, Target, provision};
+
+/// Where a deployment keeps things; the Lambdas fill it from their environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub input_prefix: String,
+    pub report_prefix: String,
+    pub run_state_prefix: String,
+    /// Employees per SQS message.
+    pub items_per_message: usize,
+    /// A plan waiting for its manager is re-queued at most this many times.
+    pub max_wait_attempts: u32,
+    /// Delay before a waiting plan is tried again.
+    pub wait_delay_seconds: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            input_prefix: "incoming/".into(),
+            report_prefix: "reports/".into(),
+            run_state_prefix: "runs/".into(),
+            items_per_message: 25,
+            max_wait_attempts: 8,
+            wait_delay_seconds: 30,
+        }
+    }
+}
+
+impl Settings {
+    pub fn marker_key(&self, run: &str) -> String {
+        format!("{}{run}/started.json", self.run_state_prefix)
+    }
+    pub fn manifest_key(&self, run: &str) -> String {
+        format!("{}{run}/manifest.json", self.run_state_prefix)
+    }
+    pub fn stats_prefix(&self, run: &str) -> String {
+        format!("{}{run}/stats/", self.run_state_prefix)
+    }
+    pub fn notified_key(&self, run: &str) -> String {
+        format!("{}{run}/notified", self.run_state_prefix)
+    }
+    pub fn parts_prefix(&self, run: &str) -> String {
+        format!("{}{run}/parts/", self.report_prefix)
+    }
+    pub fn report_key(&self, run: &str, name: &str) -> String {
+        format!("{}{run}/{name}", self.report_prefix)
+    }
+}
+
+/// What the ingest promised: the finisher compares the rows reported with `expected_rows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub run_id: String,
+    pub source_key: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    /// Rows the run must report: every input row plus every full-sync leaver.
+    pub expected_rows: u64,
+    pub messages: u64,
+    pub warnings: Vec<String>,
+    /// Why nothing was applied (full-sync threshold), if so.
+    pub quarantined: Option<String>,
+    pub planned: BTreeMap<String, u64>,
+}
+
+/// NERM requests made by one part of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartStats {
+    pub requests: BTreeMap<String, u64>,
+    pub rate_limited: u64,
+    pub retries: u64,
+}
+
+impl PartStats {
+    pub fn from_client(c: &crate::nerm::ClientStats) -> PartStats {
+        PartStats { requests: c.requests.clone(), rate_limited: c.rate_limited, retries: c.retries }
+    }
+}
+
+/// Writes one part of the report; its name carries its row count so completion is a listing.
+pub(crate) async fn write_part<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    run: &str,
+    part: &str,
+    rows: &[RowReport],
+) -> Result<(), PortError> {
+    let mut w = JsonlWriter::new(Vec::new());
+    for r in rows {
+        w.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
+    }
+    let body = w.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
+    let key = format!("{}{part}-{}.jsonl", settings.parts_prefix(run), rows.len());
+    store.put(&key, body, "application/x-ndjson").await
+}
+
+/// Rows reported so far, from the part names.
+async fn rows_reported<S: ObjectStore>(store: &S, settings: &Settings, run: &str) -> Result<u64, PortError> {
+    let prefix = settings.parts_prefix(run);
+    let keys = store.list(&prefix).await?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".jsonl")?.rsplit_once('-')?.1.parse::<u64>().ok())
+        .sum())
+}
+
+/// If every row of the run is reported, merges the parts into the final report, writes
+/// `summary.json` and announces it once. Returns the summary when the run is complete.
+pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
+    store: &S,
+    notifier: &N,
+    settings: &Settings,
+    run: &str,
+) -> Result<Option<Summary>, PortError> {
+    let Some(bytes) = store.get(&settings.manifest_key(run)).await? else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| PortError::new("manifest", format!("{}: {e}", settings.manifest_key(run)), false))?;
+    if rows_reported(store, settings, run).await? < manifest.expected_rows {
+        return Ok(None);
+    }
+    let mut rows: Vec<RowReport> = Vec::new();
+    let prefix = settings.parts_prefix(run);
+    for key in store.list(&prefix).await? {
+        let Some(body) = store.get(&key).await? else { continue };
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let row: RowReport =
+                serde_json::from_slice(line).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
+            rows.push(row);
+        }
+    }
+    // A part rewritten after a redrive replaces the failed rows of its first attempt.
+    rows.sort_by_key(|r| (r.line == 0, r.line, r.employee_key.clone()));
+    let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
+    let mut jsonl = JsonlWriter::new(Vec::new());
+    let mut csv = CsvReportWriter::new(Vec::new()).map_err(|e| PortError::new("report", e.to_string(), false))?;
+    for r in &rows {
+        summary.count(r.outcome);
+        jsonl.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
+        csv.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
+    }
+    let mut stats = PartStats::default();
+    for key in store.list(&settings.stats_prefix(run)).await? {
+        if let Some(b) = store.get(&key).await?
+            && let Ok(s) = serde_json::from_slice::<PartStats>(&b)
+        {
+            for (k, v) in s.requests {
+                *stats.requests.entry(k).or_default() += v;
+            }
+            stats.rate_limited += s.rate_limited;
+            stats.retries += s.retries;
+        }
+    }
+    summary.requests_total = stats.requests.values().sum();
+    summary.requests_by_endpoint = stats.requests;
+    summary.rate_limited = stats.rate_limited;
+    summary.retries = stats.retries;
+    summary.warnings = manifest.warnings.clone();
+    if let Some(q) = &manifest.quarantined {
+        summary.warnings.push(format!("quarantined: {q}"));
+    }
+    summary.planned = manifest.planned.clone();
+    summary.finished_at = crate::report::now_rfc3339();
+    summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
+    let jsonl = jsonl.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
+    let csv = csv.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
+    store.put(&settings.report_key(run, "report.jsonl"), jsonl, "application/x-ndjson").await?;
+    store.put(&settings.report_key(run, "report.csv"), csv, "text/csv").await?;
+    store
+        .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
+        .await?;
+    if store.put_if_absent(&settings.notified_key(run), b"{}".to_vec(), "application/json").await? {
+        let subject = format!(
+            "nerm-employee-sync run {}: {} rows, {} failed, {} rejected",
+            short(run),
+            summary.rows_total,
+            summary.count_of(Outcome::Failed),
+            summary.count_of(Outcome::Rejected)
+        );
+        notifier.publish(&subject, &summary.to_json_pretty()).await?;
+    }
+    Ok(Some(summary))
+}
+
+fn short(run: &str) -> &str {
+    &run[..run.len().min(12)]
+}
