@@ -2,8 +2,7 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 
-mod config;
-mod handler;
+use csv_ingest::{config, handler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

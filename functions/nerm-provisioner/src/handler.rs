@@ -37,7 +37,12 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_config(cfg: Config) -> Result<Deps, String> {
-        let sdk = shared::aws::sdk_config().await;
+        Deps::with_sdk(cfg, &shared::aws::sdk_config().await)
+    }
+
+    /// Builds the clients from an explicit SDK config (tests point it at moto).
+    pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
+        let sdk = sdk.clone();
         let secret = NermSecret::new(&sdk, &cfg.secret_id, Duration::from_secs(300)).map_err(|e| e.to_string())?;
         Ok(Deps {
             store: S3Store::new(&sdk, &cfg.bucket),

@@ -3,8 +3,7 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 
-mod config;
-mod handler;
+use nerm_provisioner::{config, handler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
