@@ -30,6 +30,32 @@ fn status_of<E>(e: &aws_sdk_s3::error::SdkError<E>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
 
+/// Every adapter a Lambda needs, built from one SDK config.
+pub struct Adapters {
+    pub store: S3Store,
+    pub queue: SqsQueue,
+    pub notifier: SnsNotifier,
+    pub secret: std::sync::Arc<NermSecret>,
+}
+
+impl Adapters {
+    /// The secret is cached for five minutes (and re-read at once after a 401).
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        bucket: &str,
+        queue_url: &str,
+        topic_arn: &str,
+        secret_id: &str,
+    ) -> Result<Adapters, SecretError> {
+        Ok(Adapters {
+            store: S3Store::new(sdk, bucket),
+            queue: SqsQueue::new(sdk, queue_url),
+            notifier: SnsNotifier::new(sdk, topic_arn),
+            secret: std::sync::Arc::new(NermSecret::new(sdk, secret_id, Duration::from_secs(300))?),
+        })
+    }
+}
+
 /// One S3 bucket.
 #[derive(Clone)]
 pub struct S3Store {

@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod config;
 pub mod engine;
+pub mod env;
 pub mod input;
 pub mod nerm;
 pub mod pipeline;

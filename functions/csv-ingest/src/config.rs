@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use shared::config::MappingConfig;
+use shared::env::{number, var, var_opt, var_or};
 use shared::pipeline::Settings;
 
 /// The mapping config packaged with the function (replace the file, or set `CONFIG_S3_KEY`).
@@ -22,28 +23,6 @@ pub struct Config {
     pub work_dir: PathBuf,
 }
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .map(|v| v.trim().to_string())
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("environment variable {name} is not set"))
-}
-
-fn var_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
-
-pub fn number(name: &str, default: u32) -> Result<u32, String> {
-    var_or(name, &default.to_string())
-        .parse()
-        .map_err(|_| format!("environment variable {name} must be a whole number"))
-}
-
 impl Config {
     pub fn from_env() -> Result<Config, String> {
         let settings = Settings {
@@ -60,7 +39,7 @@ impl Config {
             secret_id: var("NERM_SECRET_ID")?,
             settings,
             requests_per_10s: number("NERM_REQUESTS_PER_10S", 100)?.max(1),
-            config_s3_key: std::env::var("CONFIG_S3_KEY").ok().filter(|k| !k.trim().is_empty()),
+            config_s3_key: var_opt("CONFIG_S3_KEY"),
             work_dir: PathBuf::from(var_or("WORK_DIR", "/tmp")),
         })
     }

@@ -1,11 +1,10 @@
 //! Handles an S3 event: every record whose key is an input CSV becomes (at most) one run.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
 use serde_json::{Value, json};
-use shared::aws::{NermSecret, S3Store, SnsNotifier, SqsQueue};
+use shared::aws::Adapters;
 use shared::config::MappingConfig;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::ingest::decode_s3_key;
@@ -31,10 +30,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 
 pub struct Deps {
     pub cfg: Config,
-    pub store: S3Store,
-    pub queue: SqsQueue,
-    pub notifier: SnsNotifier,
-    pub secret: Arc<NermSecret>,
+    pub aws: Adapters,
 }
 
 impl Deps {
@@ -44,15 +40,9 @@ impl Deps {
 
     /// Builds the clients from an explicit SDK config (tests point it at moto).
     pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
-        let sdk = sdk.clone();
-        let secret = NermSecret::new(&sdk, &cfg.secret_id, Duration::from_secs(300)).map_err(|e| e.to_string())?;
-        Ok(Deps {
-            store: S3Store::new(&sdk, &cfg.bucket),
-            queue: SqsQueue::new(&sdk, &cfg.queue_url),
-            notifier: SnsNotifier::new(&sdk, &cfg.topic_arn),
-            secret: Arc::new(secret),
-            cfg,
-        })
+        let aws = Adapters::new(sdk, &cfg.bucket, &cfg.queue_url, &cfg.topic_arn, &cfg.secret_id)
+            .map_err(|e| e.to_string())?;
+        Ok(Deps { cfg, aws })
     }
 
     async fn mapping(&self) -> Result<MappingConfig, HandlerError> {
@@ -61,6 +51,7 @@ impl Deps {
                 .map_err(|m| HandlerError { retryable: false, message: m }),
             Some(key) => {
                 let bytes = self
+                    .aws
                     .store
                     .get(key)
                     .await
@@ -80,22 +71,13 @@ impl Deps {
 
     async fn client(&self, mapping: &MappingConfig) -> Result<NermClient, HandlerError> {
         let (url, _) =
-            self.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+            self.aws.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
         let n = &mapping.nerm;
-        let opts = ClientOptions {
-            // The deployment's limit wins over the mapping config's, whichever is lower.
-            requests_per_window: n
-                .requests_per_window
-                .min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10)
-                .max(1),
-            window: n.window(),
-            timeout: n.timeout(),
-            max_retries: n.max_retries,
-            retry_budget: n.retry_budget,
-            page_size: n.page_size,
-            ..ClientOptions::default()
-        };
-        let tokens: Arc<dyn TokenProvider> = self.secret.clone();
+        let mut opts = ClientOptions::from_mapping(n);
+        // The deployment's limit wins over the mapping config's, whichever is lower.
+        opts.requests_per_window =
+            n.requests_per_window.min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
+        let tokens: Arc<dyn TokenProvider> = self.aws.secret.clone();
         NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
     }
 }
@@ -136,9 +118,9 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> 
         let mapping = deps.mapping().await?;
         let client = deps.client(&mapping).await?;
         let result = ingest(
-            &deps.store,
-            &deps.queue,
-            &deps.notifier,
+            &deps.aws.store,
+            &deps.aws.queue,
+            &deps.aws.notifier,
             &client,
             &mapping,
             &deps.cfg.settings,

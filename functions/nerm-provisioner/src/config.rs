@@ -1,5 +1,6 @@
 //! The provisioner's settings, from its environment (names as in template.yaml).
 
+use shared::env::{number, var, var_or};
 use shared::pipeline::Settings;
 
 #[derive(Debug, Clone)]
@@ -16,27 +17,12 @@ pub struct Config {
     pub max_receive_count: u32,
 }
 
-fn var(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .map(|v| v.trim().to_string())
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("environment variable {name} is not set"))
-}
-
-fn number(name: &str, default: u32) -> Result<u32, String> {
-    match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| format!("environment variable {name} must be a whole number")),
-    }
-}
-
 impl Config {
     pub fn from_env() -> Result<Config, String> {
         let settings = Settings {
-            input_prefix: std::env::var("INPUT_PREFIX").unwrap_or_else(|_| "incoming/".into()),
-            report_prefix: std::env::var("REPORT_PREFIX").unwrap_or_else(|_| "reports/".into()),
-            run_state_prefix: std::env::var("RUN_STATE_PREFIX").unwrap_or_else(|_| "runs/".into()),
+            input_prefix: var_or("INPUT_PREFIX", "incoming/"),
+            report_prefix: var_or("REPORT_PREFIX", "reports/"),
+            run_state_prefix: var_or("RUN_STATE_PREFIX", "runs/"),
             wait_delay_seconds: number("WAIT_DELAY_SECONDS", 30)?,
             ..Settings::default()
         };

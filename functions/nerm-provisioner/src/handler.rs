@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde_json::json;
-use shared::aws::{NermSecret, S3Store, SnsNotifier, SqsQueue};
+use shared::aws::Adapters;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::{ProvisionError, WorkMessage, provision};
 
@@ -29,10 +29,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 
 pub struct Deps {
     pub cfg: Config,
-    pub store: S3Store,
-    pub queue: SqsQueue,
-    pub notifier: SnsNotifier,
-    pub secret: Arc<NermSecret>,
+    pub aws: Adapters,
 }
 
 impl Deps {
@@ -42,26 +39,21 @@ impl Deps {
 
     /// Builds the clients from an explicit SDK config (tests point it at moto).
     pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
-        let sdk = sdk.clone();
-        let secret = NermSecret::new(&sdk, &cfg.secret_id, Duration::from_secs(300)).map_err(|e| e.to_string())?;
-        Ok(Deps {
-            store: S3Store::new(&sdk, &cfg.bucket),
-            queue: SqsQueue::new(&sdk, &cfg.queue_url),
-            notifier: SnsNotifier::new(&sdk, &cfg.topic_arn),
-            secret: Arc::new(secret),
-            cfg,
-        })
+        let aws = Adapters::new(sdk, &cfg.bucket, &cfg.queue_url, &cfg.topic_arn, &cfg.secret_id)
+            .map_err(|e| e.to_string())?;
+        Ok(Deps { cfg, aws })
     }
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
-    let (url, _) = deps.secret.read().await.map_err(|e| HandlerError { retryable: true, message: e.to_string() })?;
+    let (url, _) =
+        deps.aws.secret.read().await.map_err(|e| HandlerError { retryable: true, message: e.to_string() })?;
     let opts = ClientOptions {
         requests_per_window: deps.cfg.requests_per_10s,
         window: Duration::from_secs(10),
         ..ClientOptions::default()
     };
-    let tokens: Arc<dyn TokenProvider> = deps.secret.clone();
+    let tokens: Arc<dyn TokenProvider> = deps.aws.secret.clone();
     let client =
         NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
     let mut failures = Vec::new();
@@ -83,7 +75,16 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
             }
         };
         let (run, part) = (msg.run_id.clone(), msg.part.clone());
-        match provision(&deps.store, &deps.queue, &deps.notifier, &client, &deps.cfg.settings, msg, last_attempt).await
+        match provision(
+            &deps.aws.store,
+            &deps.aws.queue,
+            &deps.aws.notifier,
+            &client,
+            &deps.cfg.settings,
+            msg,
+            last_attempt,
+        )
+        .await
         {
             Ok(()) => tracing::info!(message_id = %id, run_id = %run, part = %part, "part provisioned"),
             Err(e @ ProvisionError::AllFailed { .. }) => {

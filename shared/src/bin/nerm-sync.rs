@@ -77,16 +77,7 @@ async fn main() -> ExitCode {
             _ => return fail("no token: set NERM_TOKEN or pass --token-file"),
         },
     };
-    let n = &config.nerm;
-    let opts = ClientOptions {
-        requests_per_window: n.requests_per_window,
-        window: n.window(),
-        timeout: n.timeout(),
-        max_retries: n.max_retries,
-        retry_budget: n.retry_budget,
-        page_size: n.page_size,
-        ..ClientOptions::default()
-    };
+    let opts = ClientOptions::from_mapping(&config.nerm);
     let client = match NermClient::new(&args.nerm_url, tokens, opts) {
         Ok(c) => c,
         Err(e) => return fail(e),

@@ -9,19 +9,7 @@ use serde::{Deserialize, Serialize};
 /// (`crate::input::normalize_header`): drop a stray BOM character, trim, collapse every run of
 /// (Unicode) whitespace into one space, ASCII-lowercase (`"  First   Name "` → `"first name"`).
 pub fn normalize_column(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for word in name.split(|c: char| c.is_whitespace() || c == '\u{feff}') {
-        if word.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let start = out.len();
-        out.push_str(word);
-        out[start..].make_ascii_lowercase();
-    }
-    out
+    crate::input::normalize_header(name)
 }
 
 /// Normalises a value-map key or a looked-up HR value: trim + lowercase.

@@ -45,6 +45,21 @@ pub struct ClientOptions {
     pub job_timeout: Duration,
 }
 
+impl ClientOptions {
+    /// The mapping config's `[nerm]` table, everything else at its default.
+    pub fn from_mapping(n: &crate::config::NermConfig) -> ClientOptions {
+        ClientOptions {
+            requests_per_window: n.requests_per_window,
+            window: n.window(),
+            timeout: n.timeout(),
+            max_retries: n.max_retries,
+            retry_budget: n.retry_budget,
+            page_size: n.page_size,
+            ..ClientOptions::default()
+        }
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {

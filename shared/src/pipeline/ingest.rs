@@ -173,17 +173,8 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             let reason = format!(
                 "{t}. To apply anyway, upload the file again with the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE}"
             );
-            let manifest = Manifest {
-                run_id: run.to_string(),
-                source_key: key.to_string(),
-                dry_run,
-                started_at: started_at.to_string(),
-                expected_rows: 0,
-                messages: 0,
-                warnings: vec![],
-                quarantined: Some(reason.clone()),
-                planned: Default::default(),
-            };
+            let manifest =
+                Manifest { quarantined: Some(reason.clone()), ..empty_manifest(run, key, dry_run, started_at) };
             put_manifest(store, settings, &manifest).await.map_err(transient)?;
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
             return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
@@ -199,15 +190,8 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             // A file or config error: report it as the run's only outcome.
             let message = e.to_string();
             let manifest = Manifest {
-                run_id: run.to_string(),
-                source_key: key.to_string(),
-                dry_run,
-                started_at: started_at.to_string(),
-                expected_rows: 0,
-                messages: 0,
                 warnings: vec![format!("the run did not start: {message}")],
-                quarantined: None,
-                planned: Default::default(),
+                ..empty_manifest(run, key, dry_run, started_at)
             };
             put_manifest(store, settings, &manifest).await.map_err(transient)?;
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
@@ -247,6 +231,21 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let n = messages.len();
     queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(transient)?;
     Ok(IngestOutcome::Started { run_id: run.to_string(), messages: n, rows })
+}
+
+/// A manifest for a run that applies nothing (quarantined, or never started).
+fn empty_manifest(run: &str, key: &str, dry_run: bool, started_at: &str) -> Manifest {
+    Manifest {
+        run_id: run.to_string(),
+        source_key: key.to_string(),
+        dry_run,
+        started_at: started_at.to_string(),
+        expected_rows: 0,
+        messages: 0,
+        warnings: vec![],
+        quarantined: None,
+        planned: Default::default(),
+    }
 }
 
 async fn put_manifest<S: ObjectStore>(store: &S, settings: &Settings, m: &Manifest) -> Result<(), PortError> {
