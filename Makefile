@@ -3,13 +3,15 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help build test lint fmt sim
+.PHONY: help build test lint template-checks unit-and-integration fmt sim
 
 help:
-	@echo "make test   - format check, clippy, and every unit and integration test (what CI runs)"
-	@echo "make sim    - run the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token: sim-token)"
-	@echo "make build  - build the workspace"
-	@echo "make fmt    - format the code"
+	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
+	@echo "make lint             - rustfmt check and clippy with warnings as errors"
+	@echo "make template-checks  - sam validate --lint, cfn-lint and checkov on template.yaml (pinned, own venvs)"
+	@echo "make sim              - the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token sim-token)"
+	@echo "make build            - build the workspace"
+	@echo "make fmt              - format the code"
 
 build:
 	$(CARGO) build --workspace --locked
@@ -18,8 +20,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: lint
-	$(CARGO) test --workspace --locked
+template-checks:
+	infra/template-checks.sh
+
+# Unit, integration and Lambda handler tests; the handler tests need moto_server, which
+# with-moto.sh installs (pinned), starts on a free loopback port and stops afterwards.
+unit-and-integration:
+	infra/local/with-moto.sh $(CARGO) test --workspace --locked
+
+test: lint template-checks unit-and-integration
 
 fmt:
 	$(CARGO) fmt --all
