@@ -101,7 +101,8 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let dry_run =
         key[settings.input_prefix.len()..].starts_with("dry-run/") || tag(DRY_RUN_TAG).is_some_and(|v| v == "true");
     let mut config = config.clone();
-    if tag(OVERRIDE_TAG) == Some(OVERRIDE_VALUE) {
+    let overridden = tag(OVERRIDE_TAG) == Some(OVERRIDE_VALUE);
+    if overridden {
         config.sync.allow_mass_disable = true;
     }
 
@@ -128,8 +129,21 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     }
 
     // From here on a transient failure must let the retried event in: drop the marker again.
-    let result =
-        take_on(store, queue, notifier, client, &config, settings, &run, key, dry_run, &started_at, work_dir).await;
+    let result = take_on(
+        store,
+        queue,
+        notifier,
+        client,
+        &config,
+        settings,
+        &run,
+        key,
+        dry_run,
+        overridden,
+        &started_at,
+        work_dir,
+    )
+    .await;
     if let Err(e) = &result
         && e.is_retryable()
         && let Err(de) = store.delete(&settings.marker_key(&run)).await
@@ -150,6 +164,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     run: &str,
     key: &str,
     dry_run: bool,
+    overridden: bool,
     started_at: &str,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
@@ -217,7 +232,15 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         started_at: started_at.to_string(),
         expected_rows: rows,
         messages: messages.len() as u64,
-        warnings: planned.warnings,
+        warnings: {
+            let mut w = planned.warnings;
+            if overridden {
+                w.push(format!(
+                    "the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE} lifted the full-sync disable threshold for this run"
+                ));
+            }
+            w
+        },
         quarantined: None,
         planned: planned.planned,
     };
