@@ -115,6 +115,11 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> 
             .or_else(|| record.s3.object.e_tag.clone())
             .or_else(|| record.s3.object.sequencer.clone())
             .unwrap_or_default();
+        if let Err(why) = shared::pipeline::ingest::accepts(&deps.cfg.settings, &key) {
+            tracing::info!(key = %key, reason = %why, "not an input file; ignored");
+            outcomes.push(json!({ "key": key, "outcome": { "ignored": why } }));
+            continue;
+        }
         let mapping = deps.mapping().await?;
         let client = deps.client(&mapping).await?;
         let result = ingest(

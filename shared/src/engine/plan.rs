@@ -137,6 +137,8 @@ pub struct FileIndex {
     pub logins: LoginIndex,
     /// Accepted rows: login (lower-cased) → employee key, to find a manager's profile.
     pub key_by_login: HashMap<String, String>,
+    /// Accepted rows: login (lower-cased) → the login as written on that row (as NERM stores it).
+    pub login_by_lower: HashMap<String, String>,
     /// Every non-empty key in the file, accepted or not (a rejected row is no leaver).
     pub keys: HashSet<String>,
     pub valid_rows: u64,
@@ -329,7 +331,9 @@ impl<'a> Planner<'a> {
                         Some(ManagerProfile::Existing { id, .. }) => {
                             attributes.insert(attr.clone(), id.clone());
                         }
-                        Some(ManagerProfile::InFile { key }) => deferred_manager = Some((ml.clone(), key.clone())),
+                        Some(ManagerProfile::InFile { key }) => {
+                            deferred_manager = Some((self.canonical_login(ml), key.clone()))
+                        }
                         None => changes.push(format!(
                             "manager {ml:?} has no {} profile; profile manager not set",
                             self.type_name()
@@ -373,7 +377,10 @@ impl<'a> Planner<'a> {
                             changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
                         }
                         Some(ManagerProfile::InFile { key }) => {
-                            ops.push(Op::SetProfileManager { manager_login: ml.clone(), manager_key: key.clone() });
+                            ops.push(Op::SetProfileManager {
+                                manager_login: self.canonical_login(ml),
+                                manager_key: key.clone(),
+                            });
                             changes.push(format!("profile.{attr} -> manager {ml:?}"));
                         }
                         _ => {}
@@ -424,7 +431,7 @@ impl<'a> Planner<'a> {
             let already = manager_id.as_deref().is_some_and(|mid| existing.iter().any(|(_, m)| *m == mid));
             if !already {
                 ops.push(Op::SetUserManager {
-                    manager_login: ml.clone(),
+                    manager_login: self.canonical_login(ml),
                     manager_user_id: manager_id.clone(),
                     existing_link_id: existing.first().map(|(id, _)| id.to_string()),
                 });
@@ -484,6 +491,11 @@ impl<'a> Planner<'a> {
             }
         }
         groups.join(",")
+    }
+
+    /// A login as written on its own row of the file (NERM's `login` filter is exact).
+    fn canonical_login(&self, login: &str) -> String {
+        self.file.login_by_lower.get(&login_key(login)).cloned().unwrap_or_else(|| login.to_string())
     }
 
     /// Where the manager's profile is: already in NERM (id and display name), or to be created
@@ -703,6 +715,7 @@ mod tests {
         for e in employees {
             f.logins.insert(&e.login, e.line, true).unwrap();
             f.key_by_login.insert(login_key(&e.login), e.key.clone());
+            f.login_by_lower.insert(login_key(&e.login), e.login.clone());
             f.keys.insert(e.key.clone());
             f.valid_rows += 1;
         }

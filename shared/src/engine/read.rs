@@ -255,6 +255,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
 pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
     let mut reader = EmployeeReader::new(input, ctx)?;
     let mut key_by_login = HashMap::new();
+    let mut login_by_lower = HashMap::new();
     let mut keys = std::collections::HashSet::new();
     let mut valid_rows = 0;
     while let Some(item) = reader.next_employee()? {
@@ -262,6 +263,7 @@ pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex,
             Ok(e) => {
                 valid_rows += 1;
                 keys.insert(e.key.clone());
+                login_by_lower.entry(crate::engine::snapshot::login_key(&e.login)).or_insert(e.login.clone());
                 key_by_login.entry(crate::engine::snapshot::login_key(&e.login)).or_insert(e.key);
             }
             Err(r) if !r.key.trim().is_empty() => {
@@ -270,5 +272,5 @@ pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex,
             Err(_) => {}
         }
     }
-    Ok(FileIndex { logins: reader.into_logins(), key_by_login, keys, valid_rows })
+    Ok(FileIndex { logins: reader.into_logins(), key_by_login, login_by_lower, keys, valid_rows })
 }

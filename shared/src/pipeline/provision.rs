@@ -53,8 +53,8 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     );
     let (results, ids) = applier.apply_with(&msg.items, Ids::from_plans(&msg.items), true).await;
     let all_failed = !msg.items.is_empty() && results.iter().all(|r| matches!(r, Some(ItemError::Failed(_))));
+    let first_error = results.iter().flatten().next().map(|e| e.message().to_string()).unwrap_or_default();
     if all_failed && !last_attempt {
-        let first_error = results.iter().flatten().next().map(|e| e.message().to_string()).unwrap_or_default();
         return Err(ProvisionError::AllFailed { run_id: msg.run_id.clone(), part: msg.part.clone(), first_error });
     }
     let mut rows: Vec<RowReport> = Vec::new();
@@ -89,6 +89,10 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         .map_err(storage)?;
     write_part(store, settings, &msg.run_id, &msg.part, &rows).await.map_err(storage)?;
     finish_if_complete(store, notifier, settings, &msg.run_id).await.map_err(storage)?;
+    if all_failed {
+        // The last receive: the rows are reported failed, and the message goes on to the DLQ.
+        return Err(ProvisionError::AllFailed { run_id: msg.run_id.clone(), part: msg.part.clone(), first_error });
+    }
     Ok(())
 }
 
