@@ -3,15 +3,21 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help build test lint template-checks unit-and-integration fmt sim
+.PHONY: help demo build test lint template-checks unit-and-integration fmt sim
 
 help:
+	@echo "make demo             - the main job locally: moto + NERM simulator + the real Lambda handlers, two drops of an HR export"
 	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
 	@echo "make lint             - rustfmt check and clippy with warnings as errors"
 	@echo "make template-checks  - sam validate --lint, cfn-lint and checkov on template.yaml (pinned, own venvs)"
 	@echo "make sim              - the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token sim-token)"
 	@echo "make build            - build the workspace"
 	@echo "make fmt              - format the code"
+
+# Needs only the Rust toolchain, Python 3 and pip: with-moto.sh installs moto (pinned) and
+# stops it afterwards; the simulator and the handlers run inside the demo process.
+demo:
+	infra/local/with-moto.sh $(CARGO) run --locked -q -p lambda-tests --bin local-demo
 
 build:
 	$(CARGO) build --workspace --locked

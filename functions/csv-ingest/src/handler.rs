@@ -170,29 +170,14 @@ fn describe(o: &IngestOutcome) -> Value {
     }
 }
 
-/// CloudWatch Embedded Metric Format: one JSON log line that CloudWatch turns into metrics.
+/// Rows and NERM requests of the run, as CloudWatch metrics.
 fn emit_metrics(stats: &shared::nerm::ClientStats, result: &Result<IngestOutcome, shared::pipeline::IngestError>) {
     let rows = match result {
         Ok(IngestOutcome::Started { rows, .. } | IngestOutcome::Finished { rows, .. }) => *rows,
         _ => 0,
     };
-    let line = json!({
-        "_aws": {
-            "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            "CloudWatchMetrics": [{
-                "Namespace": "NermEmployeeSync",
-                "Dimensions": [["Function"]],
-                "Metrics": [
-                    { "Name": "RowsIngested", "Unit": "Count" },
-                    { "Name": "NermRequests", "Unit": "Count" },
-                    { "Name": "NermThrottled", "Unit": "Count" }
-                ]
-            }]
-        },
-        "Function": "csv-ingest",
-        "RowsIngested": rows,
-        "NermRequests": stats.total_requests(),
-        "NermThrottled": stats.rate_limited,
-    });
-    println!("{line}");
+    shared::env::emit_metrics(
+        "csv-ingest",
+        &[("RowsIngested", rows), ("NermRequests", stats.total_requests()), ("NermThrottled", stats.rate_limited)],
+    );
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use serde_json::json;
 use shared::aws::Adapters;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::{ProvisionError, WorkMessage, provision};
@@ -98,28 +97,14 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
         }
     }
     let stats = client.stats();
-    println!(
-        "{}",
-        json!({
-            "_aws": {
-                "Timestamp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-                "CloudWatchMetrics": [{
-                    "Namespace": "NermEmployeeSync",
-                    "Dimensions": [["Function"]],
-                    "Metrics": [
-                        { "Name": "NermRequests", "Unit": "Count" },
-                        { "Name": "NermThrottled", "Unit": "Count" },
-                        { "Name": "NermRetries", "Unit": "Count" },
-                        { "Name": "FailedMessages", "Unit": "Count" }
-                    ]
-                }]
-            },
-            "Function": "nerm-provisioner",
-            "NermRequests": stats.total_requests(),
-            "NermThrottled": stats.rate_limited,
-            "NermRetries": stats.retries,
-            "FailedMessages": failures.len(),
-        })
+    shared::env::emit_metrics(
+        "nerm-provisioner",
+        &[
+            ("NermRequests", stats.total_requests()),
+            ("NermThrottled", stats.rate_limited),
+            ("NermRetries", stats.retries),
+            ("FailedMessages", failures.len() as u64),
+        ],
     );
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;

@@ -475,6 +475,38 @@ impl<'a> Applier<'a> {
                 }
             }
         }
+        if wanted.is_empty() {
+            return;
+        }
+        // Two lookups per manager, or two paged scans for all of them: whichever is fewer requests.
+        let page = self.client.options().page_size.max(1) as u64;
+        let users_total = self.client.count("/users", &[]).await.unwrap_or(u64::MAX);
+        let scan_cost = users_total.div_ceil(page).saturating_mul(2).saturating_add(1);
+        if let Some(rel) = &self.self_relationship
+            && scan_cost < wanted.len() as u64 * 2
+            && let (Ok(users), Ok(links)) = (
+                self.client.users().await,
+                self.client
+                    .list_all::<crate::nerm::model::UserProfile>(
+                        "/user_profiles",
+                        "user_profiles",
+                        &[("relationship_type", rel.clone())],
+                    )
+                    .await,
+            )
+        {
+            let by_login: HashMap<String, String> = users.into_iter().map(|u| (login_key(&u.login), u.id)).collect();
+            let by_user: HashMap<String, String> = links.into_iter().map(|l| (l.user_id, l.profile_id)).collect();
+            for (login, key) in wanted {
+                if let Some(uid) = by_login.get(&login_key(&login)) {
+                    if let (Some(k), Some(pid)) = (key, by_user.get(uid)) {
+                        ids.profiles.insert(k, pid.clone());
+                    }
+                    ids.users.insert(login_key(&login), uid.clone());
+                }
+            }
+            return;
+        }
         let found = stream::iter(wanted.into_iter().map(|(login, key)| async move {
             let user = self.client.user_by_login(&login).await.ok().flatten();
             let mut profile = None;

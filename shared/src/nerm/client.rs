@@ -92,6 +92,25 @@ impl ClientStats {
     pub fn total_requests(&self) -> u64 {
         self.requests.values().sum()
     }
+    /// What happened after `earlier` was taken (one client serves several messages).
+    pub fn since(&self, earlier: &ClientStats) -> ClientStats {
+        let mut requests = self.requests.clone();
+        for (k, v) in &earlier.requests {
+            if let Some(n) = requests.get_mut(k) {
+                *n = n.saturating_sub(*v);
+            }
+        }
+        requests.retain(|_, n| *n > 0);
+        ClientStats {
+            requests,
+            rate_limited: self.rate_limited.saturating_sub(earlier.rate_limited),
+            retries: self.retries.saturating_sub(earlier.retries),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+            transport_errors: self.transport_errors.saturating_sub(earlier.transport_errors),
+            token_refreshes: self.token_refreshes.saturating_sub(earlier.token_refreshes),
+        }
+    }
+
     /// Requests other than GET.
     pub fn writes(&self) -> u64 {
         self.requests.iter().filter(|(k, _)| !k.starts_with("GET ")).map(|(_, v)| v).sum()
@@ -334,6 +353,18 @@ impl NermClient {
         .ok_or_else(|| NermError::Protocol { route: route.to_string(), detail: format!("no {key:?} in the answer") })?;
         serde_json::from_value(inner)
             .map_err(|e| NermError::Protocol { route: route.to_string(), detail: format!("{key}: {e}") })
+    }
+
+    /// How many records a list endpoint holds (`_metadata.total` of a one-record page).
+    pub async fn count(&self, route: &str, filters: &[(&str, String)]) -> Result<u64, NermError> {
+        let mut q: Vec<(&str, String)> = filters.to_vec();
+        q.push(("limit", "1".into()));
+        q.push(("metadata", "true".into()));
+        let v = self.call(Method::GET, route, route, &q, None).await?;
+        v.get("_metadata").and_then(|m| m.get("total")).and_then(Value::as_u64).ok_or_else(|| NermError::Protocol {
+            route: format!("GET {route}"),
+            detail: "no _metadata.total in the answer".into(),
+        })
     }
 
     /// Every record of a list endpoint, read with offset paging at the largest page size.

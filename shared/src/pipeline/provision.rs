@@ -42,6 +42,7 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     last_attempt: bool,
 ) -> Result<(), ProvisionError> {
     let storage = |e: PortError| ProvisionError::Storage(e, msg.run_id.clone(), msg.part.clone());
+    let before = client.stats();
     let target = &msg.target;
     let applier = Applier::new(
         client,
@@ -82,7 +83,7 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         };
         queue.send(vec![next.to_body()], settings.wait_delay_seconds).await.map_err(storage)?;
     }
-    let stats = serde_json::to_vec(&PartStats::from_client(&client.stats())).unwrap_or_default();
+    let stats = serde_json::to_vec(&PartStats::from_client(&client.stats().since(&before))).unwrap_or_default();
     store
         .put(&format!("{}{}.json", settings.stats_prefix(&msg.run_id), msg.part), stats, "application/json")
         .await
