@@ -10,6 +10,8 @@ pub mod config;
 pub mod engine;
 pub mod env;
 pub mod input;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod nerm;
 pub mod pipeline;
 pub mod ports;

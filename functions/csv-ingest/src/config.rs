@@ -25,13 +25,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let settings = Settings {
-            input_prefix: var_or("INPUT_PREFIX", "incoming/"),
-            report_prefix: var_or("REPORT_PREFIX", "reports/"),
-            run_state_prefix: var_or("RUN_STATE_PREFIX", "runs/"),
-            items_per_message: number("ITEMS_PER_MESSAGE", 25)? as usize,
-            ..Settings::default()
-        };
+        let settings = Settings::from_env()?;
         Ok(Config {
             bucket: var("BUCKET_NAME")?,
             queue_url: var("QUEUE_URL")?,

@@ -6,27 +6,13 @@ use aws_lambda_events::event::s3::S3Event;
 use serde_json::{Value, json};
 use shared::aws::Adapters;
 use shared::config::MappingConfig;
+pub use shared::lambda::HandlerError;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::ingest::decode_s3_key;
 use shared::pipeline::{IngestOutcome, ingest};
 use shared::ports::ObjectStore;
 
 use crate::config::{Config, PACKAGED_CONFIG};
-
-/// An invocation failure, telling Lambda (and its retries) whether trying again can help.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    pub retryable: bool,
-    pub message: String,
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(e: HandlerError) -> Self {
-        let error_type = if e.retryable { "NermSync.Retryable" } else { "NermSync.Permanent" };
-        lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.message }
-    }
-}
 
 pub struct Deps {
     pub cfg: Config,

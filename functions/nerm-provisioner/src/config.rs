@@ -1,6 +1,6 @@
 //! The provisioner's settings, from its environment (names as in template.yaml).
 
-use shared::env::{number, var, var_or};
+use shared::env::{number, var};
 use shared::pipeline::Settings;
 
 #[derive(Debug, Clone)]
@@ -19,13 +19,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let settings = Settings {
-            input_prefix: var_or("INPUT_PREFIX", "incoming/"),
-            report_prefix: var_or("REPORT_PREFIX", "reports/"),
-            run_state_prefix: var_or("RUN_STATE_PREFIX", "runs/"),
-            wait_delay_seconds: number("WAIT_DELAY_SECONDS", 30)?,
-            ..Settings::default()
-        };
+        let settings = Settings::from_env()?;
         let total = number("NERM_REQUESTS_PER_10S", 100)?.max(1);
         let workers = number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
         Ok(Config {

@@ -6,25 +6,12 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use shared::aws::Adapters;
+/// A failure of the whole invocation (every message of the batch is retried).
+pub use shared::lambda::HandlerError;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::{ProvisionError, WorkMessage, provision};
 
 use crate::config::Config;
-
-/// A failure of the whole invocation (every message is retried).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct HandlerError {
-    pub retryable: bool,
-    pub message: String,
-}
-
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(e: HandlerError) -> Self {
-        let error_type = if e.retryable { "NermSync.Retryable" } else { "NermSync.Permanent" };
-        lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.message }
-    }
-}
 
 pub struct Deps {
     pub cfg: Config,
