@@ -130,18 +130,47 @@ pub enum ThresholdError {
     EmptyFile { managed: usize },
 }
 
-/// What the first pass learnt about the file, needed before planning any row.
+/// What the first pass learnt about the file, needed before planning any row. Kept lean (one
+/// map entry of boxed strings per accepted row): this is what grows with the file.
 #[derive(Debug, Default)]
 pub struct FileIndex {
     /// Every login in the file, with the line of its first row and whether it was accepted.
     pub logins: LoginIndex,
-    /// Accepted rows: login (lower-cased) → employee key, to find a manager's profile.
-    pub key_by_login: HashMap<String, String>,
-    /// Accepted rows: login (lower-cased) → the login as written on that row (as NERM stores it).
-    pub login_by_lower: HashMap<String, String>,
-    /// Every non-empty key in the file, accepted or not (a rejected row is no leaver).
-    pub keys: HashSet<String>,
+    /// Accepted rows: lower-cased login → (employee key, the login as written when it differs
+    /// from the lower-cased one: NERM's login filter is exact).
+    by_login: HashMap<Box<str>, AcceptedLogin>,
+    /// Full sync only: every non-empty key in the file, accepted or not (a rejected row is no
+    /// leaver).
+    keys: HashSet<Box<str>>,
     pub valid_rows: u64,
+}
+
+/// An accepted row's employee key, and its login as written when that is not lower-case.
+type AcceptedLogin = (Box<str>, Option<Box<str>>);
+
+impl FileIndex {
+    /// Records an accepted row (the first row of a login wins).
+    pub fn add_accepted(&mut self, login: &str, key: &str) {
+        let lower = login_key(login);
+        let written = (lower != login).then(|| Box::from(login));
+        self.by_login.entry(lower.into_boxed_str()).or_insert_with(|| (Box::from(key), written));
+    }
+    /// Records a key seen in the file (kept only when leavers are computed).
+    pub fn add_key(&mut self, key: &str) {
+        self.keys.insert(Box::from(key));
+    }
+    /// The employee key of an accepted login.
+    pub fn key_of(&self, login: &str) -> Option<&str> {
+        self.by_login.get(login_key(login).as_str()).map(|(k, _)| &**k)
+    }
+    /// The login as written on its own row.
+    pub fn login_as_written(&self, login: &str) -> Option<String> {
+        let lower = login_key(login);
+        self.by_login.get(lower.as_str()).map(|(_, w)| w.as_deref().map_or(lower.clone(), String::from))
+    }
+    pub fn has_key(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
 }
 
 /// Diffs employees against a snapshot, one row at a time.
@@ -495,17 +524,17 @@ impl<'a> Planner<'a> {
 
     /// A login as written on its own row of the file (NERM's `login` filter is exact).
     fn canonical_login(&self, login: &str) -> String {
-        self.file.login_by_lower.get(&login_key(login)).cloned().unwrap_or_else(|| login.to_string())
+        self.file.login_as_written(login).unwrap_or_else(|| login.to_string())
     }
 
     /// Where the manager's profile is: already in NERM (id and display name), or to be created
     /// in this run from the file.
     fn manager_profile(&self, manager_login: &str) -> Option<ManagerProfile> {
         let lower = login_key(manager_login);
-        if let Some(key) = self.file.key_by_login.get(&lower) {
+        if let Some(key) = self.file.key_of(&lower) {
             return Some(match self.snap.profile_by_key(key) {
                 Some(p) => ManagerProfile::Existing { id: p.id.clone(), name: p.name.clone() },
-                None => ManagerProfile::InFile { key: key.clone() },
+                None => ManagerProfile::InFile { key: key.to_string() },
             });
         }
         let user = self.snap.user_by_login(manager_login)?;
@@ -530,7 +559,7 @@ impl<'a> Planner<'a> {
         keyed.sort_by(|a, b| a.0.cmp(b.0));
         for (key, p) in keyed {
             managed += 1;
-            if self.file.keys.contains(key) {
+            if self.file.has_key(key) {
                 continue;
             }
             let user = self.leaver_user(p, login_attr.as_deref());
@@ -714,9 +743,8 @@ mod tests {
         let mut f = FileIndex::default();
         for e in employees {
             f.logins.insert(&e.login, e.line, true).unwrap();
-            f.key_by_login.insert(login_key(&e.login), e.key.clone());
-            f.login_by_lower.insert(login_key(&e.login), e.login.clone());
-            f.keys.insert(e.key.clone());
+            f.add_accepted(&e.login, &e.key);
+            f.add_key(&e.key);
             f.valid_rows += 1;
         }
         f

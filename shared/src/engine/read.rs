@@ -254,23 +254,21 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
 /// and keys indexed for the planner.
 pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
     let mut reader = EmployeeReader::new(input, ctx)?;
-    let mut key_by_login = HashMap::new();
-    let mut login_by_lower = HashMap::new();
-    let mut keys = std::collections::HashSet::new();
-    let mut valid_rows = 0;
+    let full_sync = ctx.cfg.config().sync.mode == crate::config::SyncMode::Full;
+    let mut index = FileIndex::default();
     while let Some(item) = reader.next_employee()? {
         match item {
             Ok(e) => {
-                valid_rows += 1;
-                keys.insert(e.key.clone());
-                login_by_lower.entry(crate::engine::snapshot::login_key(&e.login)).or_insert(e.login.clone());
-                key_by_login.entry(crate::engine::snapshot::login_key(&e.login)).or_insert(e.key);
+                index.valid_rows += 1;
+                if full_sync {
+                    index.add_key(&e.key);
+                }
+                index.add_accepted(&e.login, &e.key);
             }
-            Err(r) if !r.key.trim().is_empty() => {
-                keys.insert(r.key.trim().to_string());
-            }
+            Err(r) if full_sync && !r.key.trim().is_empty() => index.add_key(r.key.trim()),
             Err(_) => {}
         }
     }
-    Ok(FileIndex { logins: reader.into_logins(), key_by_login, login_by_lower, keys, valid_rows })
+    index.logins = reader.into_logins();
+    Ok(index)
 }
