@@ -449,7 +449,7 @@ impl<'a> Applier<'a> {
             .map(|(e, w)| match (e, w) {
                 (None, _) => None,
                 // Only a plan whose sole problem is a missing manager waits; the rest of it is done.
-                (Some(e), Some(w)) if look_up_managers && e.contains("has no") => Some(ItemError::Waiting(w)),
+                (Some(e), Some(w)) if look_up_managers && e.ends_with(MANAGER_MISSING) => Some(ItemError::Waiting(w)),
                 (Some(e), _) => Some(ItemError::Failed(e)),
             })
             .collect();
@@ -801,8 +801,17 @@ impl<'a> Applier<'a> {
     }
 }
 
+/// How the error of a plan that only waits for its manager ends.
+const MANAGER_MISSING: &str = "(it was not created)";
+
+/// Keeps a plan's first error — except that any real failure replaces a missing manager, so a
+/// plan is only ever "waiting" when nothing else went wrong.
 fn note(errors: &mut [Option<String>], plan: usize, msg: String) {
-    if errors[plan].is_none() {
+    let replace = match &errors[plan] {
+        None => true,
+        Some(first) => first.ends_with(MANAGER_MISSING) && !msg.ends_with(MANAGER_MISSING),
+    };
+    if replace {
         errors[plan] = Some(msg);
     }
 }
