@@ -154,7 +154,7 @@ pub fn run(results: &Path, work: &Path, bin_dir: &Path, runs: usize, verify: boo
                 "bytes",
                 size as f64,
             )
-            .note("arm64 (cargo lambda build --release --arm64), measured by the lead: see BENCHMARKS.md"),
+            .note("the arm64 Lambda build is smaller: see \"Binary sizes\" above"),
         );
     }
     util::save(results, "6-coldstart", &m)

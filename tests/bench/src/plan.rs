@@ -20,7 +20,7 @@ use shared::engine::snapshot::login_key;
 use shared::engine::{EmployeeReader, Op, Planner, ReadContext, RowPlan, Snapshot, index_file};
 use shared::nerm::model::{Profile, User, UserManager, UserProfile};
 
-use crate::util::{self, Measurement, mib, proc_status_kb, secs};
+use crate::util::{self, Measurement, fmt_num, mib, proc_status_kb, secs};
 
 /// A NERM-like id (36 characters, like the UUIDs NERM hands out).
 fn id(kind: u32, n: usize) -> String {
@@ -253,11 +253,11 @@ pub fn run(work: &Path, results: &Path, employees: usize, runs: usize) -> Result
     drop(state);
     println!(
         "scenario 2: {} employees; NERM holds {} users, {} profiles, {} owner links, {} manager links (prepared in {:.1}s)",
-        counts.0,
-        counts.0,
-        counts.1,
-        counts.2,
-        counts.3,
+        fmt_num(employees as f64),
+        fmt_num(counts.0 as f64),
+        fmt_num(counts.1 as f64),
+        fmt_num(counts.2 as f64),
+        fmt_num(counts.3 as f64),
         secs(t)
     );
     let (dir_s, csv_s) = (dir.to_str().ok_or("non-UTF-8 path")?, csv.to_str().ok_or("non-UTF-8 path")?);
@@ -292,8 +292,11 @@ pub fn run(work: &Path, results: &Path, employees: usize, runs: usize) -> Result
             "rows/s",
             &diff.iter().map(|d| employees as f64 / (d / 1000.0)).collect::<Vec<_>>(),
         ),
-        Measurement::one(s, "employees to change (planned)", "rows", first.changed as f64)
-            .note(format!("{} unchanged, {} operations", first.unchanged, first.ops)),
+        Measurement::one(s, "employees to change (planned)", "rows", first.changed as f64).note(format!(
+            "{} unchanged, {} operations",
+            fmt_num(first.unchanged as f64),
+            fmt_num(first.ops as f64)
+        )),
         Measurement::over(
             s,
             "RSS with NERM state loaded, before planning",

@@ -119,7 +119,7 @@ pub async fn requests(results: &Path, employees: usize) -> Result<(), String> {
         println!("scenario 3: {label}: {total} requests ({writes} writes) in {wall:.1}s; {}", breakdown(&requests));
         let mut row = Measurement::one(s, &format!("{label}: requests"), "requests", total as f64).note(format!(
             "{writes} writes, {rate_limited} 429s, {retries} retries; {} {}; {:.1} s wall. {}",
-            expect.1,
+            fmt_num(expect.1 as f64),
             expect.0,
             wall,
             breakdown(&requests)
