@@ -3,10 +3,11 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help demo build test lint template-checks unit-and-integration fmt sim
+.PHONY: help demo bench build test lint template-checks unit-and-integration fmt sim
 
 help:
 	@echo "make demo             - the main job locally: moto + NERM simulator + the real Lambda handlers, two drops of an HR export"
+	@echo "make bench            - the benchmark suite: prints a table and rewrites the results in BENCHMARKS.md"
 	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
 	@echo "make lint             - rustfmt check and clippy with warnings as errors"
 	@echo "make template-checks  - sam validate --lint, cfn-lint and checkov on template.yaml (pinned, own venvs)"
@@ -18,6 +19,9 @@ help:
 # stops it afterwards; the simulator and the handlers run inside the demo process.
 demo:
 	infra/local/with-moto.sh $(CARGO) run --locked -q -p lambda-tests --bin local-demo
+
+bench:
+	infra/bench.sh
 
 build:
 	$(CARGO) build --workspace --locked
