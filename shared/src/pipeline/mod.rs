@@ -6,7 +6,7 @@
 //! S3 layout of a run (prefixes from the settings):
 //! - `{state}{run}/started.json`: the dedup marker (written only if absent: a second delivery
 //!   of the same object is a no-op); `{state}{run}/manifest.json`: what the run expects;
-//!   `{state}{run}/stats/{part}.json`: NERM request counts per part; `{state}{run}/notified`.
+//!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`.
 //! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows; `{reports}{run}/report.jsonl`,
 //!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
 

@@ -55,6 +55,10 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let (results, ids) = applier.apply_with(&msg.items, Ids::from_plans(&msg.items), true).await;
     let all_failed = !msg.items.is_empty() && results.iter().all(|r| matches!(r, Some(ItemError::Failed(_))));
     let first_error = results.iter().flatten().next().map(|e| e.message().to_string()).unwrap_or_default();
+    // Every receive's requests count, also one that fails and is retried: one stats object each.
+    let stats = serde_json::to_vec(&PartStats::from_client(&client.stats().since(&before))).unwrap_or_default();
+    let stats_key = format!("{}{}-{:016x}.json", settings.stats_prefix(&msg.run_id), msg.part, rand::random::<u64>());
+    store.put(&stats_key, stats, "application/json").await.map_err(storage)?;
     if all_failed && !last_attempt {
         return Err(ProvisionError::AllFailed { run_id: msg.run_id.clone(), part: msg.part.clone(), first_error });
     }
@@ -83,11 +87,6 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         };
         queue.send(vec![next.to_body()], settings.wait_delay_seconds).await.map_err(storage)?;
     }
-    let stats = serde_json::to_vec(&PartStats::from_client(&client.stats().since(&before))).unwrap_or_default();
-    store
-        .put(&format!("{}{}.json", settings.stats_prefix(&msg.run_id), msg.part), stats, "application/json")
-        .await
-        .map_err(storage)?;
     write_part(store, settings, &msg.run_id, &msg.part, &rows).await.map_err(storage)?;
     finish_if_complete(store, notifier, settings, &msg.run_id).await.map_err(storage)?;
     if all_failed {

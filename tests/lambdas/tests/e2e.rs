@@ -768,3 +768,51 @@ async fn a_row_waiting_for_its_manager_whose_own_link_failed_is_reported_failed(
     assert_eq!(row.outcome, Outcome::Failed, "the owner link was never made: {row:?}");
     assert!(row.error.as_deref().unwrap_or_default().contains("linking the profile"), "{row:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_counts_the_nerm_requests_of_every_receive() {
+    // GIVEN a run of 4 employees planned while NERM was up
+    let stack = Stack::new("stats").await;
+    let (ingest, provisioner) = (stack.ingest(), stack.provisioner());
+    let people = employees(4);
+    let (answer, _) = stack.drop_csv(&ingest, "incoming/hr.csv", &to_csv(&people)).await;
+    let run = run_of(&answer, "started");
+
+    // WHEN the first receive of its message meets NERM down (every call 503) ...
+    stack.sim.configure(json!({ "faults": { "down": true } })).await;
+    let messages = stack.receive(&stack.queue, 1).await;
+    assert_eq!(messages.len(), 1);
+    let response = nerm_provisioner::handler::handle(&provisioner, sqs_event(&stack.queue, &messages))
+        .await
+        .expect("the provisioner answers per message");
+    assert_eq!(response.batch_item_failures.len(), 1, "the message failed on its first receive");
+    let handle = messages[0].receipt_handle().expect("a receipt handle");
+    stack
+        .aws
+        .sqs
+        .change_message_visibility()
+        .queue_url(&stack.queue.url)
+        .receipt_handle(handle)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("visible again");
+    let down = stack.sim.stats().await["faults"]["down"].as_u64().unwrap_or(0);
+    assert!(down > 0, "NERM was called while down");
+    // ... and the second receive finds NERM back
+    stack.sim.configure(json!({ "faults": { "down": false } })).await;
+    let drain = stack.drain(&provisioner).await;
+    assert!(drain.failures().is_empty(), "{drain:#?}");
+
+    // THEN the run completed, and its summary counts every NERM request the run made: the
+    // ingest's, the failed receive's (retries included) and the successful one's
+    let (summary, _) = accounted_report(&stack, &run, &people, &[]).await;
+    assert_eq!(counts(&summary), BTreeMap::from([(Outcome::Created, 4)]), "{summary:#?}");
+    let sim_total = stack.sim.stats().await["total"].as_u64().unwrap_or(0);
+    println!(
+        "NERM requests: simulator {sim_total} ({down} answered 503 while down), summary {}, retries {}",
+        summary.requests_total, summary.retries
+    );
+    assert_eq!(summary.requests_total, sim_total, "summary.json vs the requests NERM saw: {summary:#?}");
+    assert!(summary.retries > 0, "the retries while NERM was down are counted: {summary:#?}");
+}
