@@ -46,7 +46,7 @@ run "$CARGO" build --release --locked -p bench -p csv-ingest -p nerm-provisioner
 run "$BENCH" read --work "$WORK" --results "$RESULTS" --rows 1000000 --runs 5
 run "$BENCH" plan --work "$WORK" --results "$RESULTS" --employees 100000 --runs 5
 run "$BENCH" requests --results "$RESULTS" --employees 10000
-run "$BENCH" pacing --results "$RESULTS" --runs 3 --employees 4000 --writes 330
+run "$BENCH" pacing --results "$RESULTS" --runs 3 --stream-runs 1 --employees 4000 --writes 330
 strace_flag=()
 if command -v strace >/dev/null 2>&1; then
     strace_flag=(--strace)

@@ -6,7 +6,8 @@
 //! nerm-bench read     --work DIR --results DIR [--rows 1000000] [--runs 5]
 //! nerm-bench plan     --work DIR --results DIR [--employees 100000] [--runs 5]
 //! nerm-bench requests --results DIR [--employees 10000]
-//! nerm-bench pacing   --results DIR [--runs 3] [--employees 4000] [--writes 330] [--client-requests N]
+//! nerm-bench pacing   --results DIR [--runs 3] [--stream-runs 1] [--employees 4000] [--writes 330]
+//!                     [--client-requests N]
 //! nerm-bench coldstart --work DIR --results DIR --bin-dir target/release [--runs 5] [--strace]
 //! nerm-bench report   --results DIR --doc BENCHMARKS.md
 //! nerm-bench gen      --rows N [--seed S] [--change-every K] > hr.csv
@@ -84,8 +85,12 @@ enum Cmd {
     Pacing {
         #[arg(long)]
         results: PathBuf,
+        /// Runs of workload A (the engine's first import).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Runs of workload B (the single-write stream; it varies little between runs).
+        #[arg(long, default_value_t = 1)]
+        stream_runs: usize,
         /// Employees of the first import (workload A).
         #[arg(long, default_value_t = 4_000)]
         employees: usize,
@@ -159,9 +164,11 @@ fn main() -> ExitCode {
             note_load(&results, "scenario 3 (requests)");
             runtime().and_then(|rt| rt.block_on(requests::requests(&results, employees)))
         }
-        Cmd::Pacing { results, runs, employees, writes, client_requests } => {
+        Cmd::Pacing { results, runs, stream_runs, employees, writes, client_requests } => {
             note_load(&results, "scenario 4 (pacing)");
-            runtime().and_then(|rt| rt.block_on(requests::pacing(&results, runs, employees, writes, client_requests)))
+            runtime().and_then(|rt| {
+                rt.block_on(requests::pacing(&results, runs, stream_runs, employees, writes, client_requests))
+            })
         }
         Cmd::Coldstart { work, results, bin_dir, runs, strace } => {
             note_load(&results, "scenario 6 (cold start)");

@@ -243,6 +243,7 @@ async fn paced_stream(limit: RateLimit, client_requests: u32, latency_ms: u64, n
 pub async fn pacing(
     results: &Path,
     runs: usize,
+    stream_runs: usize,
     employees: usize,
     writes: usize,
     client_requests: Option<u32>,
@@ -267,7 +268,8 @@ pub async fn pacing(
         [("A: engine first import", employees), ("B: single POST /user stream", writes)];
     for (label, size) in workloads {
         let mut got = Vec::new();
-        for run in 0..runs {
+        let n = if label.starts_with('A') { runs } else { stream_runs };
+        for run in 0..n {
             let p = if label.starts_with('A') {
                 paced_import(limit, client_requests, latency_ms, size).await?
             } else {
