@@ -111,6 +111,22 @@ impl ObjectStore for S3Store {
         Ok(info)
     }
 
+    async fn upload(&self, key: &str, path: &Path, content_type: &str) -> Result<(), PortError> {
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| PortError::new("local disk", format!("{}: {e}", path.display()), false))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("put", key, &e))
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {

@@ -35,6 +35,13 @@ pub trait ObjectStore: Send + Sync {
     /// An object's bytes, `None` when it does not exist (small objects only: config, markers).
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, PortError>> + Send;
     fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Streams a local file into an object (reports too big to hold in memory).
+    fn upload(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Writes only if the key does not exist yet; `false` when it already did.
     fn put_if_absent(
         &self,
@@ -93,6 +100,11 @@ pub mod memory {
             Ok(self.objects.lock().unwrap().get(key).cloned())
         }
         async fn put(&self, key: &str, body: Vec<u8>, _: &str) -> Result<(), PortError> {
+            self.objects.lock().unwrap().insert(key.to_string(), body);
+            Ok(())
+        }
+        async fn upload(&self, key: &str, path: &std::path::Path, _: &str) -> Result<(), PortError> {
+            let body = std::fs::read(path).map_err(|e| PortError::new("memory", e.to_string(), false))?;
             self.objects.lock().unwrap().insert(key.to_string(), body);
             Ok(())
         }

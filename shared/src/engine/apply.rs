@@ -131,6 +131,20 @@ impl Ids {
     }
 }
 
+/// What is left of a plan that waited for its manager: its user and profile exist now (ids
+/// from the plan or from `ids`), only the manager links remain. Its report row still tells
+/// everything the plan changed.
+pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
+    let user_id = plan.user_id.clone().or_else(|| ids.users.get(&login_key(&plan.login)).cloned());
+    let profile_id = plan.profile_id.clone().or_else(|| ids.profiles.get(&plan.key).cloned());
+    EmployeePlan {
+        ops: plan.ops.into_iter().filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. })).collect(),
+        user_id,
+        profile_id,
+        ..plan
+    }
+}
+
 /// Why an employee's plan did not complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemError {
@@ -762,7 +776,10 @@ impl<'a> Applier<'a> {
                 Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
             };
         }
-        stream::iter(items.iter().map(|i| self.look_up_one(kind, i))).buffered(self.concurrency).collect().await
+        // Futures collected first: a closure over `&Item` inside the stream type defeats the
+        // compiler's proof that this future is `Send`.
+        let lookups: Vec<_> = items.iter().map(|i| self.look_up_one(kind, i)).collect();
+        stream::iter(lookups).buffered(self.concurrency).collect().await
     }
 
     async fn look_up_one(&self, kind: Kind, item: &Item) -> Result<Option<String>, NermError> {

@@ -4,7 +4,7 @@
 //! Operations name what does not exist yet by login or key, so the same plan can be applied in
 //! one process (the CLI) or shipped over SQS and applied by workers (the Lambdas).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::read::{Employee, Rejection};
 use super::snapshot::{Snapshot, login_key};
 use crate::config::{ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
-use crate::input::LoginIndex;
+use crate::input::{KeyIndex, LoginIndex, LoginIndexFull};
 use crate::nerm::model::{NewProfile, NewUser, Patch};
 
 /// One NERM write for one employee. The employee's own user and profile are implied.
@@ -130,46 +130,50 @@ pub enum ThresholdError {
     EmptyFile { managed: usize },
 }
 
-/// What the first pass learnt about the file, needed before planning any row. Kept lean (one
-/// map entry of boxed strings per accepted row): this is what grows with the file.
+/// What the first pass learnt about the file, needed before planning any row. This is what
+/// grows with the file, so it lives in two arena indexes (a few tens of bytes per row).
 #[derive(Debug, Default)]
 pub struct FileIndex {
-    /// Every login in the file, with the line of its first row and whether it was accepted.
+    /// Every login in the file, with the line of its first row and whether it was accepted;
+    /// accepted ones with their employee key and the login as written (NERM's login filter is
+    /// exact).
     pub logins: LoginIndex,
-    /// Accepted rows: lower-cased login → (employee key, the login as written when it differs
-    /// from the lower-cased one: NERM's login filter is exact).
-    by_login: HashMap<Box<str>, AcceptedLogin>,
-    /// Full sync only: every non-empty key in the file, accepted or not (a rejected row is no
-    /// leaver).
-    keys: HashSet<Box<str>>,
+    /// Every non-empty employee key, with the line of its first accepted row: later rows with
+    /// the key are duplicates, and a key in the file (even on a rejected row) is no leaver.
+    pub keys: KeyIndex,
     pub valid_rows: u64,
 }
 
-/// An accepted row's employee key, and its login as written when that is not lower-case.
-type AcceptedLogin = (Box<str>, Option<Box<str>>);
-
 impl FileIndex {
-    /// Records an accepted row (the first row of a login wins).
-    pub fn add_accepted(&mut self, login: &str, key: &str) {
-        let lower = login_key(login);
-        let written = (lower != login).then(|| Box::from(login));
-        self.by_login.entry(lower.into_boxed_str()).or_insert_with(|| (Box::from(key), written));
+    /// Records an accepted row, whose login [`LoginIndex::insert`] has seen (the first row of a
+    /// login and of a key wins).
+    pub fn add_accepted(&mut self, login: &str, key: &str, line: u64) -> Result<(), LoginIndexFull> {
+        self.valid_rows += 1;
+        self.logins.accept(login, key)?;
+        self.keys.insert(key, line, true)?;
+        Ok(())
     }
-    /// Records a key seen in the file (kept only when leavers are computed).
-    pub fn add_key(&mut self, key: &str) {
-        self.keys.insert(Box::from(key));
+    /// Records the key of a rejected row (it is still no leaver).
+    pub fn add_rejected_key(&mut self, key: &str, line: u64) -> Result<(), LoginIndexFull> {
+        if !key.is_empty() {
+            self.keys.insert(key, line, false)?;
+        }
+        Ok(())
     }
     /// The employee key of an accepted login.
     pub fn key_of(&self, login: &str) -> Option<&str> {
-        self.by_login.get(login_key(login).as_str()).map(|(k, _)| &**k)
+        self.logins.key_of(login)
     }
     /// The login as written on its own row.
     pub fn login_as_written(&self, login: &str) -> Option<String> {
-        let lower = login_key(login);
-        self.by_login.get(lower.as_str()).map(|(_, w)| w.as_deref().map_or(lower.clone(), String::from))
+        self.logins.as_written(login).map(String::from)
     }
     pub fn has_key(&self, key: &str) -> bool {
         self.keys.contains(key)
+    }
+    /// Heap memory held by the index, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.logins.heap_bytes() + self.keys.heap_bytes()
     }
 }
 
@@ -178,7 +182,6 @@ pub struct Planner<'a> {
     cfg: &'a ResolvedConfig,
     snap: &'a Snapshot,
     file: &'a FileIndex,
-    seen_keys: HashMap<String, u64>,
     /// Self-link relationship, if any.
     self_rel: Option<&'static str>,
     /// Extra contributors resolved to user ids.
@@ -213,7 +216,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        Planner { cfg, snap, file, seen_keys: HashMap::new(), self_rel, extra, warnings, profile_of_user }
+        Planner { cfg, snap, file, self_rel, extra, warnings, profile_of_user }
     }
 
     /// Warnings found while planning (for the report summary).
@@ -236,13 +239,14 @@ impl<'a> Planner<'a> {
             })
         };
         let m = self.cfg.config();
-        if let Some(first) = self.seen_keys.get(&e.key) {
+        if let Some(first) = self.file.keys.first_accepted(&e.key)
+            && first != e.line.min((1 << 31) - 1)
+        {
             return reject(format!(
                 "line {}, column {:?}: employee key {:?} already appeared on line {first}; only the first row is used",
                 e.line, m.columns.key, e.key
             ));
         }
-        self.seen_keys.insert(e.key.clone(), e.line);
         let user = self.snap.user_by_login(&e.login);
         // Two different people may not share one NERM profile.
         let profile = self.snap.profile_by_key(&e.key);
@@ -743,9 +747,7 @@ mod tests {
         let mut f = FileIndex::default();
         for e in employees {
             f.logins.insert(&e.login, e.line, true).unwrap();
-            f.add_accepted(&e.login, &e.key);
-            f.add_key(&e.key);
-            f.valid_rows += 1;
+            f.add_accepted(&e.login, &e.key, e.line).unwrap();
         }
         f
     }

@@ -254,19 +254,17 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
 /// and keys indexed for the planner.
 pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
     let mut reader = EmployeeReader::new(input, ctx)?;
-    let full_sync = ctx.cfg.config().sync.mode == crate::config::SyncMode::Full;
     let mut index = FileIndex::default();
+    let full = |_| FileError::TooLarge { limit: u64::from(u32::MAX) };
     while let Some(item) = reader.next_employee()? {
         match item {
             Ok(e) => {
+                // The login is in the reader's index already; only the key is recorded here.
+                index.keys.insert(&e.key, e.line, true).map_err(full)?;
                 index.valid_rows += 1;
-                if full_sync {
-                    index.add_key(&e.key);
-                }
-                index.add_accepted(&e.login, &e.key);
+                reader.validator.accept(&e.login, &e.key).map_err(full)?;
             }
-            Err(r) if full_sync && !r.key.trim().is_empty() => index.add_key(r.key.trim()),
-            Err(_) => {}
+            Err(r) => index.add_rejected_key(r.key.trim(), r.line).map_err(full)?,
         }
     }
     index.logins = reader.into_logins();

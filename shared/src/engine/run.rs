@@ -5,11 +5,11 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use super::apply::Applier;
+use super::apply::{Applier, Ids, ItemError, waiting_rest};
 use super::plan::{EmployeePlan, PlanKind, Planner, RowPlan, ThresholdError};
 use super::read::{EmployeeReader, ReadContext, index_file};
 use super::snapshot::Snapshot;
-use crate::config::{ConfigError, MappingConfig};
+use crate::config::{ConfigError, MappingConfig, ResolvedConfig};
 use crate::input::FileError;
 use crate::nerm::{NermClient, NermError};
 use crate::report::{Outcome, ReportSink, RowReport};
@@ -27,83 +27,126 @@ pub enum RunError {
     Threshold(#[from] ThresholdError),
     #[error("writing the report failed: {0}")]
     Report(#[from] io::Error),
+    /// The sink could not take the planner's output (S3 or SQS trouble in the Lambda).
+    #[error("handing over the plan failed: {0}")]
+    Sink(String),
 }
 
-/// A planned run: the rows already settled (unchanged, rejected) and the plans to apply.
+/// What planning found besides the rows themselves.
 #[derive(Debug)]
 pub struct PlannedRun {
-    pub resolved: crate::config::ResolvedConfig,
-    pub settled: Vec<RowReport>,
-    pub plans: Vec<EmployeePlan>,
     pub warnings: Vec<String>,
     /// Operation kind → count.
     pub planned: std::collections::BTreeMap<String, u64>,
+    /// Rows settled without a write (unchanged, rejected).
+    pub settled: u64,
+    /// Plans handed to the sink (leavers included).
+    pub plans: u64,
 }
 
-/// Stages 1 and 2: resolve the config against NERM, validate the whole file (nothing is
-/// written if that fails), snapshot NERM, and plan every row (`open` is called twice).
-/// A full-sync threshold breach is an error: nothing may be applied.
-pub async fn plan_file<R, F>(
+/// Takes the planner's output as it comes, so that memory does not grow with the file: the
+/// CLI applies plans in chunks and writes report rows at once, the ingest Lambda queues plans
+/// and writes report parts.
+pub trait PlanSink: Send {
+    /// A row that needs no write: unchanged or rejected.
+    fn settled(&mut self, row: RowReport) -> impl Future<Output = Result<(), RunError>> + Send;
+    /// An employee to change (leavers first, with line 0).
+    fn change(&mut self, plan: EmployeePlan) -> impl Future<Output = Result<(), RunError>> + Send;
+}
+
+/// The report row of a row the planner settled.
+fn settled_row(plan: RowPlan) -> Result<RowReport, EmployeePlan> {
+    match plan {
+        RowPlan::Unchanged { line, login, key } => Ok(RowReport {
+            line,
+            login,
+            employee_key: key,
+            outcome: Outcome::Unchanged,
+            changes: vec![],
+            error: None,
+        }),
+        RowPlan::Rejected(r) => Ok(RowReport {
+            line: r.line,
+            login: r.login,
+            employee_key: r.key,
+            outcome: Outcome::Rejected,
+            changes: vec![],
+            error: Some(r.reasons.join("; ")),
+        }),
+        RowPlan::Change(p) => Err(p),
+    }
+}
+
+/// Reads NERM's catalog (profile types, attributes, roles) and resolves the mapping config
+/// against it: an unknown attribute or role stops the run here, before any write.
+pub async fn resolve(config: &MappingConfig, client: &NermClient) -> Result<ResolvedConfig, RunError> {
+    let catalog = Snapshot::catalog(client).await?;
+    Ok(config.resolve(&catalog)?)
+}
+
+/// Validates the whole file (nothing is written if that fails), snapshots NERM, works out the
+/// leavers (a full-sync threshold breach is an error before the sink sees anything), then
+/// plans every row into `sink` as it is read (`open` is called twice).
+pub async fn plan_file<R, F, S>(
     open: F,
-    config: &MappingConfig,
+    resolved: &ResolvedConfig,
     client: &NermClient,
+    sink: &mut S,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<PlannedRun, RunError>
 where
-    R: Read,
+    R: Read + Send,
     F: Fn() -> io::Result<R>,
+    S: PlanSink,
 {
-    let catalog = Snapshot::catalog(client).await?;
-    let resolved = config.resolve(&catalog)?;
     let mut warnings: Vec<String> = resolved.warnings().iter().map(|w| w.to_string()).collect();
-    let ctx = ReadContext::new(&resolved);
-    let file = index_file(open()?, &ctx)?;
-    progress(&format!("validated the file: {} valid rows", file.valid_rows));
-    let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
-    progress(&format!(
-        "read NERM: {} users, {} {} profiles ({} requests so far)",
-        snap.users.len(),
-        snap.profiles.len(),
-        resolved.profile_type().name,
-        client.stats().total_requests()
-    ));
-    let mut planner = Planner::new(&resolved, &snap, &file);
-    let mut reader = EmployeeReader::new(open()?, &ctx)?;
-    let mut settled = Vec::new();
-    let mut plans: Vec<EmployeePlan> = Vec::new();
-    while let Some(item) = reader.next_employee()? {
-        match planner.plan_row(item) {
-            RowPlan::Unchanged { line, login, key } => settled.push(RowReport {
-                line,
-                login,
-                employee_key: key,
-                outcome: Outcome::Unchanged,
-                changes: vec![],
-                error: None,
-            }),
-            RowPlan::Rejected(r) => settled.push(RowReport {
-                line: r.line,
-                login: r.login,
-                employee_key: r.key,
-                outcome: Outcome::Rejected,
-                changes: vec![],
-                error: Some(r.reasons.join("; ")),
-            }),
-            RowPlan::Change(p) => plans.push(p),
-        }
-    }
-    plans.extend(planner.leavers()?);
-    warnings.extend(planner.warnings().iter().cloned());
     let mut planned = std::collections::BTreeMap::new();
-    for p in &plans {
-        for op in &p.ops {
-            *planned.entry(op.kind().to_string()).or_insert(0) += 1;
+    let (mut settled, mut changed) = (0u64, 0u64);
+    {
+        let ctx = ReadContext::new(resolved);
+        let file = index_file(open()?, &ctx)?;
+        progress(&format!(
+            "validated the file: {} valid rows ({} MiB of index)",
+            file.valid_rows,
+            file.heap_bytes() >> 20
+        ));
+        let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
+        progress(&format!(
+            "read NERM: {} users, {} {} profiles ({} requests so far)",
+            snap.users.len(),
+            snap.profiles.len(),
+            resolved.profile_type().name,
+            client.stats().total_requests()
+        ));
+        let mut planner = Planner::new(resolved, &snap, &file);
+        let leavers = planner.leavers()?;
+        let mut count = |p: &EmployeePlan| {
+            changed += 1;
+            for op in &p.ops {
+                *planned.entry(op.kind().to_string()).or_insert(0) += 1;
+            }
+        };
+        for p in leavers {
+            count(&p);
+            sink.change(p).await?;
         }
+        let mut reader = EmployeeReader::new(open()?, &ctx)?;
+        while let Some(item) = reader.next_employee()? {
+            match settled_row(planner.plan_row(item)) {
+                Ok(row) => {
+                    settled += 1;
+                    sink.settled(row).await?;
+                }
+                Err(p) => {
+                    count(&p);
+                    sink.change(p).await?;
+                }
+            }
+        }
+        warnings.extend(planner.warnings().iter().cloned());
     }
-    drop(planner);
-    drop(reader);
-    progress(&format!("planned: {} employees to change", plans.len()));
-    Ok(PlannedRun { resolved, settled, plans, warnings, planned })
+    progress(&format!("planned: {changed} employees to change, {settled} rows settled"));
+    Ok(PlannedRun { warnings, planned, settled, plans: changed })
 }
 
 /// The report row of an applied (or, in a dry run, planned) employee.
@@ -117,7 +160,79 @@ pub fn outcome_row(p: EmployeePlan, error: Option<String>) -> RowReport {
     RowReport { line: p.line, login: p.login, employee_key: p.key, outcome, changes: p.changes, error }
 }
 
-/// Runs the whole pipeline in one process. `open` is called twice (validation, planning).
+/// The CLI's sink: report rows go straight to the report; plans are applied in chunks.
+struct ApplySink<'a, J: Write, C: Write> {
+    report: &'a mut ReportSink<J, C>,
+    /// `None` in a dry run.
+    applier: Option<Applier<'a>>,
+    chunk_size: usize,
+    chunk: Vec<EmployeePlan>,
+    /// Whether a chunk was applied before the last one (managers may then be in NERM only).
+    chunked: bool,
+    /// What is left of plans that waited for a manager from a later chunk.
+    waiting: Vec<EmployeePlan>,
+}
+
+impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
+    /// Applies the chunk. Unless it is the whole run, managers missing from it are looked up
+    /// and a plan whose manager is not there yet waits for the end.
+    async fn flush(&mut self, last: bool) -> Result<(), RunError> {
+        let plans = std::mem::take(&mut self.chunk);
+        let Some(applier) = &self.applier else {
+            for p in plans {
+                self.report.record(outcome_row(p, None))?;
+            }
+            return Ok(());
+        };
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let look_up = self.chunked || !last;
+        self.chunked = true;
+        let (errors, ids) = applier.apply_with(&plans, Ids::from_plans(&plans), look_up).await;
+        for (p, err) in plans.into_iter().zip(errors) {
+            match err {
+                Some(ItemError::Waiting(_)) if !last => self.waiting.push(waiting_rest(p, &ids)),
+                err => self.report.record(outcome_row(p, err.map(|e| e.message().to_string())))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the last chunk, then what waited: every manager of the file exists by then,
+    /// unless its own plan failed.
+    async fn finish(&mut self) -> Result<(), RunError> {
+        self.flush(self.waiting.is_empty()).await?;
+        if !self.waiting.is_empty() {
+            self.chunk = std::mem::take(&mut self.waiting);
+            self.flush(true).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<J: Write + Send, C: Write + Send> PlanSink for ApplySink<'_, J, C> {
+    async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
+        self.report.record(row)?;
+        Ok(())
+    }
+
+    async fn change(&mut self, plan: EmployeePlan) -> Result<(), RunError> {
+        self.chunk.push(plan);
+        if self.chunk.len() >= self.chunk_size {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Plans per apply call in one process. A run that fits applies everything together (managers
+/// created in the same call are known by id); a bigger one applies chunk by chunk, looking up
+/// managers another chunk created, and applies what waited for a later chunk at the end.
+pub const APPLY_CHUNK: usize = 5_000;
+
+/// Runs the whole pipeline in one process, in chunks of [`APPLY_CHUNK`] plans. `open` is
+/// called twice (validation, planning).
 pub async fn run<R, F, J, C>(
     open: F,
     config: &MappingConfig,
@@ -127,45 +242,51 @@ pub async fn run<R, F, J, C>(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), RunError>
 where
-    R: Read,
+    R: Read + Send,
     F: Fn() -> io::Result<R>,
-    J: Write,
-    C: Write,
+    J: Write + Send,
+    C: Write + Send,
+{
+    run_chunked(open, config, client, sink, dry_run, APPLY_CHUNK, progress).await
+}
+
+/// [`run`] with a chosen chunk size (tests use small ones to cover chunked runs).
+pub async fn run_chunked<R, F, J, C>(
+    open: F,
+    config: &MappingConfig,
+    client: &NermClient,
+    sink: &mut ReportSink<J, C>,
+    dry_run: bool,
+    chunk_size: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(), RunError>
+where
+    R: Read + Send,
+    F: Fn() -> io::Result<R>,
+    J: Write + Send,
+    C: Write + Send,
 {
     let started = Instant::now();
-    let planned = plan_file(open, config, client, progress).await?;
+    let resolved = resolve(config, client).await?;
+    let applier = (!dry_run).then(|| {
+        Applier::new(
+            client,
+            &resolved.profile_type().id,
+            &resolved.key_attribute().uid,
+            resolved.manager_attribute().map(|a| a.uid.as_str()),
+            self_relationship(&resolved),
+            resolved.config().nerm.concurrency as usize,
+        )
+    });
+    let mut apply =
+        ApplySink { report: sink, applier, chunk_size: chunk_size.max(1), chunk: Vec::new(), chunked: false, waiting: Vec::new() };
+    let planned = plan_file(open, &resolved, client, &mut apply, progress).await?;
+    apply.finish().await?;
     for w in &planned.warnings {
         sink.warn(w);
     }
     for (kind, n) in &planned.planned {
         sink.plan(kind, *n);
-    }
-    for row in planned.settled {
-        sink.record(row)?;
-    }
-    let resolved = &planned.resolved;
-    let errors = if dry_run {
-        vec![None; planned.plans.len()]
-    } else {
-        // The snapshot the plans were made from already gave each plan its ids.
-        let applier = Applier::new(
-            client,
-            &resolved.profile_type().id,
-            &resolved.key_attribute().uid,
-            resolved.manager_attribute().map(|a| a.uid.as_str()),
-            self_relationship(resolved),
-            resolved.config().nerm.concurrency as usize,
-        );
-        applier
-            .apply_with(&planned.plans, super::apply::Ids::from_plans(&planned.plans), false)
-            .await
-            .0
-            .into_iter()
-            .map(|e| e.map(|e| e.message().to_string()))
-            .collect()
-    };
-    for (p, err) in planned.plans.into_iter().zip(errors) {
-        sink.record(outcome_row(p, err))?;
     }
     let stats = client.stats();
     sink.set_requests(stats.requests.clone(), stats.rate_limited, stats.retries);

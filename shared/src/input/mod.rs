@@ -15,6 +15,7 @@
 //! [`CsvReader`] does the reading; [`validate`] checks the logical fields of each row and tracks
 //! the logins seen ([`LoginIndex`]).
 
+mod index;
 mod reader;
 mod source;
 pub mod validate;
@@ -25,7 +26,8 @@ mod tests;
 use std::fmt;
 
 pub use reader::{CsvReader, OwnedRow, OwnedRows, Row};
-pub use validate::{LoginIndex, RowValidator};
+pub use index::{KeyIndex, LoginIndex, LoginIndexFull, SeenLogin};
+pub use validate::RowValidator;
 
 /// Text encoding of the input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,12 +12,9 @@
 //! Case-insensitive comparisons (logins, statuses) lowercase character by character with
 //! Unicode's simple lowercase mapping (`char::to_lowercase`).
 
-use std::hash::{BuildHasher, RandomState};
-use std::ops::Range;
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as TableEntry;
 
+pub use super::index::{LoginIndex, LoginIndexFull, SeenLogin};
 use super::{RowError, show_value};
 
 /// Longest accepted e-mail address, in characters.
@@ -137,6 +134,11 @@ impl<'s> RowValidator<'s> {
         &self.logins
     }
 
+    /// Records the employee key of an accepted row's login (see [`LoginIndex::accept`]).
+    pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
+        self.logins.accept(login, key)
+    }
+
     /// Ends validation, keeping the logins seen (for the planner).
     pub fn into_logins(self) -> LoginIndex {
         self.logins
@@ -251,16 +253,6 @@ pub fn same_ignoring_case(a: &str, b: &str) -> bool {
     }
 }
 
-fn push_lowercase(dst: &mut String, s: &str) {
-    if s.is_ascii() {
-        let start = dst.len();
-        dst.push_str(s);
-        dst[start..].make_ascii_lowercase();
-    } else {
-        dst.extend(s.chars().flat_map(char::to_lowercase));
-    }
-}
-
 /// The allowed status values, in their canonical spelling; matching ignores case.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusSet {
@@ -313,154 +305,6 @@ impl StatusSet {
     }
 }
 
-/// Where a login was first seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeenLogin {
-    /// Line of the first row with this login (saturates at 2³¹−1).
-    pub line: u64,
-    /// Whether that row passed validation.
-    pub accepted: bool,
-}
-
-/// The index cannot grow: more than 4 GiB of logins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many logins to check for duplicates (the login index is limited to 4 GiB)")]
-pub struct LoginIndexFull;
-
-const LINE_MASK: u32 = (1 << 31) - 1;
-const ACCEPTED_BIT: u32 = 1 << 31;
-
-/// 16 bytes per login in the table; the text lives in the shared arena.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    start: u32,
-    len: u32,
-    /// Line (31 bits, saturating) and the accepted flag (top bit).
-    meta: u32,
-    /// 32 bits of the login's hash: growing the table and most failed comparisons then need
-    /// no access to the arena (which is what made inserts slow: cache misses).
-    tag: u32,
-}
-
-/// The table hash of a tag (spread over 64 bits: hashbrown uses low bits and the top 7 bits).
-fn table_hash(tag: u32) -> u64 {
-    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-impl Slot {
-    fn range(self) -> Range<usize> {
-        self.start as usize..self.start as usize + self.len as usize
-    }
-
-    fn seen(self) -> SeenLogin {
-        SeenLogin { line: u64::from(self.meta & LINE_MASK), accepted: self.meta & ACCEPTED_BIT != 0 }
-    }
-}
-
-/// Case-insensitive set of logins, each with the line where it was first seen.
-///
-/// Memory-lean: all lowercased logins live in one `String` arena and the hash table holds
-/// 16-byte slots into it, so 1,000,000 logins of ~24 bytes take about 60 MB instead of the
-/// ~85 MB of a `HashMap<Box<str>, u32>` (one heap block per login), and no allocation per
-/// login. See [`heap_bytes`](Self::heap_bytes).
-#[derive(Debug, Default, Clone)]
-pub struct LoginIndex {
-    arena: String,
-    table: HashTable<Slot>,
-    hasher: RandomState,
-}
-
-impl LoginIndex {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An empty index with room for `logins` logins of about `avg_len` bytes.
-    pub fn with_capacity(logins: usize, avg_len: usize) -> Self {
-        Self {
-            arena: String::with_capacity(logins.saturating_mul(avg_len)),
-            table: HashTable::with_capacity(logins),
-            hasher: RandomState::new(),
-        }
-    }
-
-    /// Records `login` as seen on `line`. If it was already there (ignoring case), changes
-    /// nothing and returns where it was first seen.
-    pub fn insert(&mut self, login: &str, line: u64, accepted: bool) -> Result<Option<SeenLogin>, LoginIndexFull> {
-        let start = self.arena.len();
-        push_lowercase(&mut self.arena, login);
-        let end = self.arena.len();
-        let (Ok(start32), Ok(len32), Ok(_)) = (u32::try_from(start), u32::try_from(end - start), u32::try_from(end))
-        else {
-            self.arena.truncate(start);
-            return Err(LoginIndexFull);
-        };
-        let arena = &self.arena;
-        let key = &arena[start..end];
-        let tag = self.tag(key);
-        let found = match self.table.entry(
-            table_hash(tag),
-            |slot| slot.tag == tag && &arena[slot.range()] == key,
-            |slot| table_hash(slot.tag),
-        ) {
-            TableEntry::Occupied(occupied) => Some(occupied.get().seen()),
-            TableEntry::Vacant(vacant) => {
-                let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK);
-                let meta = line | if accepted { ACCEPTED_BIT } else { 0 };
-                vacant.insert(Slot { start: start32, len: len32, meta, tag });
-                None
-            }
-        };
-        if found.is_some() {
-            self.arena.truncate(start);
-        }
-        Ok(found)
-    }
-
-    fn tag(&self, lowercased: &str) -> u32 {
-        let hash = self.hasher.hash_one(lowercased);
-        (hash ^ (hash >> 32)) as u32
-    }
-
-    /// Where `login` was first seen (ignoring case), if at all.
-    pub fn get(&self, login: &str) -> Option<SeenLogin> {
-        let needs_lowering = login.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii());
-        let lowered;
-        let key = if needs_lowering {
-            let mut s = String::with_capacity(login.len());
-            push_lowercase(&mut s, login);
-            lowered = s;
-            lowered.as_str()
-        } else {
-            login
-        };
-        let tag = self.tag(key);
-        self.table
-            .find(table_hash(tag), |slot| slot.tag == tag && &self.arena[slot.range()] == key)
-            .map(|slot| slot.seen())
-    }
-
-    /// Whether `login` was seen (ignoring case).
-    pub fn contains(&self, login: &str) -> bool {
-        self.get(login).is_some()
-    }
-
-    /// Number of distinct logins.
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    /// Whether no login was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    /// Heap memory held (arena capacity plus table allocation), in bytes.
-    pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.table.allocation_size()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -715,43 +559,5 @@ mod tests {
             columns,
             [(7, "last name".into()), (7, "email".into()), (7, "status".into()), (7, "manager".into())]
         );
-    }
-
-    // ---- the login index --------------------------------------------------------------------
-
-    #[test]
-    fn the_login_index_finds_logins_ignoring_case() {
-        let mut index = LoginIndex::new();
-        assert_eq!(index.insert("Bob.Smith@Corp", 2, true), Ok(None));
-        assert_eq!(index.insert("Zoë", 3, false), Ok(None));
-        assert!(index.contains("bob.smith@corp"));
-        assert!(index.contains("BOB.SMITH@CORP"));
-        assert_eq!(index.get("ZOË"), Some(SeenLogin { line: 3, accepted: false }));
-        assert!(!index.contains("bob"));
-        assert_eq!(index.insert("BOB.smith@corp", 9, true), Ok(Some(SeenLogin { line: 2, accepted: true })));
-        assert_eq!(index.len(), 2);
-        assert!(index.heap_bytes() > 0);
-    }
-
-    #[test]
-    fn the_login_index_keeps_every_login_through_growth() {
-        let mut index = LoginIndex::with_capacity(4, 8);
-        for i in 0..20_000u64 {
-            assert_eq!(index.insert(&format!("User{i}@Example"), i + 2, i % 3 != 0), Ok(None));
-        }
-        assert_eq!(index.len(), 20_000);
-        for i in (0..20_000u64).step_by(997) {
-            let seen = index.get(&format!("user{i}@example")).expect("present");
-            assert_eq!(seen, SeenLogin { line: i + 2, accepted: i % 3 != 0 });
-        }
-        assert!(index.insert("USER19999@EXAMPLE", 1, true).unwrap().is_some());
-        assert_eq!(index.len(), 20_000);
-    }
-
-    #[test]
-    fn login_index_lines_saturate_instead_of_wrapping() {
-        let mut index = LoginIndex::new();
-        index.insert("bob", u64::MAX, true).unwrap();
-        assert_eq!(index.get("bob"), Some(SeenLogin { line: (1 << 31) - 1, accepted: true }));
     }
 }

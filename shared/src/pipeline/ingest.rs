@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use super::message::WorkMessage;
 use super::{Manifest, PartStats, Settings, finish_if_complete, write_part};
 use crate::config::MappingConfig;
-use crate::engine::run::{RunError, outcome_row, plan_file};
+use super::provision::Target;
+use crate::engine::EmployeePlan;
+use crate::engine::run::{PlanSink, RunError, outcome_row, plan_file, resolve};
 use crate::nerm::NermClient;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::RowReport;
@@ -153,6 +155,79 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     result
 }
 
+/// Report rows per part written by the ingest (unchanged and rejected rows, or a dry run's).
+const ROWS_PER_PART: usize = 10_000;
+/// Messages queued per send (the adapter splits them into SQS batches of ten).
+const MESSAGES_PER_SEND: usize = 100;
+
+/// Where the ingest's planner output goes as it comes: settled rows into report parts of
+/// [`ROWS_PER_PART`] rows, plans into messages queued a hundred at a time, so memory does not
+/// grow with the file.
+struct IngestSink<'a, S, Q> {
+    store: &'a S,
+    queue: &'a Q,
+    settings: &'a Settings,
+    run: &'a str,
+    /// `None` in a dry run: plans are reported, not queued.
+    target: Option<Target>,
+    rows: Vec<RowReport>,
+    parts: usize,
+    plans: Vec<EmployeePlan>,
+    messages: usize,
+    rows_total: u64,
+}
+
+impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
+    async fn flush_rows(&mut self) -> Result<(), RunError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let part = format!("ingest{:05}", self.parts);
+        self.parts += 1;
+        write_part(self.store, self.settings, self.run, &part, &rows).await.map_err(sink_error)
+    }
+
+    async fn flush_plans(&mut self) -> Result<(), RunError> {
+        let Some(target) = &self.target else { return Ok(()) };
+        if self.plans.is_empty() {
+            return Ok(());
+        }
+        let plans = std::mem::take(&mut self.plans);
+        let per_message = self.settings.items_per_message;
+        let messages = WorkMessage::batch_from(self.run, "m", target, plans, per_message, self.messages);
+        self.messages += messages.len();
+        self.queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(sink_error)
+    }
+}
+
+fn sink_error(e: PortError) -> RunError {
+    RunError::Sink(e.to_string())
+}
+
+impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
+    async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
+        self.rows_total += 1;
+        self.rows.push(row);
+        if self.rows.len() >= ROWS_PER_PART {
+            self.flush_rows().await?;
+        }
+        Ok(())
+    }
+
+    async fn change(&mut self, plan: EmployeePlan) -> Result<(), RunError> {
+        if self.target.is_none() {
+            return self.settled(outcome_row(plan, None)).await;
+        }
+        self.rows_total += 1;
+        self.plans.push(plan);
+        if self.plans.len() >= self.settings.items_per_message * MESSAGES_PER_SEND {
+            self.flush_plans().await?;
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     store: &S,
@@ -173,7 +248,32 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let local = work_dir.join(format!("{run}.csv"));
     store.download(key, &local).await.map_err(transient)?;
     let progress = |msg: &str| tracing::info!(run_id = run, "{msg}");
-    let planned = plan_file(|| std::fs::File::open(&local), config, client, &progress).await;
+    let mut sink = IngestSink {
+        store,
+        queue,
+        settings,
+        run,
+        target: None,
+        rows: Vec::new(),
+        parts: 0,
+        plans: Vec::new(),
+        messages: 0,
+        rows_total: 0,
+    };
+    let planned = match resolve(config, client).await {
+        Ok(resolved) => {
+            sink.target = (!dry_run).then(|| Target::from_resolved(&resolved));
+            let planned = plan_file(|| std::fs::File::open(&local), &resolved, client, &mut sink, &progress).await;
+            match planned {
+                Ok(p) => match (sink.flush_plans().await, sink.flush_rows().await) {
+                    (Ok(()), Ok(())) => Ok(p),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
     let _ = std::fs::remove_file(&local);
     let stats = PartStats::from_client(&client.stats());
     let stats_body = serde_json::to_vec(&stats).unwrap_or_default();
@@ -194,7 +294,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
             return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
         }
-        Err(e @ (RunError::Nerm(_) | RunError::Report(_))) => {
+        Err(e @ (RunError::Nerm(_) | RunError::Report(_) | RunError::Sink(_))) => {
             return Err(IngestError::Transient {
                 run_id: run.to_string(),
                 key: key.to_string(),
@@ -214,24 +314,15 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         }
     };
 
-    let mut settled: Vec<RowReport> = planned.settled;
-    let plans = planned.plans;
-    let messages = if dry_run {
-        settled.extend(plans.into_iter().map(|p| outcome_row(p, None)));
-        Vec::new()
-    } else {
-        let target = super::provision::Target::from_resolved(&planned.resolved);
-        WorkMessage::batch(run, "m", &target, plans, settings.items_per_message)
-    };
-    let planned_rows: u64 = messages.iter().map(|m| m.items.len() as u64).sum();
-    let rows = settled.len() as u64 + planned_rows;
+    let rows = sink.rows_total;
+    let messages = sink.messages;
     let manifest = Manifest {
         run_id: run.to_string(),
         source_key: key.to_string(),
         dry_run,
         started_at: started_at.to_string(),
         expected_rows: rows,
-        messages: messages.len() as u64,
+        messages: messages as u64,
         warnings: {
             let mut w = planned.warnings;
             if overridden {
@@ -244,16 +335,14 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         quarantined: None,
         planned: planned.planned,
     };
-    // The manifest and the settled rows go first, so a fast provisioner can already finish.
+    // Provisioners may have finished every message already: whoever sees the last row
+    // reported after the manifest exists completes the run.
     put_manifest(store, settings, &manifest).await.map_err(transient)?;
-    write_part(store, settings, run, "ingest", &settled).await.map_err(transient)?;
-    if messages.is_empty() {
-        finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
+    finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
+    if messages == 0 {
         return Ok(IngestOutcome::Finished { run_id: run.to_string(), rows });
     }
-    let n = messages.len();
-    queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(transient)?;
-    Ok(IngestOutcome::Started { run_id: run.to_string(), messages: n, rows })
+    Ok(IngestOutcome::Started { run_id: run.to_string(), messages, rows })
 }
 
 /// A manifest for a run that applies nothing (quarantined, or never started).

@@ -65,6 +65,18 @@ impl WorkMessage {
         plans: Vec<EmployeePlan>,
         per_message: usize,
     ) -> Vec<WorkMessage> {
+        Self::batch_from(run_id, prefix, target, plans, per_message, 0)
+    }
+
+    /// [`batch`](Self::batch) with parts numbered from `first` (plans sent in several goes).
+    pub fn batch_from(
+        run_id: &str,
+        prefix: &str,
+        target: &Target,
+        plans: Vec<EmployeePlan>,
+        per_message: usize,
+        first: usize,
+    ) -> Vec<WorkMessage> {
         let mut out = Vec::new();
         let mut current: Vec<EmployeePlan> = Vec::new();
         let mut size = 0usize;
@@ -85,7 +97,7 @@ impl WorkMessage {
             .map(|(i, items)| WorkMessage {
                 version: VERSION,
                 run_id: run_id.to_string(),
-                part: format!("{prefix}{i:05}"),
+                part: format!("{prefix}{:05}", first + i),
                 attempt: 0,
                 target: target.clone(),
                 items,

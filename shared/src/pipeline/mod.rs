@@ -159,26 +159,16 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     if rows_reported(store, settings, run).await? < manifest.expected_rows {
         return Ok(None);
     }
-    let mut rows: Vec<RowReport> = Vec::new();
-    let prefix = settings.parts_prefix(run);
-    for key in store.list(&prefix).await? {
-        let Some(body) = store.get(&key).await? else { continue };
-        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let row: RowReport =
-                serde_json::from_slice(line).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
-            rows.push(row);
+    let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
+    let merged = merge_parts(store, settings, run, &work, &manifest).await;
+    let summary_rows = match merged {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
         }
-    }
-    // A part rewritten after a redrive replaces the failed rows of its first attempt.
-    rows.sort_by_key(|r| (r.line == 0, r.line, r.employee_key.clone()));
-    let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
-    let mut jsonl = JsonlWriter::new(Vec::new());
-    let mut csv = CsvReportWriter::new(Vec::new()).map_err(|e| PortError::new("report", e.to_string(), false))?;
-    for r in &rows {
-        summary.count(r.outcome);
-        jsonl.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
-        csv.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
-    }
+    };
+    let mut summary = summary_rows;
     let mut stats = PartStats::default();
     for key in store.list(&settings.stats_prefix(run)).await? {
         if let Some(b) = store.get(&key).await?
@@ -202,10 +192,13 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     summary.planned = manifest.planned.clone();
     summary.finished_at = crate::report::now_rfc3339();
     summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
-    let jsonl = jsonl.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
-    let csv = csv.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
-    store.put(&settings.report_key(run, "report.jsonl"), jsonl, "application/x-ndjson").await?;
-    store.put(&settings.report_key(run, "report.csv"), csv, "text/csv").await?;
+    let uploaded = async {
+        store.upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson").await?;
+        store.upload(&settings.report_key(run, "report.csv"), &work.join("report.csv"), "text/csv").await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    uploaded?;
     store
         .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
         .await?;
@@ -220,6 +213,73 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
         notifier.publish(&subject, &summary.to_json_pretty()).await?;
     }
     Ok(Some(summary))
+}
+
+/// Merges the report parts into `report.jsonl` and `report.csv` in `work`, sorted by line
+/// (leavers, line 0, last by key), and counts the outcomes. Parts are streamed through local
+/// disk; memory holds a small index entry per row, not the rows.
+async fn merge_parts<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    run: &str,
+    work: &std::path::Path,
+    manifest: &Manifest,
+) -> Result<Summary, PortError> {
+    use std::io::{BufRead, BufReader, BufWriter, Write};
+    use std::os::unix::fs::FileExt;
+    let disk = |e: std::io::Error| PortError::new("local disk", format!("{}: {e}", work.display()), true);
+    let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
+    std::fs::create_dir_all(work).map_err(disk)?;
+    let all_path = work.join("parts.jsonl");
+    let mut all = BufWriter::new(std::fs::File::create(&all_path).map_err(disk)?);
+    let part_path = work.join("part.jsonl");
+    let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
+    // (leaver, line, leaver's key, offset, length) per row.
+    let mut index: Vec<(bool, u64, Option<Box<str>>, u64, u32)> = Vec::new();
+    let mut offset = 0u64;
+    let prefix = settings.parts_prefix(run);
+    for key in store.list(&prefix).await? {
+        store.download(&key, &part_path).await?;
+        let mut lines = BufReader::new(std::fs::File::open(&part_path).map_err(disk)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if lines.read_until(b'\n', &mut line).map_err(disk)? == 0 {
+                break;
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.is_empty() {
+                continue;
+            }
+            let row: RowReport =
+                serde_json::from_slice(text).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
+            summary.count(row.outcome);
+            let leaver_key = (row.line == 0).then(|| row.employee_key.into_boxed_str());
+            index.push((row.line == 0, row.line, leaver_key, offset, text.len() as u32));
+            all.write_all(text).map_err(disk)?;
+            offset += text.len() as u64;
+        }
+    }
+    let all = all.into_inner().map_err(|e| disk(e.into_error()))?;
+    drop(all);
+    let _ = std::fs::remove_file(&part_path);
+    index.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    let all = std::fs::File::open(&all_path).map_err(disk)?;
+    let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
+    let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
+        .map_err(report)?;
+    let mut buf = Vec::new();
+    for (_, _, _, at, len) in &index {
+        buf.resize(*len as usize, 0);
+        all.read_exact_at(&mut buf, *at).map_err(disk)?;
+        jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
+        let row: RowReport = serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
+        csv.write(&row).map_err(report)?;
+    }
+    jsonl.flush().map_err(disk)?;
+    csv.finish().map_err(report)?.flush().map_err(disk)?;
+    let _ = std::fs::remove_file(&all_path);
+    Ok(summary)
 }
 
 fn short(run: &str) -> &str {

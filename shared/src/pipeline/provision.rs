@@ -4,7 +4,7 @@
 use super::message::WorkMessage;
 use super::{PartStats, Settings, finish_if_complete, write_part};
 use crate::engine::run::outcome_row;
-use crate::engine::{Applier, EmployeePlan, Ids, ItemError, Op};
+use crate::engine::{Applier, EmployeePlan, Ids, ItemError};
 use crate::nerm::NermClient;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::RowReport;
@@ -96,23 +96,9 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     Ok(())
 }
 
-/// What is left of a plan that waits for its manager: only the manager links, with the ids
-/// this attempt learnt, and the changes the report will show.
 fn waiting_part(plan: EmployeePlan, ids: &Ids, why: &str) -> EmployeePlan {
-    let user_id =
-        plan.user_id.clone().or_else(|| ids.users.get(&crate::engine::snapshot::login_key(&plan.login)).cloned());
-    let profile_id = plan.profile_id.clone().or_else(|| ids.profiles.get(&plan.key).cloned());
     tracing::info!(login = %plan.login, reason = why, "plan waits for its manager");
-    EmployeePlan {
-        ops: plan
-            .ops
-            .into_iter()
-            .filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. }))
-            .collect(),
-        user_id,
-        profile_id,
-        ..plan
-    }
+    crate::engine::apply::waiting_rest(plan, ids)
 }
 
 impl Target {

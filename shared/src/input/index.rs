@@ -1,0 +1,411 @@
+//! Compact indexes of what the first pass saw, which are the only things that grow with the
+//! file: every login (duplicates, managers later in the file, the login as written) and every
+//! employee key (duplicate keys, full-sync leavers).
+//!
+//! Both keep their text in one `String` arena and small fixed-size slots in a hash table, so a
+//! 1,000,000-row file costs tens of megabytes and no allocation per row, where a
+//! `HashMap<String, _>` costs a heap block per entry and doubles its table while growing.
+
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Range;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as TableEntry;
+
+/// Where a login was first seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenLogin {
+    /// Line of the first row with this login (saturates at 2³¹−1).
+    pub line: u64,
+    /// Whether that row passed validation.
+    pub accepted: bool,
+}
+
+/// The index cannot grow: more than 4 GiB of text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many logins or keys to check for duplicates (the file index is limited to 4 GiB)")]
+pub struct LoginIndexFull;
+
+const LINE_MASK: u32 = (1 << 31) - 1;
+const ACCEPTED_BIT: u32 = 1 << 31;
+const NONE: u32 = u32::MAX;
+
+/// A string set over one arena: slots hold the text's range, 32 bits of its hash and `M`.
+#[derive(Debug, Clone)]
+struct ArenaTable<M: Copy> {
+    arena: String,
+    table: HashTable<Slot<M>>,
+    hasher: RandomState,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot<M: Copy> {
+    start: u32,
+    len: u32,
+    /// 32 bits of the text's hash: growing the table and most failed comparisons then need no
+    /// access to the arena (cache misses were what made inserts slow).
+    tag: u32,
+    meta: M,
+}
+
+impl<M: Copy> Slot<M> {
+    fn range(&self) -> Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// The table hash of a tag (spread over 64 bits: hashbrown uses low bits and the top 7 bits).
+fn table_hash(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<M: Copy> Default for ArenaTable<M> {
+    fn default() -> Self {
+        ArenaTable { arena: String::new(), table: HashTable::new(), hasher: RandomState::new() }
+    }
+}
+
+impl<M: Copy> ArenaTable<M> {
+    fn with_capacity(entries: usize, avg_len: usize) -> Self {
+        ArenaTable {
+            arena: String::with_capacity(entries.saturating_mul(avg_len)),
+            table: HashTable::with_capacity(entries),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn tag(&self, text: &str) -> u32 {
+        let hash = self.hasher.hash_one(text);
+        (hash ^ (hash >> 32)) as u32
+    }
+
+    /// Inserts the text `write` appends to the arena with `meta`, unless it is already there:
+    /// then nothing changes and the existing slot's meta is returned for `update` to change.
+    fn insert(
+        &mut self,
+        write: impl FnOnce(&mut String),
+        meta: M,
+        update: impl FnOnce(&mut M),
+    ) -> Result<Option<M>, LoginIndexFull> {
+        let start = self.arena.len();
+        write(&mut self.arena);
+        let end = self.arena.len();
+        let (Ok(start32), Ok(len32), Ok(_)) = (u32::try_from(start), u32::try_from(end - start), u32::try_from(end))
+        else {
+            self.arena.truncate(start);
+            return Err(LoginIndexFull);
+        };
+        let arena = &self.arena;
+        let text = &arena[start..end];
+        let tag = self.tag(text);
+        let found = match self.table.entry(
+            table_hash(tag),
+            |slot| slot.tag == tag && &arena[slot.range()] == text,
+            |slot| table_hash(slot.tag),
+        ) {
+            TableEntry::Occupied(mut occupied) => {
+                let before = occupied.get().meta;
+                update(&mut occupied.get_mut().meta);
+                Some(before)
+            }
+            TableEntry::Vacant(vacant) => {
+                vacant.insert(Slot { start: start32, len: len32, tag, meta });
+                None
+            }
+        };
+        if found.is_some() {
+            self.arena.truncate(start);
+        }
+        Ok(found)
+    }
+
+    fn find(&self, text: &str) -> Option<&Slot<M>> {
+        let tag = self.tag(text);
+        self.table.find(table_hash(tag), |slot| slot.tag == tag && &self.arena[slot.range()] == text)
+    }
+
+    fn find_mut(&mut self, text: &str) -> Option<&mut Slot<M>> {
+        let tag = self.tag(text);
+        let arena = &self.arena;
+        self.table.find_mut(table_hash(tag), |slot| slot.tag == tag && &arena[slot.range()] == text)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.table.allocation_size()
+    }
+}
+
+fn push_lowercase(dst: &mut String, s: &str) {
+    if s.is_ascii() {
+        let start = dst.len();
+        dst.push_str(s);
+        dst[start..].make_ascii_lowercase();
+    } else {
+        dst.extend(s.chars().flat_map(char::to_lowercase));
+    }
+}
+
+/// `login` lower-cased, borrowed when it already is.
+fn lowered(login: &str) -> std::borrow::Cow<'_, str> {
+    if login.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        let mut s = String::with_capacity(login.len());
+        push_lowercase(&mut s, login);
+        std::borrow::Cow::Owned(s)
+    } else {
+        std::borrow::Cow::Borrowed(login)
+    }
+}
+
+/// A login's slot data: line and accepted flag, and where its accepted row's employee key
+/// (and its spelling, when not lower-case) is, if [`LoginIndex::accept`] recorded one.
+#[derive(Debug, Clone, Copy)]
+struct LoginMeta {
+    line: u32,
+    /// Index into `LoginIndex::accepted`, or [`NONE`].
+    accepted: u32,
+}
+
+/// An accepted login's key and spelling: `key_len` bytes of key then `written_len` bytes of
+/// the login as written (0 when it is written lower-case), at `start` in the arena.
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    start: u32,
+    key_len: u32,
+    written_len: u32,
+}
+
+/// Case-insensitive set of logins, each with the line where it was first seen and, for an
+/// accepted row, its employee key and the login as written (NERM's login filter is exact).
+///
+/// Memory-lean: all text lives in one arena and the table holds 20-byte slots into it, so
+/// 1,000,000 logins with their keys take about 80 MB, with no allocation per login. See
+/// [`heap_bytes`](Self::heap_bytes).
+#[derive(Debug, Default, Clone)]
+pub struct LoginIndex {
+    logins: ArenaTable<LoginMeta>,
+    accepted: Vec<Accepted>,
+}
+
+impl LoginIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty index with room for `logins` logins of about `avg_len` bytes.
+    pub fn with_capacity(logins: usize, avg_len: usize) -> Self {
+        Self { logins: ArenaTable::with_capacity(logins, avg_len), accepted: Vec::new() }
+    }
+
+    /// Records `login` as seen on `line`. If it was already there (ignoring case), changes
+    /// nothing and returns where it was first seen.
+    pub fn insert(&mut self, login: &str, line: u64, accepted: bool) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) | if accepted { ACCEPTED_BIT } else { 0 };
+        let found = self.logins.insert(|a| push_lowercase(a, login), LoginMeta { line, accepted: NONE }, |_| {})?;
+        Ok(found.map(seen))
+    }
+
+    /// Records the employee key of the row that first had `login`, once it is accepted as a
+    /// whole (the first call wins). `false` if the login was never inserted.
+    pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
+        let lower = lowered(login);
+        let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
+        if slot.meta.accepted != NONE {
+            return Ok(true);
+        }
+        let arena = &mut self.logins.arena;
+        let start = arena.len();
+        arena.push_str(key);
+        let written = if *lower == *login { "" } else { login };
+        arena.push_str(written);
+        let (Ok(start32), Ok(_), Ok(index)) =
+            (u32::try_from(start), u32::try_from(arena.len()), u32::try_from(self.accepted.len()))
+        else {
+            arena.truncate(start);
+            return Err(LoginIndexFull);
+        };
+        self.accepted.push(Accepted { start: start32, key_len: key.len() as u32, written_len: written.len() as u32 });
+        if let Some(slot) = self.logins.find_mut(&lower) {
+            slot.meta.accepted = index;
+        }
+        Ok(true)
+    }
+
+    /// Where `login` was first seen (ignoring case), if at all.
+    pub fn get(&self, login: &str) -> Option<SeenLogin> {
+        self.logins.find(&lowered(login)).map(|slot| seen(slot.meta))
+    }
+
+    fn accepted_of(&self, login: &str) -> Option<(Accepted, &str)> {
+        let slot = self.logins.find(&lowered(login))?;
+        let a = *self.accepted.get(slot.meta.accepted as usize)?;
+        Some((a, &self.logins.arena[slot.range()]))
+    }
+
+    /// The employee key recorded by [`accept`](Self::accept) for `login` (ignoring case).
+    pub fn key_of(&self, login: &str) -> Option<&str> {
+        let (a, _) = self.accepted_of(login)?;
+        let start = a.start as usize;
+        Some(&self.logins.arena[start..start + a.key_len as usize])
+    }
+
+    /// The login as written on its accepted row (for `login` in any case).
+    pub fn as_written(&self, login: &str) -> Option<&str> {
+        let (a, lower) = self.accepted_of(login)?;
+        if a.written_len == 0 {
+            return Some(lower);
+        }
+        let start = (a.start + a.key_len) as usize;
+        Some(&self.logins.arena[start..start + a.written_len as usize])
+    }
+
+    /// Whether `login` was seen (ignoring case).
+    pub fn contains(&self, login: &str) -> bool {
+        self.get(login).is_some()
+    }
+
+    /// Number of distinct logins.
+    pub fn len(&self) -> usize {
+        self.logins.table.len()
+    }
+
+    /// Whether no login was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.logins.table.is_empty()
+    }
+
+    /// Heap memory held (arena and table allocations), in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.logins.heap_bytes() + self.accepted.capacity() * size_of::<Accepted>()
+    }
+}
+
+fn seen(meta: LoginMeta) -> SeenLogin {
+    SeenLogin { line: u64::from(meta.line & LINE_MASK), accepted: meta.line & ACCEPTED_BIT != 0 }
+}
+
+/// Exact set of employee keys, each with the line of the first accepted row that had it (0:
+/// only rejected rows had it).
+#[derive(Debug, Default, Clone)]
+pub struct KeyIndex {
+    keys: ArenaTable<u32>,
+}
+
+impl KeyIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `key` from `line`; `accepted` rows claim the key if no accepted row has yet.
+    /// Returns the line of the accepted row that claimed it before, if any.
+    pub fn insert(&mut self, key: &str, line: u64, accepted: bool) -> Result<Option<u64>, LoginIndexFull> {
+        let line = if accepted { u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) } else { 0 };
+        let found = self.keys.insert(
+            |a| a.push_str(key),
+            line,
+            |first| {
+                if *first == 0 {
+                    *first = line;
+                }
+            },
+        )?;
+        Ok(found.filter(|&l| l != 0).map(u64::from))
+    }
+
+    /// Whether any row (accepted or not) had `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.find(key).is_some()
+    }
+
+    /// The line of the first accepted row with `key`.
+    pub fn first_accepted(&self, key: &str) -> Option<u64> {
+        self.keys.find(key).map(|s| s.meta).filter(|&l| l != 0).map(u64::from)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.table.is_empty()
+    }
+
+    /// Heap memory held, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.keys.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_index_finds_logins_ignoring_case() {
+        let mut index = LoginIndex::new();
+        assert_eq!(index.insert("Bob.Smith@Corp", 2, true), Ok(None));
+        assert_eq!(index.insert("Zoë", 3, false), Ok(None));
+        assert!(index.contains("bob.smith@corp"));
+        assert!(index.contains("BOB.SMITH@CORP"));
+        assert_eq!(index.get("ZOË"), Some(SeenLogin { line: 3, accepted: false }));
+        assert!(!index.contains("bob"));
+        assert_eq!(index.insert("BOB.smith@corp", 9, true), Ok(Some(SeenLogin { line: 2, accepted: true })));
+        assert_eq!(index.len(), 2);
+        assert!(index.heap_bytes() > 0);
+    }
+
+    #[test]
+    fn the_login_index_keeps_every_login_through_growth() {
+        let mut index = LoginIndex::with_capacity(4, 8);
+        for i in 0..20_000u64 {
+            assert_eq!(index.insert(&format!("User{i}@Example"), i + 2, i % 3 != 0), Ok(None));
+        }
+        assert_eq!(index.len(), 20_000);
+        for i in (0..20_000u64).step_by(997) {
+            let seen = index.get(&format!("user{i}@example")).expect("present");
+            assert_eq!(seen, SeenLogin { line: i + 2, accepted: i % 3 != 0 });
+        }
+        assert!(index.insert("USER19999@EXAMPLE", 1, true).unwrap().is_some());
+        assert_eq!(index.len(), 20_000);
+    }
+
+    #[test]
+    fn login_index_lines_saturate_instead_of_wrapping() {
+        let mut index = LoginIndex::new();
+        index.insert("bob", u64::MAX, true).unwrap();
+        assert_eq!(index.get("bob"), Some(SeenLogin { line: (1 << 31) - 1, accepted: true }));
+    }
+
+    #[test]
+    fn an_accepted_login_keeps_its_key_and_spelling_whatever_was_inserted_in_between() {
+        let mut index = LoginIndex::new();
+        index.insert("Bob.Smith@Corp", 2, true).unwrap();
+        index.insert("ann", 3, true).unwrap();
+        assert!(index.accept("ann", "E-2").unwrap());
+        assert!(index.accept("BOB.SMITH@corp", "E-1").unwrap(), "the login is found ignoring case");
+        assert!(index.accept("bob.smith@corp", "E-other").unwrap(), "a second accept changes nothing");
+        index.insert("Zoë", 4, true).unwrap();
+        assert!(!index.accept("nobody", "E-9").unwrap());
+
+        assert_eq!(index.key_of("bob.smith@corp"), Some("E-1"));
+        assert_eq!(index.as_written("BOB.smith@CORP"), Some("BOB.SMITH@corp"));
+        assert_eq!(index.key_of("ANN"), Some("E-2"));
+        assert_eq!(index.as_written("ANN"), Some("ann"), "a lower-case login is its own spelling");
+        assert_eq!(index.key_of("zoë"), None, "inserted but never accepted");
+        assert_eq!(index.as_written("zoë"), None);
+        assert_eq!(index.key_of("nobody"), None);
+    }
+
+    #[test]
+    fn the_key_index_remembers_the_first_accepted_row_of_each_key() {
+        let mut keys = KeyIndex::new();
+        assert_eq!(keys.insert("E-1", 2, false), Ok(None));
+        assert_eq!(keys.first_accepted("E-1"), None);
+        assert!(keys.contains("E-1"));
+        assert_eq!(keys.insert("E-1", 5, true), Ok(None), "a rejected row does not claim the key");
+        assert_eq!(keys.insert("E-1", 9, true), Ok(Some(5)));
+        assert_eq!(keys.first_accepted("E-1"), Some(5));
+        assert!(!keys.contains("e-1"), "keys are exact");
+        assert_eq!(keys.len(), 1);
+    }
+}
