@@ -138,7 +138,11 @@ pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
     let user_id = plan.user_id.clone().or_else(|| ids.users.get(&login_key(&plan.login)).cloned());
     let profile_id = plan.profile_id.clone().or_else(|| ids.profiles.get(&plan.key).cloned());
     EmployeePlan {
-        ops: plan.ops.into_iter().filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. })).collect(),
+        ops: plan
+            .ops
+            .into_iter()
+            .filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. }))
+            .collect(),
         user_id,
         profile_id,
         ..plan

@@ -240,7 +240,7 @@ impl<'a> Planner<'a> {
         };
         let m = self.cfg.config();
         if let Some(first) = self.file.keys.first_accepted(&e.key)
-            && first != e.line.min((1 << 31) - 1)
+            && first != e.line.min(crate::input::LINE_MAX)
         {
             return reject(format!(
                 "line {}, column {:?}: employee key {:?} already appeared on line {first}; only the first row is used",

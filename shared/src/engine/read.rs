@@ -240,6 +240,13 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         })))
     }
 
+    /// Makes this a second pass over a file whose first pass ([`index_file`]) left `logins`:
+    /// duplicates are found there instead of in a new index.
+    pub fn second_pass(mut self, logins: &'c LoginIndex, ctx: &'c ReadContext<'c>) -> Self {
+        self.validator = RowValidator::second_pass(&ctx.statuses, logins);
+        self
+    }
+
     /// The logins seen so far (all of them once the stream is done).
     pub fn logins(&self) -> &LoginIndex {
         self.validator.logins()

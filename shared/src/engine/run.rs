@@ -55,16 +55,11 @@ pub trait PlanSink: Send {
 }
 
 /// The report row of a row the planner settled.
-fn settled_row(plan: RowPlan) -> Result<RowReport, EmployeePlan> {
+fn settled_row(plan: RowPlan) -> Result<RowReport, Box<EmployeePlan>> {
     match plan {
-        RowPlan::Unchanged { line, login, key } => Ok(RowReport {
-            line,
-            login,
-            employee_key: key,
-            outcome: Outcome::Unchanged,
-            changes: vec![],
-            error: None,
-        }),
+        RowPlan::Unchanged { line, login, key } => {
+            Ok(RowReport { line, login, employee_key: key, outcome: Outcome::Unchanged, changes: vec![], error: None })
+        }
         RowPlan::Rejected(r) => Ok(RowReport {
             line: r.line,
             login: r.login,
@@ -73,7 +68,7 @@ fn settled_row(plan: RowPlan) -> Result<RowReport, EmployeePlan> {
             changes: vec![],
             error: Some(r.reasons.join("; ")),
         }),
-        RowPlan::Change(p) => Err(p),
+        RowPlan::Change(p) => Err(Box::new(p)),
     }
 }
 
@@ -130,7 +125,7 @@ where
             count(&p);
             sink.change(p).await?;
         }
-        let mut reader = EmployeeReader::new(open()?, &ctx)?;
+        let mut reader = EmployeeReader::new(open()?, &ctx)?.second_pass(&file.logins, &ctx);
         while let Some(item) = reader.next_employee()? {
             match settled_row(planner.plan_row(item)) {
                 Ok(row) => {
@@ -139,7 +134,7 @@ where
                 }
                 Err(p) => {
                     count(&p);
-                    sink.change(p).await?;
+                    sink.change(*p).await?;
                 }
             }
         }
@@ -278,8 +273,14 @@ where
             resolved.config().nerm.concurrency as usize,
         )
     });
-    let mut apply =
-        ApplySink { report: sink, applier, chunk_size: chunk_size.max(1), chunk: Vec::new(), chunked: false, waiting: Vec::new() };
+    let mut apply = ApplySink {
+        report: sink,
+        applier,
+        chunk_size: chunk_size.max(1),
+        chunk: Vec::new(),
+        chunked: false,
+        waiting: Vec::new(),
+    };
     let planned = plan_file(open, &resolved, client, &mut apply, progress).await?;
     apply.finish().await?;
     for w in &planned.warnings {

@@ -27,6 +27,8 @@ pub struct SeenLogin {
 pub struct LoginIndexFull;
 
 const LINE_MASK: u32 = (1 << 31) - 1;
+/// The largest line an index records (later lines saturate to it).
+pub(crate) const LINE_MAX: u64 = LINE_MASK as u64;
 const ACCEPTED_BIT: u32 = 1 << 31;
 const NONE: u32 = u32::MAX;
 

@@ -25,8 +25,9 @@ mod tests;
 
 use std::fmt;
 
-pub use reader::{CsvReader, OwnedRow, OwnedRows, Row};
+pub(crate) use index::LINE_MAX;
 pub use index::{KeyIndex, LoginIndex, LoginIndexFull, SeenLogin};
+pub use reader::{CsvReader, OwnedRow, OwnedRows, Row};
 pub use validate::RowValidator;
 
 /// Text encoding of the input file.

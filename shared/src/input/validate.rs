@@ -12,8 +12,7 @@
 //! Case-insensitive comparisons (logins, statuses) lowercase character by character with
 //! Unicode's simple lowercase mapping (`char::to_lowercase`).
 
-
-
+use super::index::LINE_MAX;
 pub use super::index::{LoginIndex, LoginIndexFull, SeenLogin};
 use super::{RowError, show_value};
 
@@ -67,18 +66,27 @@ pub struct Checked<'s> {
 pub struct RowValidator<'s> {
     statuses: &'s StatusSet,
     logins: LoginIndex,
+    /// A second pass over a file: the first pass's logins answer "seen before?" (nothing is
+    /// recorded again).
+    known: Option<&'s LoginIndex>,
 }
 
 impl<'s> RowValidator<'s> {
     /// A validator accepting the statuses in `statuses`.
     pub fn new(statuses: &'s StatusSet) -> Self {
-        Self { statuses, logins: LoginIndex::new() }
+        Self { statuses, logins: LoginIndex::new(), known: None }
     }
 
     /// Like [`new`](Self::new), sizing the login index for about `rows` rows up front (e.g.
     /// estimated from the file size): saves the time and the peak memory of growing it.
     pub fn with_expected_rows(statuses: &'s StatusSet, rows: usize) -> Self {
-        Self { statuses, logins: LoginIndex::with_capacity(rows, 24) }
+        Self { statuses, logins: LoginIndex::with_capacity(rows, 24), known: None }
+    }
+
+    /// A validator for a second pass over a file whose first pass left `logins`: a row is a
+    /// duplicate when its login's first row is another line. Saves rebuilding the index.
+    pub fn second_pass(statuses: &'s StatusSet, logins: &'s LoginIndex) -> Self {
+        Self { statuses, logins: LoginIndex::new(), known: Some(logins) }
     }
 
     /// Checks one row; on failure returns every problem found (at least one).
@@ -111,7 +119,11 @@ impl<'s> RowValidator<'s> {
         }
         if let Some(login) = login {
             let accepted = errors.is_empty();
-            match self.logins.insert(login.value, line, accepted) {
+            let seen = match self.known {
+                Some(known) => Ok(known.get(login.value).filter(|first| first.line != line.min(LINE_MAX))),
+                None => self.logins.insert(login.value, line, accepted),
+            };
+            match seen {
                 Ok(None) => {}
                 Ok(Some(first)) => errors.push(RowError::new(
                     line,
@@ -304,7 +316,6 @@ impl StatusSet {
         &self.allowed
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -559,5 +570,33 @@ mod tests {
             columns,
             [(7, "last name".into()), (7, "email".into()), (7, "status".into()), (7, "manager".into())]
         );
+    }
+
+    #[test]
+    fn a_second_pass_finds_the_same_duplicates_from_the_first_pass_index() {
+        // GIVEN a first pass that saw "bob" on line 2 and again on line 5
+        let set = statuses();
+        let row = |line, login| RowFields {
+            line,
+            required: &[],
+            login: Some(Field::new("login", login)),
+            manager_login: None,
+            emails: &[],
+            status: None,
+        };
+        let mut first = RowValidator::new(&set);
+        assert!(first.check(&row(2, "bob")).is_ok());
+        assert!(first.check(&row(5, "BOB")).is_err());
+        let logins = first.into_logins();
+
+        // WHEN the file is read again with that index
+        let mut second = RowValidator::second_pass(&set, &logins);
+
+        // THEN line 2 is still the first occurrence and line 5 the duplicate, and nothing new is
+        // recorded
+        assert!(second.check(&row(2, "bob")).is_ok());
+        let err = second.check(&row(5, "BOB")).unwrap_err();
+        assert!(err[0].to_string().contains("already appeared on line 2"), "{err:?}");
+        assert!(second.logins().is_empty());
     }
 }

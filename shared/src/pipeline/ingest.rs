@@ -1,14 +1,15 @@
 //! The ingest half: one uploaded CSV becomes a run — deduplicated by a run id derived from the
-//! object, validated and planned in full before anything is queued, then fanned out.
+//! object, validated in full and checked against the full-sync threshold before anything is
+//! queued, then planned row by row straight into SQS and report parts (memory stays flat).
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use super::message::WorkMessage;
+use super::provision::Target;
 use super::{Manifest, PartStats, Settings, finish_if_complete, write_part};
 use crate::config::MappingConfig;
-use super::provision::Target;
 use crate::engine::EmployeePlan;
 use crate::engine::run::{PlanSink, RunError, outcome_row, plan_file, resolve};
 use crate::nerm::NermClient;

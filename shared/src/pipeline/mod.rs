@@ -193,7 +193,9 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     summary.finished_at = crate::report::now_rfc3339();
     summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
     let uploaded = async {
-        store.upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson").await?;
+        store
+            .upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson")
+            .await?;
         store.upload(&settings.report_key(run, "report.csv"), &work.join("report.csv"), "text/csv").await
     }
     .await;
@@ -215,6 +217,16 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     Ok(Some(summary))
 }
 
+/// Where one report row is in the merged parts file, and what it sorts by.
+struct MergeEntry {
+    /// Leavers (line 0) come last, by key.
+    leaver: bool,
+    line: u64,
+    leaver_key: Option<Box<str>>,
+    at: u64,
+    len: u32,
+}
+
 /// Merges the report parts into `report.jsonl` and `report.csv` in `work`, sorted by line
 /// (leavers, line 0, last by key), and counts the outcomes. Parts are streamed through local
 /// disk; memory holds a small index entry per row, not the rows.
@@ -234,8 +246,7 @@ async fn merge_parts<S: ObjectStore>(
     let mut all = BufWriter::new(std::fs::File::create(&all_path).map_err(disk)?);
     let part_path = work.join("part.jsonl");
     let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
-    // (leaver, line, leaver's key, offset, length) per row.
-    let mut index: Vec<(bool, u64, Option<Box<str>>, u64, u32)> = Vec::new();
+    let mut index: Vec<MergeEntry> = Vec::new();
     let mut offset = 0u64;
     let prefix = settings.parts_prefix(run);
     for key in store.list(&prefix).await? {
@@ -255,7 +266,13 @@ async fn merge_parts<S: ObjectStore>(
                 serde_json::from_slice(text).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
             summary.count(row.outcome);
             let leaver_key = (row.line == 0).then(|| row.employee_key.into_boxed_str());
-            index.push((row.line == 0, row.line, leaver_key, offset, text.len() as u32));
+            index.push(MergeEntry {
+                leaver: row.line == 0,
+                line: row.line,
+                leaver_key,
+                at: offset,
+                len: text.len() as u32,
+            });
             all.write_all(text).map_err(disk)?;
             offset += text.len() as u64;
         }
@@ -263,17 +280,18 @@ async fn merge_parts<S: ObjectStore>(
     let all = all.into_inner().map_err(|e| disk(e.into_error()))?;
     drop(all);
     let _ = std::fs::remove_file(&part_path);
-    index.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
     let all = std::fs::File::open(&all_path).map_err(disk)?;
     let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
     let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
         .map_err(report)?;
     let mut buf = Vec::new();
-    for (_, _, _, at, len) in &index {
-        buf.resize(*len as usize, 0);
-        all.read_exact_at(&mut buf, *at).map_err(disk)?;
+    for entry in &index {
+        buf.resize(entry.len as usize, 0);
+        all.read_exact_at(&mut buf, entry.at).map_err(disk)?;
         jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
-        let row: RowReport = serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
+        let row: RowReport =
+            serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
         csv.write(&row).map_err(report)?;
     }
     jsonl.flush().map_err(disk)?;

@@ -273,3 +273,52 @@ async fn a_dry_run_writes_nothing() {
     println!("dry run of 50: {} requests (all GET), planned {:?}", run.client.total_requests(), run.summary.planned);
     sim.assert_no_spec_violations().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_applied_in_chunks_links_managers_from_other_chunks_and_reruns_with_zero_writes() {
+    // GIVEN the demo tenant and 120 employees whose managers are spread over the whole file
+    let sim = Harness::start().await;
+    let people = employees(120);
+    let csv = to_csv(&people);
+
+    // WHEN the file is applied 17 plans at a time (as a file too big for one go is)
+    let client = sim.client();
+    let (summary, rows) =
+        run_once_chunked(&client, &csv, &example_config(), false, 17, &log_progress).await.expect("the run starts");
+
+    // THEN every row is created, none failed or waits, and NERM holds exactly the file,
+    // manager links included (many point into a later chunk)
+    let outcomes: BTreeMap<Outcome, usize> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
+        *m.entry(r.outcome).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([(Outcome::Created, 120)]),
+        "{:#?}",
+        rows.iter().filter(|r| r.error.is_some()).collect::<Vec<_>>()
+    );
+    assert_eq!(summary.rows_total, 120);
+    let state = sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    println!(
+        "120 employees in chunks of 17: {} requests ({:.2} per employee); by endpoint: {:?}",
+        summary.requests_total,
+        summary.requests_total as f64 / 120.0,
+        summary.requests_by_endpoint
+    );
+
+    // AND a rerun in chunks writes nothing
+    sim.reset_stats().await;
+    let (_, again) = run_once_chunked(&sim.client(), &csv, &example_config(), false, 17, &log_progress)
+        .await
+        .expect("the run starts");
+    assert!(
+        again.iter().all(|r| r.outcome == Outcome::Unchanged),
+        "{:#?}",
+        again.iter().filter(|r| r.outcome != Outcome::Unchanged).collect::<Vec<_>>()
+    );
+    assert_eq!(non_get_requests(&sim.stats().await), BTreeMap::new(), "a rerun only reads");
+    sim.assert_no_spec_violations().await;
+}

@@ -283,13 +283,25 @@ pub async fn run_once_with(
     dry_run: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(Summary, Vec<RowReport>), RunError> {
+    run_once_chunked(client, csv, config, dry_run, shared::engine::run::APPLY_CHUNK, progress).await
+}
+
+/// [`run_once_with`] applying at most `chunk` plans at a time (as a big file is applied).
+pub async fn run_once_chunked(
+    client: &NermClient,
+    csv: &str,
+    config: &MappingConfig,
+    dry_run: bool,
+    chunk: usize,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(Summary, Vec<RowReport>), RunError> {
     let mut jsonl: Vec<u8> = Vec::new();
     let mut csv_report: Vec<u8> = Vec::new();
     let summary = {
         let mut sink = ReportSink::new("integration", dry_run, &mut jsonl, &mut csv_report, vec![TOKEN.to_string()])
             .expect("a report sink");
         let open = || Ok::<_, std::io::Error>(Cursor::new(csv.as_bytes()));
-        shared::engine::run(open, config, client, &mut sink, dry_run, progress).await?;
+        shared::engine::run::run_chunked(open, config, client, &mut sink, dry_run, chunk, progress).await?;
         sink.finish().expect("the report finishes")
     };
     let text = String::from_utf8(jsonl).expect("the JSONL report is UTF-8");
