@@ -363,6 +363,52 @@ async fn a_dry_run_prefix_writes_a_plan_report_and_nothing_to_nerm() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_big_dry_run_is_written_in_parts_and_merged_in_line_order() {
+    // GIVEN a dry run of 23,456 new employees (more than two report parts of 10,000 rows)
+    let stack = Stack::new("bigdry").await;
+    let ingest = stack.ingest();
+    let rows = 23_456usize;
+    let mut csv =
+        String::from("employee_id,login,email,first_name,last_name,title,department,manager_login,status,nerm_roles\n");
+    for i in 0..rows {
+        let manager = if i % 10 == 0 { String::new() } else { format!("big{:05}@example.com", (i * 7919) % rows) };
+        let manager = if manager == format!("big{i:05}@example.com") { String::new() } else { manager };
+        csv.push_str(&format!(
+            "B{i:05},big{i:05}@example.com,big{i:05}@example.com,Ann,Lee,Engineer,R&D,{manager},Active,\n"
+        ));
+    }
+
+    // WHEN the ingest takes it on
+    let (answer, _) = stack.drop_csv(&ingest, "incoming/dry-run/big.csv", &csv).await;
+
+    // THEN the ingest wrote its rows in parts of at most 10,000 rows
+    let run = run_of(&answer, "finished");
+    let parts = stack.keys(&format!("reports/{run}/parts/")).await;
+    let mut sizes: Vec<u64> = parts
+        .iter()
+        .map(|k| {
+            k.trim_end_matches(".jsonl").rsplit_once('-').expect("a part name ends in its row count").1.parse().unwrap()
+        })
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [3_456, 10_000, 10_000], "{parts:?}");
+
+    // AND the merged report has every row once, in line order, each a planned creation
+    let report = stack.report_rows(&run).await;
+    assert_eq!(report.len(), rows);
+    let lines: Vec<u64> = report.iter().map(|r| r.line).collect();
+    assert_eq!(lines, (2..rows as u64 + 2).collect::<Vec<_>>());
+    assert!(report.iter().all(|r| r.outcome == Outcome::Created && r.error.is_none()));
+    let csv_report = stack.text(&format!("reports/{run}/report.csv")).await;
+    assert_eq!(csv_report.lines().count(), rows + 1, "the CSV report has a header and every row");
+    let summary = stack.summary(&run).await.expect("the summary");
+    assert_eq!(summary.rows_total, rows as u64);
+    assert_eq!(summary.count_of(Outcome::Created), rows as u64);
+    assert_eq!(stack.queue_depth(&stack.queue).await, 0, "a dry run queues nothing");
+    stack.sim.assert_no_spec_violations().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_sync_threshold_breach_is_quarantined() {
     // GIVEN NERM holding 20 employees (imported by an earlier upsert run)
     let stack = Stack::new("full").await;
