@@ -316,10 +316,9 @@ impl<R: Read> CsvReader<R> {
         let mut field_start = 0usize;
         let mut field_len = 0usize;
         let mut overflowed = false;
-        // Whether the current field opens with a quote, and the quotes in its raw text: an odd
-        // count at the end of the input means the quote was never closed.
-        let mut quoted: Option<bool> = None;
-        let mut quotes = 0usize;
+        // Where the current field stands with its quotes (`None` before its first byte): at the
+        // end of the input, a field still inside its quotes was never closed.
+        let mut quotes: Option<QuoteScan> = None;
         let mut too_long = None;
         let mut has_content = false;
         self.data_len = 0;
@@ -333,8 +332,8 @@ impl<R: Read> CsvReader<R> {
                 Err(fault) => return Err(self.fault_error(fault)),
             };
             let at_eof = input.is_empty();
-            if quoted.is_none() && !at_eof {
-                quoted = Some(input[0] == QUOTE);
+            if quotes.is_none() && !at_eof {
+                quotes = Some(if input[0] == QUOTE { QuoteScan::Start } else { QuoteScan::Closed });
             }
             let slot = match mode {
                 _ if overflowed => None,
@@ -353,8 +352,8 @@ impl<R: Read> CsvReader<R> {
                 }
                 None => self.core.read_field(input, &mut self.scratch),
             };
-            if quoted == Some(true) {
-                quotes += input[..nin].iter().filter(|&&b| b == QUOTE).count();
+            if let Some(scan) = quotes {
+                quotes = Some(scan.advance(&input[..nin]));
             }
             count_breaks(&mut self.breaks, &mut self.after_cr, &input[..nin]);
             self.src.consume(nin);
@@ -386,15 +385,14 @@ impl<R: Read> CsvReader<R> {
                     } else if mode == Mode::Header {
                         self.spans.push(span);
                     }
-                    if record_end && at_eof && quoted == Some(true) && quotes % 2 == 1 {
+                    if record_end && at_eof && quotes == Some(QuoteScan::InQuotes) {
                         return Err(FileError::UnterminatedQuote { line: start_line });
                     }
                     field += 1;
                     field_start = self.data_len;
                     field_len = 0;
                     overflowed = false;
-                    quoted = None;
-                    quotes = 0;
+                    quotes = None;
                     if mode == Mode::Header && field > self.max_columns {
                         return Err(FileError::TooManyColumns { limit: self.max_columns });
                     }
@@ -404,6 +402,45 @@ impl<R: Read> CsvReader<R> {
                 }
             }
         }
+    }
+}
+
+/// Where a field stands with its quotes, as `csv_core` reads them: a field that opens with a
+/// quote is inside quotes until a quote not doubled closes it; whatever follows a closing quote
+/// (`"abc"def"`) is plain text, its quotes included. Only a field still inside its quotes at
+/// the end of the input was never closed (counting quotes would call `"abc"def"` unclosed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteScan {
+    /// Before the opening quote.
+    Start,
+    InQuotes,
+    /// A quote inside quotes: doubled (`""`, still inside) or closing, as the next byte tells.
+    AfterQuote,
+    /// Not quoted, or closed: quotes from here on are text.
+    Closed,
+}
+
+impl QuoteScan {
+    /// The state after the next raw bytes of the field.
+    fn advance(mut self, bytes: &[u8]) -> QuoteScan {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self {
+                QuoteScan::Closed => break,
+                QuoteScan::InQuotes => match memchr::memchr(QUOTE, &bytes[i..]) {
+                    Some(k) => {
+                        self = QuoteScan::AfterQuote;
+                        i += k + 1;
+                    }
+                    None => break,
+                },
+                QuoteScan::Start | QuoteScan::AfterQuote => {
+                    self = if bytes[i] == QUOTE { QuoteScan::InQuotes } else { QuoteScan::Closed };
+                    i += 1;
+                }
+            }
+        }
+        self
     }
 }
 
