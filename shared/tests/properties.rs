@@ -11,6 +11,8 @@
 //! Case counts are modest so the file runs in seconds; `PROPTEST_CASES=N` runs N cases per
 //! property for a longer soak.
 
+mod support;
+
 use std::io::Cursor;
 
 use aws_lambda_events::event::s3::S3Event;
@@ -18,33 +20,19 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Value, json};
-use shared::config::{
-    CatalogAttribute, CatalogProfileType, CatalogRole, ConfigError, MappingConfig, NermCatalog, RoleType,
-};
+use shared::config::{ConfigError, MappingConfig};
 use shared::engine::{EmployeeReader, ReadContext, index_file};
 use shared::input::{ColumnSpec, CsvReader, Encoding, FileError, ReaderOptions};
 use shared::pipeline::ingest::{accepts, decode_s3_key, run_id};
 use shared::pipeline::{MessageError, Settings, WorkMessage};
+use support::{EXAMPLE_CONFIG, REFERENCE_HEADER, demo_catalog, line_at};
 
-const EXAMPLE_CONFIG: &str = include_str!("../../infra/config/example.toml");
 const S3_EVENTS: [&str; 3] = [
     include_str!("../../infra/events/s3-put.json"),
     include_str!("../../infra/events/s3-put-encoded-key.json"),
     include_str!("../../infra/events/s3-put-dry-run.json"),
 ];
 const SQS_EVENT: &str = include_str!("../../infra/events/sqs-batch.json");
-const REFERENCE_HEADER: [&str; 10] = [
-    "employee_id",
-    "login",
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "department",
-    "manager_login",
-    "status",
-    "nerm_roles",
-];
 
 /// `cases` per property, unless `PROPTEST_CASES` asks for more.
 fn cases(cases: u32) -> ProptestConfig {
@@ -54,20 +42,6 @@ fn cases(cases: u32) -> ProptestConfig {
 }
 
 // ----- the reference computations --------------------------------------------------------------
-
-/// The physical line a byte offset is on: 1 + the line breaks before it, where CRLF, a lone LF
-/// and a lone CR each end a line (Excel for Mac still writes CR-only files).
-fn line_at(bytes: &[u8]) -> u64 {
-    let mut line = 1;
-    let mut prev_cr = false;
-    for &b in bytes {
-        if b == b'\r' || (b == b'\n' && !prev_cr) {
-            line += 1;
-        }
-        prev_cr = b == b'\r';
-    }
-    line
-}
 
 /// What a read gave, item by item: `(line, Ok(values) | Err(reason))`, then how it ended.
 #[derive(Debug)]
@@ -430,44 +404,6 @@ proptest! {
 }
 
 // ----- the EmployeeReader (example config) -----------------------------------------------------
-
-/// The demo tenant's catalog (README "Demo tenant"), enough to resolve the example config.
-fn demo_catalog() -> NermCatalog {
-    let employee = "7b0e6a57-0000-4000-8000-000000000001";
-    let attribute = |id: &str, uid: &str, data_type: &str| CatalogAttribute {
-        id: id.into(),
-        uid: uid.into(),
-        label: uid.into(),
-        data_type: data_type.into(),
-        profile_type_id: (data_type == "profile select").then(|| employee.to_string()),
-    };
-    let role = |id: &str, name: &str, group: &str, role_type: RoleType| CatalogRole {
-        id: id.into(),
-        uid: name.to_lowercase().replace(' ', "_"),
-        name: name.into(),
-        groups: vec![group.into()],
-        role_type: Some(role_type),
-    };
-    NermCatalog {
-        profile_types: vec![CatalogProfileType {
-            id: employee.into(),
-            uid: "employee".into(),
-            name: "Employee".into(),
-        }],
-        attributes: ["employee_id", "first_name", "last_name", "email", "job_title", "department", "login"]
-            .iter()
-            .enumerate()
-            .map(|(i, uid)| attribute(&format!("a-{i}"), uid, "text field"))
-            .chain([attribute("a-8", "manager", "profile select")])
-            .collect(),
-        roles: vec![
-            role("r-1", "Sponsor", "Sponsors", RoleType::NeprofileRole),
-            role("r-2", "Manager", "Managers", RoleType::NeprofileRole),
-            role("r-3", "Employee", "Employees", RoleType::NeprofileRole),
-            role("r-4", "Vendor Portal", "Vendors", RoleType::NeaccessRole),
-        ],
-    }
-}
 
 /// A row of the reference export whose cells come from pools of good and bad values.
 fn hr_row() -> impl Strategy<Value = Vec<String>> {
