@@ -749,15 +749,16 @@ impl Stack {
     ) {
         loop {
             assert!(started.elapsed() < Duration::from_secs(300), "not drained within 300 s");
-            busy.fetch_add(1, Ordering::SeqCst);
             let messages = self.receive_up_to(&self.queue, batch_size, 1).await;
             if messages.is_empty() {
-                busy.fetch_sub(1, Ordering::SeqCst);
+                // (messages another worker holds count in the depth as in flight; `busy` covers
+                // the moment between its deletes and its batch being logged)
                 if busy.load(Ordering::SeqCst) == 0 && self.queue_depth(&self.queue).await == 0 {
                     return;
                 }
                 continue;
             }
+            busy.fetch_add(1, Ordering::SeqCst);
             let event = sqs_event(&self.queue, &messages);
             let received: Vec<(String, u32, String)> = event
                 .records
