@@ -76,12 +76,20 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> 
     for record in event.records {
         let bucket = record.s3.bucket.name.clone().unwrap_or_default();
         let Some(raw_key) = record.s3.object.key.clone() else {
-            tracing::warn!("an S3 record without an object key was ignored");
+            tracing::warn!(%bucket, "an S3 record without an object key was rejected");
+            outcomes.push(json!({ "key": null, "outcome": "rejected", "reason": "the S3 record has no object key" }));
             continue;
         };
         if bucket != deps.cfg.bucket {
             tracing::warn!(%bucket, "a record for another bucket was ignored");
             outcomes.push(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
+            continue;
+        }
+        // Only uploads start a run (the stack subscribes to ObjectCreated only; anything else is
+        // a misrouted event, and a removed object cannot be read anyway).
+        if let Some(name) = record.event_name.as_deref().filter(|n| !n.starts_with("ObjectCreated:")) {
+            tracing::warn!(key = %raw_key, event = %name, "not an upload; ignored");
+            outcomes.push(json!({ "key": raw_key, "outcome": { "ignored": format!("{name} is not an upload") } }));
             continue;
         }
         let key = match decode_s3_key(&raw_key) {

@@ -32,6 +32,14 @@ impl Deps {
 }
 
 pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, HandlerError> {
+    // Without an id SQS cannot be told which message failed: fail the whole batch instead, before
+    // any of it is applied (its messages come back, and their work would be done twice).
+    if let Some(at) = event.records.iter().position(|r| r.message_id.as_deref().is_none_or(str::is_empty)) {
+        return Err(HandlerError {
+            retryable: true,
+            message: format!("SQS record {at} of the batch has no messageId; the batch was not processed"),
+        });
+    }
     let (url, _) =
         deps.aws.secret.read().await.map_err(|e| HandlerError { retryable: true, message: e.to_string() })?;
     let opts = ClientOptions {
@@ -44,10 +52,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
         NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
     let mut failures = Vec::new();
     for record in event.records {
-        // Without an id SQS cannot be told which message failed: fail the whole batch instead.
-        let Some(id) = record.message_id.clone().filter(|id| !id.is_empty()) else {
-            return Err(HandlerError { retryable: true, message: "an SQS record has no messageId".into() });
-        };
+        let id = record.message_id.clone().unwrap_or_default();
         let receives: u32 = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         let last_attempt = receives >= deps.cfg.max_receive_count;
         let body = record.body.clone().unwrap_or_default();

@@ -713,7 +713,8 @@ impl<'a> Applier<'a> {
                     if e.is_already_taken("login")
                         || e.is_already_taken("role_id")
                         || e.is_already_taken("user_id")
-                        || e.is_already_taken("manager_id") =>
+                        || e.is_already_taken("manager_id")
+                        || (kind == Kind::CreateProfiles && e.is_already_taken(&self.key_attribute)) =>
                 {
                     // Created by an earlier attempt whose answer was lost: find it.
                     return match self.look_up_one(kind, item).await {

@@ -42,7 +42,8 @@ struct Parsed {
 /// whitespace — e.g. the `,,,,` lines Excel leaves at the end), which are skipped silently and
 /// counted in [`blank_rows_skipped`](Self::blank_rows_skipped).
 ///
-/// Line numbers are 1-based physical lines (`\n` count): the header is line 1 (unless blank
+/// Line numbers are 1-based physical lines, where LF, CRLF and a lone CR (old Mac exports) each
+/// end a line: the header is line 1 (unless blank
 /// lines precede it) and a quoted newline makes the next record start one line later.
 pub struct CsvReader<R> {
     src: Source<R>,
@@ -66,8 +67,10 @@ pub struct CsvReader<R> {
     /// Per slot (per field while reading the header): its byte range in `data`.
     spans: Vec<(usize, usize)>,
     scratch: Box<[u8]>,
-    /// Newlines consumed outside `core` (blank lines skipped between records).
-    extra_lines: u64,
+    /// Line breaks consumed so far (LF, CRLF or a lone CR each count once).
+    breaks: u64,
+    /// Whether the last byte consumed was a CR (its LF, if it follows, ends no further line).
+    after_cr: bool,
     /// Line where the current record starts.
     line: u64,
     rows: u64,
@@ -115,7 +118,8 @@ impl<R: Read> CsvReader<R> {
             data_len: 0,
             spans: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            extra_lines: 0,
+            breaks: 0,
+            after_cr: false,
             line: 0,
             rows: 0,
             blank_rows: 0,
@@ -254,7 +258,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn current_line(&self) -> u64 {
-        self.core.line() + self.extra_lines
+        self.breaks + 1
     }
 
     fn fault_error(&self, fault: Fault) -> FileError {
@@ -297,10 +301,9 @@ impl<R: Read> CsvReader<R> {
                 return Ok(false);
             }
             let skip = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
-            let newlines = input[..skip].iter().filter(|&&b| b == b'\n').count();
+            count_breaks(&mut self.breaks, &mut self.after_cr, &input[..skip]);
             let found = skip < input.len();
             self.src.consume(skip);
-            self.extra_lines += newlines as u64;
             if found {
                 return Ok(true);
             }
@@ -313,10 +316,9 @@ impl<R: Read> CsvReader<R> {
         let mut field_start = 0usize;
         let mut field_len = 0usize;
         let mut overflowed = false;
-        // Whether the current field opens with a quote, and the quotes in its raw text: an odd
-        // count at the end of the input means the quote was never closed.
-        let mut quoted: Option<bool> = None;
-        let mut quotes = 0usize;
+        // Where the current field stands with its quotes (`None` before its first byte): at the
+        // end of the input, a field still inside its quotes was never closed.
+        let mut quotes: Option<QuoteScan> = None;
         let mut too_long = None;
         let mut has_content = false;
         self.data_len = 0;
@@ -330,8 +332,8 @@ impl<R: Read> CsvReader<R> {
                 Err(fault) => return Err(self.fault_error(fault)),
             };
             let at_eof = input.is_empty();
-            if quoted.is_none() && !at_eof {
-                quoted = Some(input[0] == QUOTE);
+            if quotes.is_none() && !at_eof {
+                quotes = Some(if input[0] == QUOTE { QuoteScan::Start } else { QuoteScan::Closed });
             }
             let slot = match mode {
                 _ if overflowed => None,
@@ -350,9 +352,10 @@ impl<R: Read> CsvReader<R> {
                 }
                 None => self.core.read_field(input, &mut self.scratch),
             };
-            if quoted == Some(true) {
-                quotes += input[..nin].iter().filter(|&&b| b == QUOTE).count();
+            if let Some(scan) = quotes {
+                quotes = Some(scan.advance(&input[..nin]));
             }
+            count_breaks(&mut self.breaks, &mut self.after_cr, &input[..nin]);
             self.src.consume(nin);
             field_len += nout;
             if slot.is_some() {
@@ -382,15 +385,14 @@ impl<R: Read> CsvReader<R> {
                     } else if mode == Mode::Header {
                         self.spans.push(span);
                     }
-                    if record_end && at_eof && quoted == Some(true) && quotes % 2 == 1 {
+                    if record_end && at_eof && quotes == Some(QuoteScan::InQuotes) {
                         return Err(FileError::UnterminatedQuote { line: start_line });
                     }
                     field += 1;
                     field_start = self.data_len;
                     field_len = 0;
                     overflowed = false;
-                    quoted = None;
-                    quotes = 0;
+                    quotes = None;
                     if mode == Mode::Header && field > self.max_columns {
                         return Err(FileError::TooManyColumns { limit: self.max_columns });
                     }
@@ -403,8 +405,61 @@ impl<R: Read> CsvReader<R> {
     }
 }
 
-/// Picks `,`, `;` or tab: the most frequent outside quotes on the first non-empty line; ties and
-/// no candidate at all give `,`. Looks at most [`PEEK_LIMIT`] bytes ahead; consumes nothing.
+/// Where a field stands with its quotes, as `csv_core` reads them: a field that opens with a
+/// quote is inside quotes until a quote not doubled closes it; whatever follows a closing quote
+/// (`"abc"def"`) is plain text, its quotes included. Only a field still inside its quotes at
+/// the end of the input was never closed (counting quotes would call `"abc"def"` unclosed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteScan {
+    /// Before the opening quote.
+    Start,
+    InQuotes,
+    /// A quote inside quotes: doubled (`""`, still inside) or closing, as the next byte tells.
+    AfterQuote,
+    /// Not quoted, or closed: quotes from here on are text.
+    Closed,
+}
+
+impl QuoteScan {
+    /// The state after the next raw bytes of the field.
+    fn advance(mut self, bytes: &[u8]) -> QuoteScan {
+        let mut i = 0;
+        while i < bytes.len() {
+            match self {
+                QuoteScan::Closed => break,
+                QuoteScan::InQuotes => match memchr::memchr(QUOTE, &bytes[i..]) {
+                    Some(k) => {
+                        self = QuoteScan::AfterQuote;
+                        i += k + 1;
+                    }
+                    None => break,
+                },
+                QuoteScan::Start | QuoteScan::AfterQuote => {
+                    self = if bytes[i] == QUOTE { QuoteScan::InQuotes } else { QuoteScan::Closed };
+                    i += 1;
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Adds the line breaks in `bytes` (the next bytes consumed) to `breaks`: an LF, a CR, or a CRLF
+/// pair each end one line. `after_cr` carries a CR at the end of one chunk over to the next.
+fn count_breaks(breaks: &mut u64, after_cr: &mut bool, bytes: &[u8]) {
+    let Some(&last) = bytes.last() else { return };
+    for i in memchr::memchr2_iter(b'\r', b'\n', bytes) {
+        let lf_after_cr = bytes[i] == b'\n' && if i == 0 { *after_cr } else { bytes[i - 1] == b'\r' };
+        if !lf_after_cr {
+            *breaks += 1;
+        }
+    }
+    *after_cr = last == b'\r';
+}
+
+/// Picks `,`, `;` or tab: the most frequent outside quotes on the first non-empty line (ended by
+/// LF, CRLF or a lone CR); ties and no candidate at all give `,`. Looks at most [`PEEK_LIMIT`]
+/// bytes ahead; consumes nothing.
 fn detect_delimiter<R: Read>(src: &mut Source<R>) -> u8 {
     const CANDIDATES: [u8; 3] = [b',', b';', b'\t'];
     let mut counts = [0usize; 3];
@@ -432,7 +487,8 @@ fn detect_delimiter<R: Read>(src: &mut Source<R>) -> u8 {
             }
             match b {
                 QUOTE => in_quotes = !in_quotes,
-                b'\n' if !in_quotes => return pick(counts),
+                // The header line ends at its first line break: LF, CRLF or a lone CR.
+                b'\n' | b'\r' if !in_quotes => return pick(counts),
                 _ if !in_quotes => {
                     if let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
                         counts[i] += 1;

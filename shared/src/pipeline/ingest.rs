@@ -99,7 +99,11 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let run = run_id(bucket, key, version_or_etag);
     let transient =
         |e: PortError| IngestError::Transient { run_id: run.clone(), key: key.to_string(), message: e.to_string() };
-    let tags = store.tags(key).await.map_err(transient)?;
+    // The first read of the object: one that is not there (or cannot be read) stays so on a retry.
+    let tags = store.tags(key).await.map_err(|e| match e.retryable {
+        true => transient(e),
+        false => IngestError::Rejected { run_id: run.clone(), key: key.to_string(), message: e.to_string() },
+    })?;
     let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let dry_run =
         key[settings.input_prefix.len()..].starts_with("dry-run/") || tag(DRY_RUN_TAG).is_some_and(|v| v == "true");

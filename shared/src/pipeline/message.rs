@@ -29,10 +29,10 @@ pub struct WorkMessage {
 /// A message that can never be processed: retrying cannot help.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MessageError {
-    #[error("the message is not valid JSON for a work message: {0}")]
+    #[error("the message is not a valid work message: {0}")]
     Malformed(String),
     #[error("message version {0} is not supported (this build understands version {VERSION})")]
-    UnknownVersion(u32),
+    UnknownVersion(u64),
     #[error("the message has an empty run id or part")]
     Incomplete,
 }
@@ -41,10 +41,29 @@ impl WorkMessage {
     pub fn parse(body: &str) -> Result<WorkMessage, MessageError> {
         // Check the version first, so a newer producer's message says so instead of "malformed".
         let raw: serde_json::Value = serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
-        match raw.get("version").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(VERSION) => {}
-            Some(v) => return Err(MessageError::UnknownVersion(v.min(u64::from(u32::MAX)) as u32)),
+        let Some(fields) = raw.as_object() else {
+            return Err(MessageError::Malformed(format!(
+                "the body is a JSON {}, expected a JSON object with a \"version\"",
+                json_kind(&raw)
+            )));
+        };
+        match fields.get("version") {
             None => return Err(MessageError::Malformed("no \"version\"".into())),
+            Some(v) => match v.as_u64() {
+                Some(v) if v == u64::from(VERSION) => {}
+                Some(v) => return Err(MessageError::UnknownVersion(v)),
+                None => {
+                    let mut shown = v.to_string();
+                    if let Some((cut, _)) = shown.char_indices().nth(40) {
+                        shown.truncate(cut);
+                        shown.push('…');
+                    }
+                    return Err(MessageError::Malformed(format!(
+                        "\"version\" must be a whole number, got the JSON {} {shown}",
+                        json_kind(v)
+                    )));
+                }
+            },
         }
         let msg: WorkMessage = serde_json::from_value(raw).map_err(|e| MessageError::Malformed(e.to_string()))?;
         if msg.run_id.trim().is_empty() || msg.part.trim().is_empty() {
@@ -103,6 +122,18 @@ impl WorkMessage {
                 items,
             })
             .collect()
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
     }
 }
 

@@ -681,3 +681,168 @@ pub fn bad_row(key: &str, login: &str) -> HrRow {
 pub async fn nerm_writes(sim: &Harness) -> std::collections::BTreeMap<String, u64> {
     engine::non_get_requests(&sim.stats().await)
 }
+
+// ----- added for the hardening tests (security, concurrency, malformed events) --------------------
+
+impl Stack {
+    /// Receives up to `max` messages (1..=10) from a queue, with the system attributes.
+    pub async fn receive_up_to(&self, queue: &Queue, max: i32, wait_seconds: i32) -> Vec<aws_sdk_sqs::types::Message> {
+        self.aws
+            .sqs
+            .receive_message()
+            .queue_url(&queue.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive from {}: {}", queue.url, err(&e)))
+            .messages()
+            .to_vec()
+    }
+
+    /// Makes received messages visible again at once (their visibility timeout ran out).
+    pub async fn release(&self, queue: &Queue, messages: &[aws_sdk_sqs::types::Message]) {
+        for m in messages {
+            self.aws
+                .sqs
+                .change_message_visibility()
+                .queue_url(&queue.url)
+                .receipt_handle(m.receipt_handle().expect("a receipt handle"))
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("make {:?} visible again: {}", m.message_id(), err(&e)));
+        }
+    }
+
+    /// Every key in the bucket.
+    pub async fn all_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self.aws.s3.list_objects_v2().bucket(&self.bucket).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("list {}: {}", self.bucket, err(&e)));
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
+        }
+        keys
+    }
+
+    /// As [`Stack::drain`], with several provisioners working the queue at once (one Lambda
+    /// instance each), each receiving at most `batch_size` messages at a time: batches of
+    /// different runs and parts interleave. Ends when the queue is empty and no worker is busy.
+    pub async fn drain_concurrently(&self, workers: &[nerm_provisioner::handler::Deps], batch_size: i32) -> Drain {
+        let busy = std::sync::atomic::AtomicUsize::new(0);
+        let log = std::sync::Mutex::new(Drain::default());
+        let started = Instant::now();
+        futures_join_all(workers.iter().map(|deps| self.drain_worker(deps, batch_size, &busy, &log, started))).await;
+        log.into_inner().expect("the drain log")
+    }
+
+    /// One provisioner of [`Stack::drain_concurrently`].
+    async fn drain_worker(
+        &self,
+        deps: &nerm_provisioner::handler::Deps,
+        batch_size: i32,
+        busy: &std::sync::atomic::AtomicUsize,
+        log: &std::sync::Mutex<Drain>,
+        started: Instant,
+    ) {
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(300), "not drained within 300 s");
+            let messages = self.receive_up_to(&self.queue, batch_size, 1).await;
+            if messages.is_empty() {
+                // (messages another worker holds count in the depth as in flight; `busy` covers
+                // the moment between its deletes and its batch being logged)
+                if busy.load(Ordering::SeqCst) == 0 && self.queue_depth(&self.queue).await == 0 {
+                    return;
+                }
+                continue;
+            }
+            busy.fetch_add(1, Ordering::SeqCst);
+            let event = sqs_event(&self.queue, &messages);
+            let received: Vec<(String, u32, String)> = event
+                .records
+                .iter()
+                .map(|r| {
+                    let n = r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(0);
+                    let preview = r.body.as_deref().unwrap_or_default().chars().take(80).collect();
+                    (r.message_id.clone().unwrap_or_default(), n, preview)
+                })
+                .collect();
+            let response = nerm_provisioner::handler::handle(deps, event)
+                .await
+                .unwrap_or_else(|e| panic!("nerm-provisioner failed the whole batch: {e:?}"));
+            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            for m in &messages {
+                let id = m.message_id().unwrap_or_default();
+                if failed.iter().any(|f| f == id) {
+                    self.release(&self.queue, std::slice::from_ref(m)).await;
+                } else {
+                    self.delete(&self.queue, m.receipt_handle().expect("a receipt handle")).await;
+                }
+            }
+            log.lock().expect("the drain log").batches.push(Batch { received, failed });
+            busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs futures concurrently on the current task until all are done.
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(move |cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await
+}
+
+/// `rows` with their employee ids, logins, e-mails and manager logins renamed by `tag` (`E1…`
+/// becomes `{TAG}1…`, `emp…@` becomes `{tag}…@`): a disjoint, self-contained set of employees.
+pub fn renamed(rows: &[HrRow], tag: &str) -> Vec<HrRow> {
+    let login = |l: &str| {
+        l.replacen("emp", tag, 1).replacen("Emp", &tag.to_uppercase(), 1).replacen("EMP", &tag.to_uppercase(), 1)
+    };
+    rows.iter()
+        .map(|r| HrRow {
+            employee_id: r.employee_id.replacen('E', &tag.to_uppercase(), 1),
+            login: login(&r.login),
+            email: login(&r.email),
+            manager_login: login(&r.manager_login),
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// The run's report accounts for every row of `file` exactly once, on its line (header on
+/// line 1, one line per row), and agrees with `summary.json`: the rows, for more checks.
+pub async fn assert_report_accounts_for(
+    stack: &Stack,
+    settings: &Settings,
+    run: &str,
+    file: &[HrRow],
+) -> Vec<RowReport> {
+    let key = settings.report_key(run, "report.jsonl");
+    let rows: Vec<RowReport> = stack
+        .text(&key)
+        .await
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{key}: bad line {l:?}: {e}")))
+        .collect();
+    assert_eq!(rows.len(), file.len(), "{key}: one row per input row: {rows:#?}");
+    for (i, want) in file.iter().enumerate() {
+        let line = i as u64 + 2;
+        let at: Vec<&RowReport> = rows.iter().filter(|r| r.line == line).collect();
+        assert_eq!(at.len(), 1, "{key}: line {line} ({}) reported {} times: {at:#?}", want.employee_id, at.len());
+        assert_eq!(
+            (at[0].employee_key.as_str(), at[0].login.as_str()),
+            (want.employee_id.as_str(), want.login.as_str())
+        );
+    }
+    let summary: Summary = serde_json::from_slice(
+        &stack.object(&settings.report_key(run, "summary.json")).await.unwrap_or_else(|| panic!("{run}: no summary")),
+    )
+    .expect("summary.json parses");
+    assert_eq!(summary.rows_total, file.len() as u64, "{summary:#?}");
+    rows
+}
