@@ -68,9 +68,15 @@ impl Deps {
     }
 }
 
-/// Takes on every record; a retryable failure fails the invocation (Lambda retries the event,
-/// and the run's marker makes the records already taken on no-ops).
+/// [`handle_invocation`] as a new invocation (a fresh request id).
 pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> {
+    handle_invocation(deps, event, &format!("local-{:016x}", rand::random::<u64>())).await
+}
+
+/// Takes on every record; a retryable failure fails the invocation (Lambda retries the event,
+/// and the run's marker makes the records already taken on no-ops). `request_id` is the Lambda
+/// request id, the same on Lambda's own retries of this invocation.
+pub async fn handle_invocation(deps: &Deps, event: S3Event, request_id: &str) -> Result<Value, HandlerError> {
     let mut outcomes = Vec::new();
     let mut retry: Option<String> = None;
     for record in event.records {
@@ -126,6 +132,7 @@ pub async fn handle(deps: &Deps, event: S3Event) -> Result<Value, HandlerError> 
             &bucket,
             &key,
             &version,
+            request_id,
             &deps.cfg.work_dir,
         )
         .await;

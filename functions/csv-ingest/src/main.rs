@@ -12,8 +12,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         e
     })?;
     let deps = handler::Deps::from_config(cfg).await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::event::s3::S3Event>| {
-        handler::handle(&deps, event.payload)
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::s3::S3Event>| {
+        // Lambda's retries of an invocation keep its request id; the ingest relies on that.
+        async move { handler::handle_invocation(deps, event.payload, &event.context.request_id).await }
     }))
     .await
 }

@@ -79,7 +79,9 @@ pub fn accepts(settings: &Settings, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes on one uploaded object: dedup, validate, plan, then queue the work.
+/// Takes on one uploaded object: dedup, validate, plan, then queue the work. `invocation` is
+/// the Lambda request id: Lambda retries an invocation that failed or timed out with the same
+/// one, while a duplicate S3 delivery comes with another.
 #[allow(clippy::too_many_arguments)]
 pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     store: &S,
@@ -91,6 +93,7 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     bucket: &str,
     key: &str,
     version_or_etag: &str,
+    invocation: &str,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
     if let Err(why) = accepts(settings, key) {
@@ -114,24 +117,29 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     }
 
     let started_at = crate::report::now_rfc3339();
-    let marker = serde_json::json!({ "run_id": run, "key": key, "version": version_or_etag, "started_at": started_at });
+    let marker = serde_json::json!({
+        "run_id": run, "key": key, "version": version_or_etag, "started_at": started_at, "invocation": invocation
+    });
     let marker_key = settings.marker_key(&run);
     let body = marker.to_string().into_bytes();
     if !store.put_if_absent(&marker_key, body.clone(), "application/json").await.map_err(transient)? {
-        // Taken before. Only a run that died before writing its manifest (e.g. the Lambda timed
-        // out) is taken on again, once its marker is older than any invocation can live.
+        // Taken before. Only a run that died before writing its manifest is taken on again:
+        // at once by Lambda's retry of the same invocation (the attempt was killed or timed
+        // out), and by anyone once its marker is older than any invocation can live.
         let manifest = store.get(&settings.manifest_key(&run)).await.map_err(transient)?;
-        let stale = store
+        let earlier = store
             .get(&marker_key)
             .await
             .map_err(transient)?
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("started_at").and_then(|t| t.as_str()).map(String::from))
-            .is_some_and(|t| crate::report::millis_between(&t, &started_at) > STALE_MARKER_MS);
-        if manifest.is_some() || !stale {
+            .unwrap_or_default();
+        let field = |name: &str| earlier.get(name).and_then(|t| t.as_str()).unwrap_or_default().to_string();
+        let retried = !invocation.is_empty() && field("invocation") == invocation;
+        let stale = crate::report::millis_between(&field("started_at"), &started_at) > STALE_MARKER_MS;
+        if manifest.is_some() || !(retried || stale) {
             return Ok(IngestOutcome::Duplicate { run_id: run });
         }
-        tracing::warn!(run_id = %run, "an earlier attempt of this run died before planning; starting it again");
+        tracing::warn!(run_id = %run, retried, "an earlier attempt of this run died before planning; starting it again");
         store.put(&marker_key, body, "application/json").await.map_err(transient)?;
     }
 

@@ -165,6 +165,44 @@ async fn the_same_s3_event_delivered_twice_runs_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lambdas_retry_of_a_killed_ingest_takes_the_run_over_but_another_delivery_does_not() {
+    // GIVEN an uploaded file whose ingest was killed after claiming the run (its marker names
+    // the invocation; no manifest was written)
+    let stack = Stack::new("killedingest").await;
+    let people = employees(10);
+    let (ingest, provisioner) = (stack.ingest(), stack.provisioner());
+    let up = stack.upload("incoming/hr.csv", to_csv(&people), None).await;
+    let version = up.version_id.clone().filter(|v| !v.is_empty() && v != "null").unwrap_or(up.etag.clone());
+    let run = shared::pipeline::ingest::run_id(&stack.bucket, &up.key, &version);
+    let marker = json!({ "run_id": run, "started_at": shared::report::now_rfc3339(), "invocation": "req-killed" });
+    stack.upload(&stack.settings().marker_key(&run), marker.to_string(), None).await;
+
+    // WHEN S3 delivers the event again in another invocation
+    let other = csv_ingest::handler::handle_invocation(&ingest, stack.s3_event(&[&up]), "req-other")
+        .await
+        .expect("no invocation error");
+
+    // THEN that is a duplicate: nothing queued
+    assert_eq!(run_of(&other, "duplicate"), run);
+    assert_eq!(stack.queue_depth(&stack.queue).await, 0);
+
+    // WHEN Lambda retries the killed invocation (same request id)
+    let retry = csv_ingest::handler::handle_invocation(&ingest, stack.s3_event(&[&up]), "req-killed")
+        .await
+        .expect("no invocation error");
+
+    // THEN the retry takes the run on and everybody is provisioned once
+    assert_eq!(run_of(&retry, "started"), run);
+    let drain = stack.drain(&provisioner).await;
+    assert!(drain.failures().is_empty(), "{drain:#?}");
+    let state = stack.sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    assert_eq!(stack.summary(&run).await.expect("a summary").count_of(Outcome::Created), 10);
+    stack.sim.assert_no_spec_violations().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_poisoned_message_goes_to_the_dlq() {
     // GIVEN a message of an unknown version and a garbage one on the work queue
     let stack = Stack::new("poison").await;
