@@ -149,6 +149,20 @@ pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
     }
 }
 
+/// What [`Applier::apply_with`] does about a manager that is neither in the ids it is given
+/// nor created by the plans it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingManager {
+    /// Every plan of the run is applied together: the manager's own plan failed.
+    Fail,
+    /// A worker holding part of a run: look the manager up in NERM; one that does not exist yet
+    /// is [`ItemError::Waiting`].
+    LookUp,
+    /// The caller knows every manager created so far (it passes them in `ids`): one missing is
+    /// still to come, so the plan is [`ItemError::Waiting`] without asking NERM.
+    Wait,
+}
+
 /// Why an employee's plan did not complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemError {
@@ -243,7 +257,7 @@ impl<'a> Applier<'a> {
     /// Applies plans in one process: every record the plans refer to is either in `ids` or
     /// created by these plans, so a missing manager is a failure.
     pub async fn apply(&self, plans: &[EmployeePlan], snap: &Snapshot) -> Vec<Option<String>> {
-        self.apply_with(plans, Ids::from_snapshot(snap), false)
+        self.apply_with(plans, Ids::from_snapshot(snap), MissingManager::Fail)
             .await
             .0
             .into_iter()
@@ -251,15 +265,17 @@ impl<'a> Applier<'a> {
             .collect()
     }
 
-    /// Applies plans; with `look_up_managers` (a worker holding part of a run) a manager not in
-    /// `ids` is looked up in NERM, and one that does not exist yet is [`ItemError::Waiting`].
-    /// Also answers the ids known at the end (to re-plan what waits).
+    /// Applies plans; what happens to a manager neither in `ids` nor created by these plans
+    /// depends on `missing` (see [`MissingManager`]). Also answers the ids known at the end (to
+    /// re-plan what waits).
     pub async fn apply_with(
         &self,
         plans: &[EmployeePlan],
         ids: Ids,
-        look_up_managers: bool,
+        missing: MissingManager,
     ) -> (Vec<Option<ItemError>>, Ids) {
+        let look_up_managers = missing == MissingManager::LookUp;
+        let may_wait = missing != MissingManager::Fail;
         let mut ids = ids;
         let mut errors: Vec<Option<String>> = vec![None; plans.len()];
         let mut waiting: Vec<Option<String>> = vec![None; plans.len()];
@@ -467,7 +483,7 @@ impl<'a> Applier<'a> {
             .map(|(e, w)| match (e, w) {
                 (None, _) => None,
                 // Only a plan whose sole problem is a missing manager waits; the rest of it is done.
-                (Some(e), Some(w)) if look_up_managers && e.ends_with(MANAGER_MISSING) => Some(ItemError::Waiting(w)),
+                (Some(e), Some(w)) if may_wait && e.ends_with(MANAGER_MISSING) => Some(ItemError::Waiting(w)),
                 (Some(e), _) => Some(ItemError::Failed(e)),
             })
             .collect();

@@ -141,6 +141,8 @@ pub struct FileIndex {
     /// Every non-empty employee key, with the line of its first accepted row: later rows with
     /// the key are duplicates, and a key in the file (even on a rejected row) is no leaver.
     pub keys: KeyIndex,
+    /// Logins named as a manager on accepted rows: a run applied in chunks keeps their ids.
+    pub managers: LoginIndex,
     pub valid_rows: u64,
 }
 

@@ -268,6 +268,9 @@ pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex,
             Ok(e) => {
                 // The login is in the reader's index already; only the key is recorded here.
                 index.keys.insert(&e.key, e.line, true).map_err(full)?;
+                if let Some(manager) = &e.manager_login {
+                    index.managers.insert(manager, e.line, true).map_err(full)?;
+                }
                 index.valid_rows += 1;
                 reader.validator.accept(&e.login, &e.key).map_err(full)?;
             }

@@ -5,12 +5,12 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use super::apply::{Applier, Ids, ItemError, waiting_rest};
-use super::plan::{EmployeePlan, PlanKind, Planner, RowPlan, ThresholdError};
+use super::apply::{Applier, Ids, ItemError, MissingManager, waiting_rest};
+use super::plan::{EmployeePlan, FileIndex, PlanKind, Planner, RowPlan, ThresholdError};
 use super::read::{EmployeeReader, ReadContext, index_file};
 use super::snapshot::Snapshot;
 use crate::config::{ConfigError, MappingConfig, ResolvedConfig};
-use crate::input::FileError;
+use crate::input::{FileError, LoginIndex};
 use crate::nerm::{NermClient, NermError};
 use crate::report::{Outcome, ReportSink, RowReport};
 
@@ -48,6 +48,8 @@ pub struct PlannedRun {
 /// CLI applies plans in chunks and writes report rows at once, the ingest Lambda queues plans
 /// and writes report parts.
 pub trait PlanSink: Send {
+    /// The first pass is done: what it learnt about the file (before any other call).
+    fn file_indexed(&mut self, _file: &FileIndex) {}
     /// A row that needs no write: unchanged or rejected.
     fn settled(&mut self, row: RowReport) -> impl Future<Output = Result<(), RunError>> + Send;
     /// An employee to change (leavers first, with line 0).
@@ -105,6 +107,7 @@ where
             file.valid_rows,
             file.heap_bytes() >> 20
         ));
+        sink.file_indexed(&file);
         let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
         progress(&format!(
             "read NERM: {} users, {} {} profiles ({} requests so far)",
@@ -162,15 +165,17 @@ struct ApplySink<'a, J: Write, C: Write> {
     applier: Option<Applier<'a>>,
     chunk_size: usize,
     chunk: Vec<EmployeePlan>,
-    /// Whether a chunk was applied before the last one (managers may then be in NERM only).
-    chunked: bool,
     /// What is left of plans that waited for a manager from a later chunk.
     waiting: Vec<EmployeePlan>,
+    /// Logins that manage someone in the file, and the ids of those created or found so far:
+    /// a later chunk needs them, nobody needs the others.
+    managers: LoginIndex,
+    carried: Ids,
 }
 
 impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
-    /// Applies the chunk. Unless it is the whole run, managers missing from it are looked up
-    /// and a plan whose manager is not there yet waits for the end.
+    /// Applies the chunk with the managers' ids known so far. Unless it is the last, a plan
+    /// whose manager is still to come waits for the end.
     async fn flush(&mut self, last: bool) -> Result<(), RunError> {
         let plans = std::mem::take(&mut self.chunk);
         let Some(applier) = &self.applier else {
@@ -182,15 +187,29 @@ impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
         if plans.is_empty() {
             return Ok(());
         }
-        let look_up = self.chunked || !last;
-        self.chunked = true;
-        let (errors, ids) = applier.apply_with(&plans, Ids::from_plans(&plans), look_up).await;
+        let missing = if last { MissingManager::Fail } else { MissingManager::Wait };
+        let mut ids = std::mem::take(&mut self.carried);
+        let own = Ids::from_plans(&plans);
+        ids.users.extend(own.users);
+        ids.profiles.extend(own.profiles);
+        // Ids of employees who manage nobody are not needed after this chunk.
+        let forget: Vec<(String, String)> = plans
+            .iter()
+            .filter(|p| !self.managers.contains(&p.login))
+            .map(|p| (super::snapshot::login_key(&p.login), p.key.clone()))
+            .collect();
+        let (errors, mut ids) = applier.apply_with(&plans, ids, missing).await;
         for (p, err) in plans.into_iter().zip(errors) {
             match err {
                 Some(ItemError::Waiting(_)) if !last => self.waiting.push(waiting_rest(p, &ids)),
                 err => self.report.record(outcome_row(p, err.map(|e| e.message().to_string())))?,
             }
         }
+        for (login, key) in forget {
+            ids.users.remove(&login);
+            ids.profiles.remove(&key);
+        }
+        self.carried = ids;
         Ok(())
     }
 
@@ -207,6 +226,10 @@ impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
 }
 
 impl<J: Write + Send, C: Write + Send> PlanSink for ApplySink<'_, J, C> {
+    fn file_indexed(&mut self, file: &FileIndex) {
+        self.managers = file.managers.clone();
+    }
+
     async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
         self.report.record(row)?;
         Ok(())
@@ -278,8 +301,9 @@ where
         applier,
         chunk_size: chunk_size.max(1),
         chunk: Vec::new(),
-        chunked: false,
         waiting: Vec::new(),
+        managers: LoginIndex::default(),
+        carried: Ids::default(),
     };
     let planned = plan_file(open, &resolved, client, &mut apply, progress).await?;
     apply.finish().await?;

@@ -3,6 +3,7 @@
 
 use super::message::WorkMessage;
 use super::{PartStats, Settings, finish_if_complete, write_part};
+use crate::engine::apply::MissingManager;
 use crate::engine::run::outcome_row;
 use crate::engine::{Applier, EmployeePlan, Ids, ItemError};
 use crate::nerm::NermClient;
@@ -52,7 +53,7 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         target.self_relationship.as_deref(),
         target.concurrency,
     );
-    let (results, ids) = applier.apply_with(&msg.items, Ids::from_plans(&msg.items), true).await;
+    let (results, ids) = applier.apply_with(&msg.items, Ids::from_plans(&msg.items), MissingManager::LookUp).await;
     let all_failed = !msg.items.is_empty() && results.iter().all(|r| matches!(r, Some(ItemError::Failed(_))));
     let first_error = results.iter().flatten().next().map(|e| e.message().to_string()).unwrap_or_default();
     // Every receive's requests count, also one that fails and is retried: one stats object each.
