@@ -32,7 +32,7 @@ pub use catalog::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedAttribute, ResolvedConfig, RoleLookupError,
 };
 pub use error::{ConfigError, ConfigWarning, Problem, ProblemKind};
-pub use template::{Segment, Template, TemplateError};
+pub use template::{BoundPart, BoundTemplate, Segment, Template, TemplateError};
 pub use values::{
     Delimiter, Encoding, ProfileStatus, RoleStrategy, RoleType, SelfRelationship, StatusMap, SyncMode, UserStatus,
     UserType, normalize_column,
