@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType};
+use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType, with_normalized_value};
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
@@ -122,8 +122,9 @@ impl Snapshot {
         s
     }
 
+    /// The user with this login, compared like [`login_key`] (without allocating for ASCII).
     pub fn user_by_login(&self, login: &str) -> Option<&User> {
-        self.user_by_login.get(&login_key(login)).map(|&i| &self.users[i])
+        with_normalized_value(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
     }
 
     pub fn user_by_id(&self, id: &str) -> Option<&User> {
@@ -153,5 +154,29 @@ impl Snapshot {
     /// Profiles of the type that carry a key: the employees the config manages.
     pub fn keyed_profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
         self.profile_by_key.iter().map(|(k, &i)| (k.as_str(), &self.profiles[i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, login: &str) -> User {
+        serde_json::from_value(serde_json::json!({ "id": id, "login": login })).expect("a user")
+    }
+
+    #[test]
+    fn a_user_is_found_by_login_ignoring_case_and_surrounding_spaces() {
+        let users = vec![user("u1", "Ann.Lee@Example.com"), user("u2", "zoë.østergaard@example.com")];
+        let snap = Snapshot::from_parts(users, vec![], vec![], vec![], vec![], "employee_id");
+        for (login, id) in [
+            ("ann.lee@example.com", Some("u1")),
+            (" ANN.LEE@EXAMPLE.COM ", Some("u1")),
+            ("ZOË.ØSTERGAARD@example.com", Some("u2")),
+            ("zoe.ostergaard@example.com", None),
+            ("", None),
+        ] {
+            assert_eq!(snap.user_by_login(login).map(|u| u.id.as_str()), id, "{login:?}");
+        }
     }
 }
