@@ -59,7 +59,7 @@ where
     let ctx = ReadContext::new(&resolved);
     let file = index_file(open()?, &ctx)?;
     progress(&format!("validated the file: {} valid rows", file.valid_rows));
-    let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
+    let snap = Snapshot::load(client, &resolved).await?;
     progress(&format!(
         "read NERM: {} users, {} {} profiles ({} requests so far)",
         snap.users.len(),

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType, with_normalized_value};
+use crate::config::{
+    CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleType, with_normalized_value,
+};
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
@@ -79,13 +81,14 @@ impl Snapshot {
         })
     }
 
-    /// Reads users, the profiles of one type, and the three link kinds, in full pages.
-    pub async fn load(client: &NermClient, profile_type_id: &str, key_attribute: &str) -> Result<Snapshot, NermError> {
+    /// Reads users, the profiles of the config's type, and the three link kinds, in full pages.
+    pub async fn load(client: &NermClient, cfg: &ResolvedConfig) -> Result<Snapshot, NermError> {
         let users = client.users().await?;
-        let profiles = client.list_profiles_of_type(profile_type_id).await?;
+        let profiles = client.list_profiles_of_type(&cfg.profile_type().id).await?;
         let user_roles = client.user_roles().await?;
         let user_profiles = client.user_profiles().await?;
         let user_managers = client.user_managers().await?;
+        let key_attribute = &cfg.key_attribute().uid;
         Ok(Snapshot::from_parts(users, profiles, user_roles, user_profiles, user_managers, key_attribute))
     }
 
