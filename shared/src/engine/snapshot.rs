@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use crate::config::{
-    CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleType, with_normalized_value,
+    CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
+    with_normalized_value,
 };
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
@@ -81,11 +82,16 @@ impl Snapshot {
         })
     }
 
-    /// Reads users, the profiles of the config's type, and the three link kinds, in full pages.
+    /// Reads users, the profiles of the config's type, and the links, in full pages. Role
+    /// assignments (`/user_roles`) are read only for `roles.strategy = "user_role"`: under
+    /// `group_strings` the planner never looks at them, and they can be a third of the pages.
     pub async fn load(client: &NermClient, cfg: &ResolvedConfig) -> Result<Snapshot, NermError> {
         let users = client.users().await?;
         let profiles = client.list_profiles_of_type(&cfg.profile_type().id).await?;
-        let user_roles = client.user_roles().await?;
+        let user_roles = match cfg.config().roles.strategy {
+            RoleStrategy::UserRole => client.user_roles().await?,
+            RoleStrategy::GroupStrings => Vec::new(),
+        };
         let user_profiles = client.user_profiles().await?;
         let user_managers = client.user_managers().await?;
         let key_attribute = &cfg.key_attribute().uid;
@@ -142,6 +148,8 @@ impl Snapshot {
         self.profile_by_id.get(id).map(|&i| &self.profiles[i])
     }
 
+    /// Role assignments of a user; always empty under `group_strings` (not read, see
+    /// [`Snapshot::load`]).
     pub fn roles_of(&self, user_id: &str) -> impl Iterator<Item = &UserRole> {
         self.roles_by_user.get(user_id).into_iter().flatten().map(|&i| &self.user_roles[i])
     }
