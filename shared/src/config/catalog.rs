@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigWarning, ProblemKind, Problems, known_list};
-use super::values::{RoleStrategy, RoleType, UserType, normalize_value};
+use super::values::{RoleStrategy, RoleType, UserType, normalize_value, with_normalized_value};
 use super::{ConfigError, MappingConfig, Template, index_names};
 
 /// The parts of a tenant the config refers to. The planner fills it from NERM
@@ -125,7 +125,7 @@ impl ResolvedConfig {
 
     /// Role by name, trimmed and case-insensitive; `None` when unknown or ambiguous.
     pub fn role(&self, name: &str) -> Option<&CatalogRole> {
-        self.roles_by_name.get(&normalize_value(name)).copied().flatten().map(|i| &self.roles[i])
+        with_normalized_value(name, |key| self.roles_by_name.get(key).copied().flatten()).map(|i| &self.roles[i])
     }
 
     /// Role by name, checked for use with the configured strategy and user type: the
@@ -350,10 +350,10 @@ fn lookup(
     config: &MappingConfig,
 ) -> Result<usize, RoleLookupError> {
     let name = name.trim();
-    let index = match roles_by_name.get(&normalize_value(name)) {
+    let index = match with_normalized_value(name, |key| roles_by_name.get(key).copied()) {
         None => return Err(RoleLookupError::Unknown(name.to_owned())),
         Some(None) => return Err(RoleLookupError::Ambiguous(name.to_owned())),
-        Some(Some(i)) => *i,
+        Some(Some(i)) => i,
     };
     let role = &roles[index];
     let user_type = config.user.user_type;

@@ -32,7 +32,7 @@ pub use catalog::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedAttribute, ResolvedConfig, RoleLookupError,
 };
 pub use error::{ConfigError, ConfigWarning, Problem, ProblemKind};
-pub use template::{Segment, Template, TemplateError};
+pub use template::{BoundPart, BoundTemplate, Segment, Template, TemplateError};
 pub use values::{
     Delimiter, Encoding, ProfileStatus, RoleStrategy, RoleType, SelfRelationship, StatusMap, SyncMode, UserStatus,
     UserType, normalize_column,
@@ -40,6 +40,7 @@ pub use values::{
 
 use error::{Problems, known_list};
 use values::normalize_value;
+pub(crate) use values::with_normalized_value;
 
 /// A validated mapping config. Build it with [`MappingConfig::from_toml_str`]; every field
 /// below already passed its checks (column names are normalised, templates parsed).

@@ -3,6 +3,9 @@
 //! Syntax: `{column}` inserts the value of a CSV column (the name is normalised like the CSV
 //! header: trimmed, lowercased, inner whitespace collapsed); `{{` and `}}` are literal braces;
 //! everything else is literal text.
+//!
+//! The reader renders through [`BoundTemplate`]: a template bound once to the positions of its
+//! columns in a row, so rendering looks nothing up by name.
 
 use std::fmt;
 
@@ -158,6 +161,86 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Binds the template to row positions: `position` maps a normalised column name to its
+    /// index in the rows that will be rendered. A column it does not know renders as nothing,
+    /// like a `None` from the `get` of [`Template::render`].
+    ///
+    /// ```
+    /// use shared::config::Template;
+    ///
+    /// let t = Template::parse("{first_name} {last_name}").unwrap();
+    /// let bound = t.bind(|column| ["last_name", "first_name"].iter().position(|c| *c == column));
+    /// let row = ["Lovelace ", " Ada"];
+    /// let mut scratch = String::new();
+    /// assert_eq!(bound.render_trimmed(|i| row[i], &mut scratch), "Ada Lovelace");
+    /// ```
+    pub fn bind(&self, mut position: impl FnMut(&str) -> Option<usize>) -> BoundTemplate {
+        let mut parts: Vec<BoundPart> = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            match segment {
+                Segment::Column(column) => {
+                    if let Some(i) = position(column) {
+                        parts.push(BoundPart::Column(i));
+                    }
+                }
+                // A column left out can leave two literals side by side: keep them as one.
+                Segment::Literal(text) => match parts.last_mut() {
+                    Some(BoundPart::Literal(last)) => *last = format!("{last}{text}").into_boxed_str(),
+                    _ => parts.push(BoundPart::Literal(text.as_str().into())),
+                },
+            }
+        }
+        BoundTemplate { parts }
+    }
+}
+
+/// A [`Template`] bound to the column positions of a row (see [`Template::bind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundTemplate {
+    parts: Vec<BoundPart>,
+}
+
+/// One piece of a [`BoundTemplate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundPart {
+    Literal(Box<str>),
+    /// The value at this position of the row.
+    Column(usize),
+}
+
+impl BoundTemplate {
+    /// Appends the rendered template to `out`; `value` gives the row's value at a position.
+    pub fn render<'v>(&self, value: impl Fn(usize) -> &'v str, out: &mut String) {
+        for part in &self.parts {
+            match part {
+                BoundPart::Literal(text) => out.push_str(text),
+                BoundPart::Column(i) => out.push_str(value(*i)),
+            }
+        }
+    }
+
+    /// The rendered template, trimmed, as one exactly sized string (none for an empty result).
+    /// A single placeholder or literal is trimmed and copied directly; anything else is rendered
+    /// into `scratch` first, which keeps its capacity from row to row.
+    pub fn render_trimmed<'v>(&self, value: impl Fn(usize) -> &'v str, scratch: &mut String) -> String {
+        match self.parts.as_slice() {
+            [] => String::new(),
+            [BoundPart::Column(i)] => value(*i).trim().to_owned(),
+            [BoundPart::Literal(text)] => text.trim().to_owned(),
+            _ => {
+                scratch.clear();
+                self.render(value, scratch);
+                scratch.trim().to_owned()
+            }
+        }
+    }
+
+    pub fn parts(&self) -> &[BoundPart] {
+        &self.parts
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -216,6 +299,75 @@ mod tests {
         assert!(t.is_constant());
         assert_eq!(t.render_to_string(|_| None), "en-US");
         assert!(Template::parse("").unwrap().is_constant());
+    }
+
+    /// Positions of the columns of [`row`] in the row slice the bound tests render.
+    const COLUMNS: [&str; 3] = ["last_name", "first name", "first_name"];
+
+    fn position(column: &str) -> Option<usize> {
+        COLUMNS.iter().position(|c| *c == column)
+    }
+
+    fn render_both(text: &str, values: [&str; 3]) -> (String, String) {
+        let t = Template::parse(text).unwrap();
+        let by_name = |c: &str| position(c).map(|i| values[i]);
+        let bound = t.bind(position);
+        let mut scratch = String::from("left over from the previous row");
+        (t.render_to_string(by_name).trim().to_owned(), bound.render_trimmed(|i| values[i], &mut scratch))
+    }
+
+    #[test]
+    fn a_bound_template_renders_what_the_named_lookup_renders_trimmed() {
+        let values = ["  Lovelace ", "Spaced", " Ada"];
+        for text in [
+            "{first_name} {last_name}",
+            "{first_name}",
+            "{  First   NAME }",
+            "  constant  ",
+            "",
+            "{{id}}={first_name}}}",
+            "<{nope}>",
+            "{nope}",
+            "{nope}{first_name}",
+            "a{nope}b {last_name}",
+            "{first_name}@{last_name}.example",
+        ] {
+            let (named, bound) = render_both(text, values);
+            assert_eq!(bound, named, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_bound_template_renders_blank_values_as_an_empty_string_without_capacity() {
+        let t = Template::parse(" {first_name} {last_name} ").unwrap();
+        let mut scratch = String::new();
+        let out = t.bind(position).render_trimmed(|_| " ", &mut scratch);
+        assert_eq!(out, "");
+        assert_eq!(out.capacity(), 0, "an empty result allocates nothing");
+    }
+
+    #[test]
+    fn binding_replaces_names_by_positions_and_merges_literals_around_unknown_columns() {
+        let t = Template::parse("{first_name} {last_name}").unwrap();
+        assert_eq!(
+            t.bind(position).parts(),
+            [BoundPart::Column(2), BoundPart::Literal(" ".into()), BoundPart::Column(0)]
+        );
+        let t = Template::parse("a{nope}b").unwrap();
+        assert_eq!(t.bind(position).parts(), [BoundPart::Literal("ab".into())]);
+        assert_eq!(Template::parse("").unwrap().bind(position).parts(), []);
+    }
+
+    #[test]
+    fn a_bound_template_appends_untrimmed_and_reuses_the_scratch_buffer() {
+        let bound = Template::parse("{first_name} {last_name}").unwrap().bind(position);
+        let mut out = String::from(">");
+        bound.render(|i| ["Lovelace ", "", " Ada"][i], &mut out);
+        assert_eq!(out, "> Ada Lovelace ");
+        let mut scratch = String::with_capacity(64);
+        let before = scratch.as_ptr();
+        assert_eq!(bound.render_trimmed(|i| ["Hopper", "", "Grace"][i], &mut scratch), "Grace Hopper");
+        assert_eq!(scratch.as_ptr(), before, "the scratch buffer is not reallocated");
     }
 
     #[test]

@@ -283,14 +283,44 @@ display_as_str!(
     SyncMode
 );
 
+/// Looks `value` up by its normalised form ([`normalize_value`]: trimmed, lowercased) without
+/// allocating when the value is ASCII and short; other values are normalised into a new string.
+pub(crate) fn with_normalized_value<R>(value: &str, f: impl FnOnce(&str) -> R) -> R {
+    const STACK: usize = 64;
+    let value = value.trim();
+    if value.is_ascii() {
+        if !value.bytes().any(|b| b.is_ascii_uppercase()) {
+            return f(value);
+        }
+        if value.len() <= STACK {
+            let mut buf = [0u8; STACK];
+            let lower = &mut buf[..value.len()];
+            lower.copy_from_slice(value.as_bytes());
+            lower.make_ascii_lowercase();
+            return f(std::str::from_utf8(lower).expect("ASCII stays UTF-8"));
+        }
+    }
+    f(&normalize_value(value))
+}
+
 /// Maps HR status values (matched trimmed and case-insensitively) to a NERM value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StatusMap<T> {
     /// Normalised HR value → NERM value.
     map: HashMap<String, T>,
+    /// The same entries sorted by key, scanned by [`StatusMap::get`] (a map holds a handful).
+    entries: Vec<(String, T)>,
     /// The HR values as written in the config, sorted, for messages and docs.
     keys: Vec<String>,
 }
+
+impl<T: PartialEq> PartialEq for StatusMap<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map && self.keys == other.keys
+    }
+}
+
+impl<T: Eq> Eq for StatusMap<T> {}
 
 impl<T: Copy> StatusMap<T> {
     /// Builds the map; returns the config keys that collide once normalised.
@@ -305,15 +335,21 @@ impl<T: Copy> StatusMap<T> {
             keys.push(key);
         }
         keys.sort();
-        (StatusMap { map, keys }, collisions)
+        let mut entries: Vec<(String, T)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        (StatusMap { map, entries, keys }, collisions)
     }
 
     /// The NERM value for an HR value, or `None` when the HR value is not mapped (a row error).
+    /// Allocation-free for ASCII values: the keys are already lowercased, so an ASCII
+    /// case-insensitive compare is the same as comparing the lowercased value.
     pub fn get(&self, hr_value: &str) -> Option<T> {
-        if let Some(v) = self.map.get(hr_value) {
-            return Some(*v);
+        let value = hr_value.trim();
+        if value.is_ascii() {
+            return self.entries.iter().find(|(k, _)| k.eq_ignore_ascii_case(value)).map(|(_, v)| *v);
         }
-        self.map.get(&normalize_value(hr_value)).copied()
+        // Unicode lowercasing can turn non-ASCII into ASCII (the Kelvin sign into `k`).
+        self.map.get(&normalize_value(value)).copied()
     }
 
     /// The HR values as written in the config, sorted.
@@ -351,6 +387,55 @@ mod tests {
         for name in ["  First \t  NAME ", "\u{feff}Login", "ÉTAT", "e-mail_Address", "", " \u{a0}x\u{2003}y "] {
             assert_eq!(normalize_column(name), crate::input::normalize_header(name), "{name:?}");
         }
+    }
+
+    fn statuses() -> StatusMap<UserStatus> {
+        let entries =
+            [("Active", UserStatus::Active), ("On Leave", UserStatus::Pending), ("Ärztin", UserStatus::Disabled)];
+        StatusMap::build(entries.map(|(k, v)| (k.to_owned(), v))).0
+    }
+
+    #[test]
+    fn status_lookups_ignore_case_and_surrounding_spaces() {
+        let map = statuses();
+        for (value, want) in [
+            ("Active", Some(UserStatus::Active)),
+            ("  aCTIVE\t", Some(UserStatus::Active)),
+            ("ON LEAVE", Some(UserStatus::Pending)),
+            ("on  leave", None),
+            ("ärztin", Some(UserStatus::Disabled)),
+            (" ÄRZTIN ", Some(UserStatus::Disabled)),
+            ("Activ", None),
+            ("", None),
+        ] {
+            assert_eq!(map.get(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_value_that_lowercases_to_an_ascii_key_still_matches() {
+        let kelvin = StatusMap::build([("k".to_owned(), UserStatus::Active)]).0;
+        assert_eq!(kelvin.get("\u{212a}"), Some(UserStatus::Active), "the Kelvin sign lowercases to `k`");
+    }
+
+    #[test]
+    fn status_lookups_agree_with_the_normalised_map_for_every_spelling() {
+        let map = statuses();
+        for value in ["Active", "ACTIVE", " active ", "On Leave", "ON LEAVE", "Ärztin", "ÄRZTIN", "K", "\u{212a}", "x"]
+        {
+            assert_eq!(map.get(value), map.map.get(&normalize_value(value)).copied(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_normalised_lookup_matches_normalize_value_without_allocating_for_ascii() {
+        let long = format!(" {} ", "Ab".repeat(40));
+        for value in ["Sponsor", " sponsor ", "MANAGER", "Zoë", "ÅSA", "\u{212a}", "", long.as_str()] {
+            assert_eq!(with_normalized_value(value, str::to_owned), normalize_value(value), "{value:?}");
+        }
+        let cell = String::from(" sponsor ");
+        let looked_up = with_normalized_value(&cell, |v| v.as_ptr());
+        assert_eq!(looked_up, cell[1..].as_ptr(), "an already lowercase ASCII value is looked up in place");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::plan::FileIndex;
-use crate::config::{MappingConfig, ResolvedConfig, normalize_column};
+use crate::config::{BoundTemplate, MappingConfig, ResolvedConfig, Template, normalize_column};
 use crate::input::validate::{Field, RowFields, StatusSet};
 use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, RowError, RowValidator};
 
@@ -90,8 +90,9 @@ pub struct EmployeeReader<'c, R> {
     csv: CsvReader<R>,
     cfg: &'c ResolvedConfig,
     names: Vec<String>,
-    /// Normalised column name → index in the reader's wanted columns.
-    index: HashMap<String, usize>,
+    templates: Templates,
+    /// Where templates with several parts are rendered before the trimmed copy.
+    scratch: String,
     key: usize,
     login: usize,
     status: usize,
@@ -100,6 +101,21 @@ pub struct EmployeeReader<'c, R> {
     email_columns: Vec<usize>,
     validator: RowValidator<'c>,
 }
+
+/// The config's templates bound to the reader's column positions.
+struct Templates {
+    name: BoundTemplate,
+    email: BoundTemplate,
+    title: Option<BoundTemplate>,
+    locale: Option<BoundTemplate>,
+    sailpoint_identity_id: Option<BoundTemplate>,
+    profile_name: Option<BoundTemplate>,
+    /// In the order of `ResolvedConfig::attributes`.
+    attributes: Vec<BoundTemplate>,
+}
+
+/// Most exports have one or two e-mail columns: their fields go on the stack.
+const INLINE_EMAILS: usize = 4;
 
 impl<'c, R: Read> EmployeeReader<'c, R> {
     /// Opens the file: decodes, finds the header, checks every configured column is present.
@@ -118,6 +134,16 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         let index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         let col = |name: &str| index[&normalize_column(name)];
         let email_columns = m.user.email.columns().filter_map(|c| index.get(c).copied()).collect();
+        let bind = |t: &Template| t.bind(|column| index.get(column).copied());
+        let templates = Templates {
+            name: bind(&m.user.name),
+            email: bind(&m.user.email),
+            title: m.user.title.as_ref().map(bind),
+            locale: m.user.locale.as_ref().map(bind),
+            sailpoint_identity_id: m.user.sailpoint_identity_id.as_ref().map(bind),
+            profile_name: m.profile.name.as_ref().map(bind),
+            attributes: cfg.attributes().iter().map(|a| bind(&a.template)).collect(),
+        };
         Ok(EmployeeReader {
             names: specs.iter().map(|s| s.name.clone()).collect(),
             key: col(&m.columns.key),
@@ -128,7 +154,8 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             email_columns,
             csv,
             cfg,
-            index,
+            templates,
+            scratch: String::new(),
             validator: RowValidator::new(&ctx.statuses),
         })
     }
@@ -143,7 +170,6 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             Some(Ok(row)) => row,
         };
         let line = row.line();
-        let get = |name: &str| self.index.get(name).map(|&i| row.get(i));
         let login = row.get(self.login);
         let key = row.get(self.key);
         let required = [
@@ -151,12 +177,24 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             Field::new(&m.columns.login, login),
             Field::new(&m.columns.status, row.get(self.status)),
         ];
-        let emails: Vec<Field<'_>> = self
+        let email_fields = self
             .email_columns
             .iter()
             .map(|&i| Field::new(self.names[i].as_str(), row.get(i)))
-            .filter(|f| !f.value.is_empty())
-            .collect();
+            .filter(|f| !f.value.is_empty());
+        let mut inline = [Field::default(); INLINE_EMAILS];
+        let spilled: Vec<Field<'_>>;
+        let emails: &[Field<'_>] = if self.email_columns.len() <= INLINE_EMAILS {
+            let mut n = 0;
+            for f in email_fields {
+                inline[n] = f;
+                n += 1;
+            }
+            &inline[..n]
+        } else {
+            spilled = email_fields.collect();
+            &spilled
+        };
         let fields = RowFields {
             line,
             required: &required,
@@ -164,7 +202,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             manager_login: self
                 .manager
                 .map(|i| Field::new(m.columns.manager.as_deref().unwrap_or_default(), row.get(i))),
-            emails: &emails,
+            emails,
             status: Some(Field::new(&m.columns.status, row.get(self.status))),
         };
         let mut errors = match self.validator.check(&fields) {
@@ -202,16 +240,23 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         if !errors.is_empty() {
             return Ok(Some(Err(Rejection::from_errors(line, login, key, errors))));
         }
-        let render = |t: &crate::config::Template| t.render_to_string(get).trim().to_string();
-        let opt = |t: &Option<crate::config::Template>| t.as_ref().map(render).filter(|s| !s.is_empty());
-        let attributes = cfg
-            .attributes()
-            .iter()
-            .map(|a| (a.uid.clone(), render(&a.template)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        let name = render(&m.user.name);
-        let email = render(&m.user.email);
+        let (t, scratch) = (&self.templates, &mut self.scratch);
+        let value = |i: usize| row.get(i);
+        let mut opt =
+            |t: &Option<BoundTemplate>| t.as_ref().map(|t| t.render_trimmed(value, scratch)).filter(|s| !s.is_empty());
+        let title = opt(&t.title);
+        let locale = opt(&t.locale);
+        let sailpoint_identity_id = opt(&t.sailpoint_identity_id);
+        let profile_name = opt(&t.profile_name);
+        let mut attributes = Vec::with_capacity(t.attributes.len());
+        for (a, template) in cfg.attributes().iter().zip(&t.attributes) {
+            let v = template.render_trimmed(value, scratch);
+            if !v.is_empty() {
+                attributes.push((a.uid.clone(), v));
+            }
+        }
+        let name = t.name.render_trimmed(value, scratch);
+        let email = t.email.render_trimmed(value, scratch);
         let mut errors = Vec::new();
         if name.is_empty() {
             errors.push(RowError::new(line, None, "the user name template renders empty (NERM requires a name)"));
@@ -228,12 +273,12 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             key: key.to_string(),
             name,
             email,
-            title: opt(&m.user.title),
-            locale: opt(&m.user.locale),
-            sailpoint_identity_id: opt(&m.user.sailpoint_identity_id),
+            title,
+            locale,
+            sailpoint_identity_id,
             user_status: user_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             profile_status: profile_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            profile_name: opt(&m.profile.name),
+            profile_name,
             attributes,
             roles,
             manager_login: self.manager.map(|i| row.get(i).to_string()).filter(|s| !s.is_empty()),

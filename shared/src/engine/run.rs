@@ -108,7 +108,7 @@ where
             file.heap_bytes() >> 20
         ));
         sink.file_indexed(&file);
-        let snap = Snapshot::load(client, &resolved.profile_type().id, &resolved.key_attribute().uid).await?;
+        let snap = Snapshot::load(client, resolved).await?;
         progress(&format!(
             "read NERM: {} users, {} {} profiles ({} requests so far)",
             snap.users.len(),

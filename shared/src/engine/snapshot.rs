@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::config::{CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, RoleType};
+use crate::config::{
+    CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
+    with_normalized_value,
+};
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
@@ -79,13 +82,19 @@ impl Snapshot {
         })
     }
 
-    /// Reads users, the profiles of one type, and the three link kinds, in full pages.
-    pub async fn load(client: &NermClient, profile_type_id: &str, key_attribute: &str) -> Result<Snapshot, NermError> {
+    /// Reads users, the profiles of the config's type, and the links, in full pages. Role
+    /// assignments (`/user_roles`) are read only for `roles.strategy = "user_role"`: under
+    /// `group_strings` the planner never looks at them, and they can be a third of the pages.
+    pub async fn load(client: &NermClient, cfg: &ResolvedConfig) -> Result<Snapshot, NermError> {
         let users = client.users().await?;
-        let profiles = client.list_profiles_of_type(profile_type_id).await?;
-        let user_roles = client.user_roles().await?;
+        let profiles = client.list_profiles_of_type(&cfg.profile_type().id).await?;
+        let user_roles = match cfg.config().roles.strategy {
+            RoleStrategy::UserRole => client.user_roles().await?,
+            RoleStrategy::GroupStrings => Vec::new(),
+        };
         let user_profiles = client.user_profiles().await?;
         let user_managers = client.user_managers().await?;
+        let key_attribute = &cfg.key_attribute().uid;
         Ok(Snapshot::from_parts(users, profiles, user_roles, user_profiles, user_managers, key_attribute))
     }
 
@@ -122,8 +131,9 @@ impl Snapshot {
         s
     }
 
+    /// The user with this login, compared like [`login_key`] (without allocating for ASCII).
     pub fn user_by_login(&self, login: &str) -> Option<&User> {
-        self.user_by_login.get(&login_key(login)).map(|&i| &self.users[i])
+        with_normalized_value(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
     }
 
     pub fn user_by_id(&self, id: &str) -> Option<&User> {
@@ -138,6 +148,8 @@ impl Snapshot {
         self.profile_by_id.get(id).map(|&i| &self.profiles[i])
     }
 
+    /// Role assignments of a user; always empty under `group_strings` (not read, see
+    /// [`Snapshot::load`]).
     pub fn roles_of(&self, user_id: &str) -> impl Iterator<Item = &UserRole> {
         self.roles_by_user.get(user_id).into_iter().flatten().map(|&i| &self.user_roles[i])
     }
@@ -153,5 +165,29 @@ impl Snapshot {
     /// Profiles of the type that carry a key: the employees the config manages.
     pub fn keyed_profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
         self.profile_by_key.iter().map(|(k, &i)| (k.as_str(), &self.profiles[i]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, login: &str) -> User {
+        serde_json::from_value(serde_json::json!({ "id": id, "login": login })).expect("a user")
+    }
+
+    #[test]
+    fn a_user_is_found_by_login_ignoring_case_and_surrounding_spaces() {
+        let users = vec![user("u1", "Ann.Lee@Example.com"), user("u2", "zoë.østergaard@example.com")];
+        let snap = Snapshot::from_parts(users, vec![], vec![], vec![], vec![], "employee_id");
+        for (login, id) in [
+            ("ann.lee@example.com", Some("u1")),
+            (" ANN.LEE@EXAMPLE.COM ", Some("u1")),
+            ("ZOË.ØSTERGAARD@example.com", Some("u2")),
+            ("zoe.ostergaard@example.com", None),
+            ("", None),
+        ] {
+            assert_eq!(snap.user_by_login(login).map(|u| u.id.as_str()), id, "{login:?}");
+        }
     }
 }

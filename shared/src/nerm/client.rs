@@ -43,6 +43,11 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// How long to wait for a bulk job to complete.
     pub job_timeout: Duration,
+    /// The wait between a bulk call answered with a job and its first `GET /job_status`; it
+    /// doubles after each poll that finds the job unfinished, up to `job_poll_max_delay`. A job
+    /// never completes within its own answer, so polling at once would only spend the budget.
+    pub job_poll_delay: Duration,
+    pub job_poll_max_delay: Duration,
 }
 
 impl ClientOptions {
@@ -72,6 +77,8 @@ impl Default for ClientOptions {
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             job_timeout: Duration::from_secs(300),
+            job_poll_delay: Duration::from_millis(250),
+            job_poll_max_delay: Duration::from_secs(5),
         }
     }
 }
@@ -592,11 +599,13 @@ impl NermClient {
         Ok(BulkAnswer::Records(Self::unwrap(v, plural, route)?))
     }
 
-    /// Polls `GET /job_status` until the job is complete or `job_timeout` passes.
+    /// Polls `GET /job_status` until the job is complete or `job_timeout` passes, waiting
+    /// `job_poll_delay` before the first poll and backing off between polls.
     pub async fn wait_job(&self, job_id: &str) -> Result<JobStatus, NermError> {
         let deadline = Instant::now() + self.opts.job_timeout;
-        let mut wait = Duration::from_millis(250);
+        let mut waits = job_poll_waits(self.opts.job_poll_delay, self.opts.job_poll_max_delay);
         loop {
+            tokio::time::sleep(waits.next().unwrap_or(self.opts.job_poll_max_delay)).await;
             let v =
                 self.call(Method::GET, "/job_status", "/job_status", &[("job_id", job_id.to_string())], None).await?;
             let status: JobStatus = serde_json::from_value(v)
@@ -611,10 +620,15 @@ impl NermClient {
                     cause: format!("job {job_id} still {} after {:?}", status.status, self.opts.job_timeout),
                 });
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
+}
+
+/// The waits before each job poll: `first`, then doubling up to `max` (at least `first`, and
+/// at least 10 ms). A zero `first` polls at once, then every `max`.
+fn job_poll_waits(first: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    let max = max.max(first).max(Duration::from_millis(10));
+    std::iter::successors(Some(first), move |&w| Some(if w.is_zero() { max } else { (w * 2).min(max) }))
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -690,6 +704,23 @@ mod tests {
         let e = NermError::Rejected { route: "POST /user".into(), status: 400, message: msg, fields };
         assert!(e.is_already_taken("login"));
         assert!(!e.is_already_taken("email"));
+    }
+
+    #[test]
+    fn job_polls_wait_the_first_delay_then_double_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let waits: Vec<Duration> = job_poll_waits(ms(250), ms(5000)).take(7).collect();
+        assert_eq!(waits, [ms(250), ms(500), ms(1000), ms(2000), ms(4000), ms(5000), ms(5000)]);
+        let defaults = ClientOptions::default();
+        assert_eq!(job_poll_waits(defaults.job_poll_delay, defaults.job_poll_max_delay).next(), Some(ms(250)));
+    }
+
+    #[test]
+    fn job_polls_never_spin_when_the_delays_are_zero_or_inverted() {
+        let ms = Duration::from_millis;
+        assert_eq!(job_poll_waits(ms(0), ms(100)).take(3).collect::<Vec<_>>(), [ms(0), ms(100), ms(100)]);
+        assert_eq!(job_poll_waits(ms(300), ms(100)).take(2).collect::<Vec<_>>(), [ms(300), ms(300)]);
+        assert_eq!(job_poll_waits(ms(0), ms(0)).take(2).collect::<Vec<_>>(), [ms(0), ms(10)]);
     }
 
     #[test]

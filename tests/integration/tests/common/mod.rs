@@ -43,6 +43,8 @@ pub fn client_options() -> ClientOptions {
         base_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(500),
         job_timeout: Duration::from_secs(30),
+        job_poll_delay: Duration::from_millis(250),
+        job_poll_max_delay: Duration::from_secs(1),
     }
 }
 
