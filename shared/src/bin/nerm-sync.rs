@@ -99,7 +99,15 @@ async fn main() -> ExitCode {
     };
     let csv_path = args.csv.clone();
     let progress = |msg: &str| eprintln!("nerm-sync: {msg}");
-    let result = shared::engine::run(|| File::open(&csv_path), &config, &client, &mut sink, dry_run, &progress).await;
+    let result = shared::engine::run(
+        || File::open(&csv_path),
+        &config,
+        &client,
+        &mut sink,
+        shared::engine::run::RunOptions::new(dry_run),
+        &progress,
+    )
+    .await;
     if let Err(e) = result {
         return fail(e);
     }

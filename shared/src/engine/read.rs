@@ -74,6 +74,9 @@ pub fn reader_options(cfg: &MappingConfig) -> ReaderOptions {
 pub struct ReadContext<'c> {
     cfg: &'c ResolvedConfig,
     statuses: StatusSet,
+    /// Whether the first pass records who manages someone ([`FileIndex::managers`]): only a
+    /// run applied in chunks needs it.
+    pub index_managers: bool,
 }
 
 impl<'c> ReadContext<'c> {
@@ -81,7 +84,7 @@ impl<'c> ReadContext<'c> {
         let m = cfg.config();
         let statuses =
             StatusSet::new(m.user.status_map.keys().iter().chain(m.profile.status_map.keys()).map(String::as_str));
-        ReadContext { cfg, statuses }
+        ReadContext { cfg, statuses, index_managers: false }
     }
 }
 
@@ -313,7 +316,7 @@ pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex,
             Ok(e) => {
                 // The login is in the reader's index already; only the key is recorded here.
                 index.keys.insert(&e.key, e.line, true).map_err(full)?;
-                if let Some(manager) = &e.manager_login {
+                if let Some(manager) = e.manager_login.as_ref().filter(|_| ctx.index_managers) {
                     index.managers.insert(manager, e.line, true).map_err(full)?;
                 }
                 index.valid_rows += 1;

@@ -48,6 +48,10 @@ pub struct PlannedRun {
 /// CLI applies plans in chunks and writes report rows at once, the ingest Lambda queues plans
 /// and writes report parts.
 pub trait PlanSink: Send {
+    /// Whether [`file_indexed`](Self::file_indexed) needs [`FileIndex::managers`].
+    fn wants_managers(&self) -> bool {
+        false
+    }
     /// The first pass is done: what it learnt about the file (before any other call).
     fn file_indexed(&mut self, _file: &FileIndex) {}
     /// A row that needs no write: unchanged or rejected.
@@ -100,7 +104,8 @@ where
     let mut planned = std::collections::BTreeMap::new();
     let (mut settled, mut changed) = (0u64, 0u64);
     {
-        let ctx = ReadContext::new(resolved);
+        let mut ctx = ReadContext::new(resolved);
+        ctx.index_managers = sink.wants_managers();
         let file = index_file(open()?, &ctx)?;
         progress(&format!(
             "validated the file: {} valid rows ({} MiB of index)",
@@ -226,6 +231,10 @@ impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
 }
 
 impl<J: Write + Send, C: Write + Send> PlanSink for ApplySink<'_, J, C> {
+    fn wants_managers(&self) -> bool {
+        self.applier.is_some()
+    }
+
     fn file_indexed(&mut self, file: &FileIndex) {
         self.managers = file.managers.clone();
     }
@@ -245,37 +254,33 @@ impl<J: Write + Send, C: Write + Send> PlanSink for ApplySink<'_, J, C> {
 }
 
 /// Plans per apply call in one process. A run that fits applies everything together (managers
-/// created in the same call are known by id); a bigger one applies chunk by chunk, looking up
-/// managers another chunk created, and applies what waited for a later chunk at the end.
+/// created in the same call are known by id); a bigger one applies chunk by chunk, carrying the
+/// ids of managers from chunk to chunk, and applies what waited for a later chunk at the end.
 pub const APPLY_CHUNK: usize = 5_000;
 
-/// Runs the whole pipeline in one process, in chunks of [`APPLY_CHUNK`] plans. `open` is
+/// How [`run`] goes about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Plan and report, write nothing.
+    pub dry_run: bool,
+    /// Plans applied together at most (tests use small ones to cover chunked runs).
+    pub chunk: usize,
+}
+
+impl RunOptions {
+    pub fn new(dry_run: bool) -> Self {
+        RunOptions { dry_run, chunk: APPLY_CHUNK }
+    }
+}
+
+/// Runs the whole pipeline in one process, applying plans in chunks of `opts.chunk`. `open` is
 /// called twice (validation, planning).
 pub async fn run<R, F, J, C>(
     open: F,
     config: &MappingConfig,
     client: &NermClient,
     sink: &mut ReportSink<J, C>,
-    dry_run: bool,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<(), RunError>
-where
-    R: Read + Send,
-    F: Fn() -> io::Result<R>,
-    J: Write + Send,
-    C: Write + Send,
-{
-    run_chunked(open, config, client, sink, dry_run, APPLY_CHUNK, progress).await
-}
-
-/// [`run`] with a chosen chunk size (tests use small ones to cover chunked runs).
-pub async fn run_chunked<R, F, J, C>(
-    open: F,
-    config: &MappingConfig,
-    client: &NermClient,
-    sink: &mut ReportSink<J, C>,
-    dry_run: bool,
-    chunk_size: usize,
+    opts: RunOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), RunError>
 where
@@ -286,7 +291,7 @@ where
 {
     let started = Instant::now();
     let resolved = resolve(config, client).await?;
-    let applier = (!dry_run).then(|| {
+    let applier = (!opts.dry_run).then(|| {
         Applier::new(
             client,
             &resolved.profile_type().id,
@@ -299,7 +304,7 @@ where
     let mut apply = ApplySink {
         report: sink,
         applier,
-        chunk_size: chunk_size.max(1),
+        chunk_size: opts.chunk.max(1),
         chunk: Vec::new(),
         waiting: Vec::new(),
         managers: LoginIndex::default(),

@@ -72,7 +72,9 @@ async fn engine_run(client: &NermClient, csv: &str, config: &MappingConfig) -> R
     let mut sink = ReportSink::new("bench", false, std::io::sink(), std::io::sink(), vec![TOKEN.into()])
         .map_err(|e| e.to_string())?;
     let open = || Ok::<_, std::io::Error>(Cursor::new(csv.as_bytes()));
-    shared::engine::run(open, config, client, &mut sink, false, &|_: &str| {}).await.map_err(|e| e.to_string())?;
+    shared::engine::run(open, config, client, &mut sink, shared::engine::run::RunOptions::new(false), &|_: &str| {})
+        .await
+        .map_err(|e| e.to_string())?;
     sink.finish().map_err(|e| e.to_string())
 }
 

@@ -303,7 +303,8 @@ pub async fn run_once_chunked(
         let mut sink = ReportSink::new("integration", dry_run, &mut jsonl, &mut csv_report, vec![TOKEN.to_string()])
             .expect("a report sink");
         let open = || Ok::<_, std::io::Error>(Cursor::new(csv.as_bytes()));
-        shared::engine::run::run_chunked(open, config, client, &mut sink, dry_run, chunk, progress).await?;
+        let opts = shared::engine::run::RunOptions { dry_run, chunk };
+        shared::engine::run(open, config, client, &mut sink, opts, progress).await?;
         sink.finish().expect("the report finishes")
     };
     let text = String::from_utf8(jsonl).expect("the JSONL report is UTF-8");

@@ -407,42 +407,7 @@ impl Stack {
                 }
                 continue;
             }
-            let event = sqs_event(&self.queue, &messages);
-            let received: Vec<(String, u32, String)> = event
-                .records
-                .iter()
-                .map(|r| {
-                    let n = r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(0);
-                    let preview = r.body.as_deref().unwrap_or_default().chars().take(80).collect();
-                    (r.message_id.clone().unwrap_or_default(), n, preview)
-                })
-                .collect();
-            let response: SqsBatchResponse = nerm_provisioner::handler::handle(deps, event)
-                .await
-                .unwrap_or_else(|e| panic!("nerm-provisioner failed the whole batch: {e:?}"));
-            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-            for id in &failed {
-                assert!(!id.is_empty(), "a batch item failure without an id: {response:?}");
-                assert!(received.iter().any(|(r, _, _)| r == id), "a failure for a message not in the batch: {id}");
-            }
-            for m in &messages {
-                let id = m.message_id().unwrap_or_default();
-                let handle = m.receipt_handle().expect("a receipt handle");
-                if failed.iter().any(|f| f == id) {
-                    self.aws
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue.url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(0)
-                        .send()
-                        .await
-                        .unwrap_or_else(|e| panic!("make {id} visible again: {}", err(&e)));
-                } else {
-                    self.delete(&self.queue, handle).await;
-                }
-            }
-            log.batches.push(Batch { received, failed });
+            log.batches.push(self.provision_batch(deps, &messages).await);
         }
         panic!("the work queue was not drained in 200 rounds: {log:#?}");
     }
@@ -738,6 +703,43 @@ impl Stack {
         log.into_inner().expect("the drain log")
     }
 
+    /// Hands received messages to the provisioner as SQS would, then deletes what succeeded and
+    /// makes the reported failures visible again (checking every failure names a message of the
+    /// batch).
+    async fn provision_batch(
+        &self,
+        deps: &nerm_provisioner::handler::Deps,
+        messages: &[aws_sdk_sqs::types::Message],
+    ) -> Batch {
+        let event = sqs_event(&self.queue, messages);
+        let received: Vec<(String, u32, String)> = event
+            .records
+            .iter()
+            .map(|r| {
+                let n = r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(0);
+                let preview = r.body.as_deref().unwrap_or_default().chars().take(80).collect();
+                (r.message_id.clone().unwrap_or_default(), n, preview)
+            })
+            .collect();
+        let response: SqsBatchResponse = nerm_provisioner::handler::handle(deps, event)
+            .await
+            .unwrap_or_else(|e| panic!("nerm-provisioner failed the whole batch: {e:?}"));
+        let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        for id in &failed {
+            assert!(!id.is_empty(), "a batch item failure without an id: {response:?}");
+            assert!(received.iter().any(|(r, _, _)| r == id), "a failure for a message not in the batch: {id}");
+        }
+        for m in messages {
+            let id = m.message_id().unwrap_or_default();
+            if failed.iter().any(|f| f == id) {
+                self.release(&self.queue, std::slice::from_ref(m)).await;
+            } else {
+                self.delete(&self.queue, m.receipt_handle().expect("a receipt handle")).await;
+            }
+        }
+        Batch { received, failed }
+    }
+
     /// One provisioner of [`Stack::drain_concurrently`].
     async fn drain_worker(
         &self,
@@ -759,29 +761,8 @@ impl Stack {
                 continue;
             }
             busy.fetch_add(1, Ordering::SeqCst);
-            let event = sqs_event(&self.queue, &messages);
-            let received: Vec<(String, u32, String)> = event
-                .records
-                .iter()
-                .map(|r| {
-                    let n = r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(0);
-                    let preview = r.body.as_deref().unwrap_or_default().chars().take(80).collect();
-                    (r.message_id.clone().unwrap_or_default(), n, preview)
-                })
-                .collect();
-            let response = nerm_provisioner::handler::handle(deps, event)
-                .await
-                .unwrap_or_else(|e| panic!("nerm-provisioner failed the whole batch: {e:?}"));
-            let failed: Vec<String> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
-            for m in &messages {
-                let id = m.message_id().unwrap_or_default();
-                if failed.iter().any(|f| f == id) {
-                    self.release(&self.queue, std::slice::from_ref(m)).await;
-                } else {
-                    self.delete(&self.queue, m.receipt_handle().expect("a receipt handle")).await;
-                }
-            }
-            log.lock().expect("the drain log").batches.push(Batch { received, failed });
+            let batch = self.provision_batch(deps, &messages).await;
+            log.lock().expect("the drain log").batches.push(batch);
             busy.fetch_sub(1, Ordering::SeqCst);
         }
     }
