@@ -50,24 +50,51 @@ async fn a_429_storm_leaves_no_duplicates() {
 
 /// A faulty import of 100 employees, then clean reruns: nothing duplicated, nothing missing.
 async fn faulty_import_then_clean_rerun(label: &str, faults: Value) {
+    faulty_import_of_then_clean_rerun(label, faults, employees(100)).await
+}
+
+/// `n` employees in the reference shape: blocks of the generated 120 with their ids, logins,
+/// e-mails and manager logins prefixed by the block (managers stay within their block; in a
+/// last, shorter block a manager beyond its end is dropped).
+fn many_employees(n: usize) -> Vec<HrRow> {
+    let base = employees(120);
+    let position = |login: &str| base.iter().position(|r| r.login.eq_ignore_ascii_case(login));
+    (0..n)
+        .map(|i| {
+            let (block, mut row) = (i / base.len(), base[i % base.len()].clone());
+            let block_len = (n - block * base.len()).min(base.len());
+            row.employee_id = format!("{}B{block}", row.employee_id);
+            row.login = format!("b{block}.{}", row.login);
+            row.email = format!("b{block}.{}", row.email);
+            row.manager_login = match position(&row.manager_login) {
+                Some(m) if m < block_len => format!("b{block}.{}", row.manager_login),
+                _ => String::new(),
+            };
+            row
+        })
+        .collect()
+}
+
+/// A faulty import of `people`, then clean reruns: nothing duplicated, nothing missing.
+async fn faulty_import_of_then_clean_rerun(label: &str, faults: Value, people: Vec<HrRow>) {
     // GIVEN a simulator with `faults`
     let sim = Harness::with(json!({ "faults": faults })).await;
-    let people = employees(100);
     let csv = to_csv(&people);
 
-    // WHEN 100 employees are imported through the faults
+    // WHEN the employees are imported through the faults
     let started = Instant::now();
     let faulty = sim.run(&csv, &example_config(), false).await;
     let took = started.elapsed();
 
     // THEN every row is accounted for, none rejected, and nothing is stored twice
     assert_eq!(faulty.rows.len(), people.len());
-    assert_eq!(faulty.with_outcome(Outcome::Rejected).len(), 0);
+    assert_eq!(faulty.with_outcome(Outcome::Rejected).len(), 0, "{:#?}", faulty.with_outcome(Outcome::Rejected));
     let stats = sim.stats().await;
     let state = sim.state().await;
     assert_nerm_matches(&state, &[]); // tenant-wide duplicate checks only
     println!(
-        "{label}: faulty run of 100 in {:.1} s: {:?}; faults injected {}; {} requests, {} retries; sim writes {}",
+        "{label}: faulty run of {} in {:.1} s: {:?}; faults injected {}; {} requests, {} retries; sim writes {}",
+        people.len(),
         took.as_secs_f64(),
         faulty.outcomes(),
         stats["faults"],
@@ -85,7 +112,10 @@ async fn faulty_import_then_clean_rerun(label: &str, faults: Value) {
 
     // WHEN the faults stop and the same file is imported again
     sim.reset_stats().await; // checks the spec violations so far, then keeps the list short
-    sim.configure(json!({"faults": {"commit_then_fail_rate": 0.0, "drop_rate": 0.0, "error_rate": 0.0}})).await;
+    sim.configure(json!({"faults": {
+        "commit_then_fail_rate": 0.0, "drop_rate": 0.0, "error_rate": 0.0, "throttle_rate": 0.0, "slow_rate": 0.0
+    }}))
+    .await;
     let second = sim.run(&csv, &example_config(), false).await;
 
     // THEN rows done the first time are unchanged, failed ones are completed, none fails
@@ -106,7 +136,7 @@ async fn faulty_import_then_clean_rerun(label: &str, faults: Value) {
     // AND a further run has nothing left to do
     if second.rows.iter().any(|r| r.outcome != Outcome::Unchanged) {
         let third = sim.run(&csv, &example_config(), false).await;
-        assert_eq!(third.outcomes(), BTreeMap::from([(Outcome::Unchanged, 100)]), "{label}: third run");
+        assert_eq!(third.outcomes(), BTreeMap::from([(Outcome::Unchanged, people.len())]), "{label}: third run");
     }
 
     // AND NERM holds exactly the file, with no duplicates
@@ -124,6 +154,18 @@ async fn commit_then_fail_faults_leave_no_duplicates_and_no_missing_rows() {
         let faults = json!({"commit_then_fail_rate": 0.2, "seed": seed});
         faulty_import_then_clean_rerun(&format!("commit_then_fail 0.2 seed {seed}"), faults).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_import_of_2000_through_every_fault_at_once_ends_exact() {
+    // GIVEN/WHEN/THEN: see faulty_import_of_then_clean_rerun — issue 7's mix: 5 % 5xx, 5 % 429
+    // with Retry-After, 2 % slow past the client's 2 s timeout, 2 % dropped connections and
+    // 2 % of writes applied but answered with an error
+    let faults = json!({
+        "error_rate": 0.05, "throttle_rate": 0.05, "throttle_retry_after_secs": 1, "slow_rate": 0.02,
+        "slow_ms": 2_500, "drop_rate": 0.02, "commit_then_fail_rate": 0.02, "seed": 7
+    });
+    faulty_import_of_then_clean_rerun("issue 7 mix, 2,000 employees", faults, many_employees(2_000)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
