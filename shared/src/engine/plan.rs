@@ -147,11 +147,11 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
-    /// Records an accepted row, whose login [`LoginIndex::insert`] has seen (the first row of a
-    /// login and of a key wins).
-    pub fn add_accepted(&mut self, login: &str, key: &str, line: u64) -> Result<(), LoginIndexFull> {
+    /// Records an accepted row's key (the first row of a key wins). Its login goes through
+    /// [`LoginIndex::accept`] of the index that saw it, which during the first pass is still the
+    /// reader's.
+    pub fn add_accepted_key(&mut self, key: &str, line: u64) -> Result<(), LoginIndexFull> {
         self.valid_rows += 1;
-        self.logins.accept(login, key)?;
         self.keys.insert(key, line, true)?;
         Ok(())
     }
@@ -749,7 +749,8 @@ mod tests {
         let mut f = FileIndex::default();
         for e in employees {
             f.logins.insert(&e.login, e.line, true).unwrap();
-            f.add_accepted(&e.login, &e.key, e.line).unwrap();
+            f.logins.accept(&e.login, &e.key).unwrap();
+            f.add_accepted_key(&e.key, e.line).unwrap();
         }
         f
     }

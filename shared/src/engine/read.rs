@@ -314,13 +314,11 @@ pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex,
     while let Some(item) = reader.next_employee()? {
         match item {
             Ok(e) => {
-                // The login is in the reader's index already; only the key is recorded here.
-                index.keys.insert(&e.key, e.line, true).map_err(full)?;
+                index.add_accepted_key(&e.key, e.line).map_err(full)?;
+                reader.validator.accept(&e.login, &e.key).map_err(full)?;
                 if let Some(manager) = e.manager_login.as_ref().filter(|_| ctx.index_managers) {
                     index.managers.insert(manager, e.line, true).map_err(full)?;
                 }
-                index.valid_rows += 1;
-                reader.validator.accept(&e.login, &e.key).map_err(full)?;
             }
             Err(r) => index.add_rejected_key(r.key.trim(), r.line).map_err(full)?,
         }

@@ -187,7 +187,6 @@ struct IngestSink<'a, S, Q> {
     parts: usize,
     plans: Vec<EmployeePlan>,
     messages: usize,
-    rows_total: u64,
 }
 
 impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
@@ -220,7 +219,6 @@ fn sink_error(e: PortError) -> RunError {
 
 impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
     async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
-        self.rows_total += 1;
         self.rows.push(row);
         if self.rows.len() >= ROWS_PER_PART {
             self.flush_rows().await?;
@@ -232,7 +230,6 @@ impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
         if self.target.is_none() {
             return self.settled(outcome_row(plan, None)).await;
         }
-        self.rows_total += 1;
         self.plans.push(plan);
         if self.plans.len() >= self.settings.items_per_message * MESSAGES_PER_SEND {
             self.flush_plans().await?;
@@ -271,7 +268,6 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         parts: 0,
         plans: Vec::new(),
         messages: 0,
-        rows_total: 0,
     };
     let planned = match resolve(config, client).await {
         Ok(resolved) => {
@@ -327,7 +323,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         }
     };
 
-    let rows = sink.rows_total;
+    let rows = planned.settled + planned.plans;
     let messages = sink.messages;
     let manifest = Manifest {
         run_id: run.to_string(),
