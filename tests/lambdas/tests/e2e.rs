@@ -786,17 +786,7 @@ async fn the_summary_counts_the_nerm_requests_of_every_receive() {
         .await
         .expect("the provisioner answers per message");
     assert_eq!(response.batch_item_failures.len(), 1, "the message failed on its first receive");
-    let handle = messages[0].receipt_handle().expect("a receipt handle");
-    stack
-        .aws
-        .sqs
-        .change_message_visibility()
-        .queue_url(&stack.queue.url)
-        .receipt_handle(handle)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .expect("visible again");
+    stack.release(&stack.queue, &messages[..1]).await;
     let down = stack.sim.stats().await["faults"]["down"].as_u64().unwrap_or(0);
     assert!(down > 0, "NERM was called while down");
     // ... and the second receive finds NERM back

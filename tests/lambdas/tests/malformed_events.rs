@@ -206,20 +206,10 @@ async fn in_a_batch_only_the_unusable_messages_are_reported_failed_and_the_good_
     // WHEN Lambda deletes what was not reported and SQS redelivers the rest until the DLQ
     for m in &batch {
         let id = m.message_id().unwrap_or_default();
-        let handle = m.receipt_handle().expect("a receipt handle");
         if failed.contains(&id) {
-            stack
-                .aws
-                .sqs
-                .change_message_visibility()
-                .queue_url(&stack.queue.url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .expect("visible again");
+            stack.release(&stack.queue, std::slice::from_ref(m)).await;
         } else {
-            stack.delete(&stack.queue, handle).await;
+            stack.delete(&stack.queue, m.receipt_handle().expect("a receipt handle")).await;
         }
     }
     stack.sim.reset_stats().await; // (checks the spec violations so far)

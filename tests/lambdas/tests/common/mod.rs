@@ -373,18 +373,7 @@ impl Stack {
 
     /// Receives one batch (up to 10) from a queue, with the system attributes Lambda passes on.
     pub async fn receive(&self, queue: &Queue, wait_seconds: i32) -> Vec<aws_sdk_sqs::types::Message> {
-        self.aws
-            .sqs
-            .receive_message()
-            .queue_url(&queue.url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("receive from {}: {}", queue.url, err(&e)))
-            .messages()
-            .to_vec()
+        self.receive_up_to(queue, 10, wait_seconds).await
     }
 
     /// Plays the SQS event source mapping (with `ReportBatchItemFailures`) until the work queue
