@@ -236,6 +236,15 @@ impl BoundTemplate {
         }
     }
 
+    /// Whether the template would render empty once trimmed (every literal and value blank),
+    /// decided without rendering.
+    pub fn renders_empty<'v>(&self, value: impl Fn(usize) -> &'v str) -> bool {
+        self.parts.iter().all(|part| match part {
+            BoundPart::Literal(text) => text.trim().is_empty(),
+            BoundPart::Column(i) => value(*i).trim().is_empty(),
+        })
+    }
+
     pub fn parts(&self) -> &[BoundPart] {
         &self.parts
     }
@@ -334,6 +343,17 @@ mod tests {
         ] {
             let (named, bound) = render_both(text, values);
             assert_eq!(bound, named, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn renders_empty_agrees_with_rendering_for_blank_and_filled_values() {
+        for values in [["  Lovelace ", "Spaced", " Ada"], ["", " ", "\u{a0}"], ["", "", "x"]] {
+            for text in ["{first_name} {last_name}", "  ", "", "{nope}", " <{nope}> ", "{first name}", "{last_name}."] {
+                let bound = Template::parse(text).unwrap().bind(position);
+                let rendered = bound.render_trimmed(|i| values[i], &mut String::new());
+                assert_eq!(bound.renders_empty(|i| values[i]), rendered.is_empty(), "{text:?} with {values:?}");
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use std::io::Read;
 use super::plan::FileIndex;
 use crate::config::{BoundTemplate, MappingConfig, ResolvedConfig, Template, normalize_column};
 use crate::input::validate::{Field, RowFields, StatusSet};
-use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, RowError, RowValidator};
+use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, Row, RowError, RowValidator};
 
 /// What one valid row asks NERM to hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -91,6 +91,12 @@ impl<'c> ReadContext<'c> {
 /// Streams employees from one CSV, validating each row.
 pub struct EmployeeReader<'c, R> {
     csv: CsvReader<R>,
+    rules: RowRules<'c>,
+}
+
+/// Everything that judges a row, apart from the CSV reader (so a row borrowed from the reader
+/// can be judged while the validator records its login).
+struct RowRules<'c> {
     cfg: &'c ResolvedConfig,
     names: Vec<String>,
     templates: Templates,
@@ -103,6 +109,14 @@ pub struct EmployeeReader<'c, R> {
     roles: Option<usize>,
     email_columns: Vec<usize>,
     validator: RowValidator<'c>,
+    /// The row's roles, as named in the catalog (refilled for every row).
+    role_names: Vec<&'c str>,
+}
+
+/// What a valid row maps to besides its own values.
+struct Verdict {
+    user_status: &'static str,
+    profile_status: &'static str,
 }
 
 /// The config's templates bound to the reader's column positions.
@@ -147,7 +161,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             profile_name: m.profile.name.as_ref().map(bind),
             attributes: cfg.attributes().iter().map(|a| bind(&a.template)).collect(),
         };
-        Ok(EmployeeReader {
+        let rules = RowRules {
             names: specs.iter().map(|s| s.name.clone()).collect(),
             key: col(&m.columns.key),
             login: col(&m.columns.login),
@@ -155,30 +169,91 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             manager: m.columns.manager.as_deref().map(col),
             roles: m.columns.roles.as_deref().map(col),
             email_columns,
-            csv,
             cfg,
             templates,
             scratch: String::new(),
             validator: RowValidator::new(&ctx.statuses),
-        })
+            role_names: Vec::new(),
+        };
+        Ok(EmployeeReader { csv, rules })
     }
 
     /// The next row: `Ok(None)` at the end; `Err` for a file-level problem (stop the run).
     pub fn next_employee(&mut self) -> Result<Option<Result<Employee, Rejection>>, FileError> {
-        let cfg = self.cfg;
-        let m = cfg.config();
         let row = match self.csv.next_row()? {
             None => return Ok(None),
             Some(Err(e)) => return Ok(Some(Err(Rejection::from_errors(e.line, "", "", vec![e])))),
             Some(Ok(row)) => row,
         };
+        let rules = &mut self.rules;
+        Ok(Some(match rules.judge(&row) {
+            Ok(verdict) => Ok(rules.employee(&row, &verdict)),
+            Err(errors) => Err(Rejection::from_errors(row.line(), row.get(rules.login), row.get(rules.key), errors)),
+        }))
+    }
+
+    /// The first pass over the rest of the file: judges every row as
+    /// [`next_employee`](Self::next_employee) would, without building the employees, and
+    /// indexes logins and keys (and managers, if `index_managers`).
+    fn index_rows(mut self, index_managers: bool) -> Result<FileIndex, FileError> {
+        let mut index = FileIndex::default();
+        let full = |_| FileError::TooLarge { limit: u64::from(u32::MAX) };
+        while let Some(row) = self.csv.next_row()? {
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => {
+                    index.add_rejected_key("", e.line).map_err(full)?;
+                    continue;
+                }
+            };
+            let rules = &mut self.rules;
+            let (line, login, key) = (row.line(), row.get(rules.login), row.get(rules.key));
+            if rules.judge(&row).is_err() {
+                index.add_rejected_key(key, line).map_err(full)?;
+                continue;
+            }
+            index.add_accepted_key(key, line).map_err(full)?;
+            rules.validator.accept(login, key).map_err(full)?;
+            if let Some(manager) = rules.manager.map(|i| row.get(i)).filter(|m| index_managers && !m.is_empty()) {
+                index.managers.insert(manager, line, true).map_err(full)?;
+            }
+        }
+        index.logins = self.rules.validator.into_logins();
+        Ok(index)
+    }
+
+    /// Makes this a second pass over a file whose first pass ([`index_file`]) left `logins`:
+    /// duplicates are found there instead of in a new index.
+    pub fn second_pass(mut self, logins: &'c LoginIndex, ctx: &'c ReadContext<'c>) -> Self {
+        self.rules.validator = RowValidator::second_pass(&ctx.statuses, logins);
+        self
+    }
+
+    /// The logins seen so far (all of them once the stream is done).
+    pub fn logins(&self) -> &LoginIndex {
+        self.rules.validator.logins()
+    }
+
+    pub fn into_logins(self) -> LoginIndex {
+        self.rules.validator.into_logins()
+    }
+}
+
+impl<'c> RowRules<'c> {
+    /// Every rule on one row: syntax, duplicates (recording the login), statuses, roles (kept
+    /// in `role_names`), and a user name and email that render non-empty. All problems at once,
+    /// except that the templates are checked only on an otherwise valid row.
+    fn judge(&mut self, row: &Row<'_>) -> Result<Verdict, Vec<RowError>> {
+        let cfg = self.cfg;
+        let m = cfg.config();
         let line = row.line();
         let login = row.get(self.login);
         let key = row.get(self.key);
+        let hr_status = row.get(self.status);
         let required = [
             Field::new(&m.columns.key, key),
             Field::new(&m.columns.login, login),
-            Field::new(&m.columns.status, row.get(self.status)),
+            Field::new(&m.columns.status, hr_status),
         ];
         let email_fields = self
             .email_columns
@@ -206,13 +281,12 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
                 .manager
                 .map(|i| Field::new(m.columns.manager.as_deref().unwrap_or_default(), row.get(i))),
             emails,
-            status: Some(Field::new(&m.columns.status, row.get(self.status))),
+            status: Some(Field::new(&m.columns.status, hr_status)),
         };
         let mut errors = match self.validator.check(&fields) {
             Ok(_) => Vec::new(),
             Err(errs) => errs,
         };
-        let hr_status = row.get(self.status);
         let user_status = m.user_status_for(hr_status);
         let profile_status = m.profile_status_for(hr_status);
         if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
@@ -231,18 +305,37 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
                 ));
             }
         }
-        let mut roles = Vec::new();
+        self.role_names.clear();
         if let Some(i) = self.roles {
             for name in m.split_roles(row.get(i)) {
                 match cfg.lookup_role(name) {
-                    Ok(r) => roles.push(r.name.clone()),
+                    Ok(r) => self.role_names.push(&r.name),
                     Err(e) => errors.push(RowError::new(line, m.columns.roles.as_deref(), e.to_string())),
                 }
             }
         }
         if !errors.is_empty() {
-            return Ok(Some(Err(Rejection::from_errors(line, login, key, errors))));
+            return Err(errors);
         }
+        let value = |i: usize| row.get(i);
+        if self.templates.name.renders_empty(value) {
+            errors.push(RowError::new(line, None, "the user name template renders empty (NERM requires a name)"));
+        }
+        if self.templates.email.renders_empty(value) {
+            errors.push(RowError::new(line, None, "the user email template renders empty (NERM requires an email)"));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Verdict {
+            user_status: user_status.map(|s| s.as_str()).unwrap_or_default(),
+            profile_status: profile_status.map(|s| s.as_str()).unwrap_or_default(),
+        })
+    }
+
+    /// The employee a row judged valid asks for.
+    fn employee(&mut self, row: &Row<'_>, verdict: &Verdict) -> Employee {
+        let cfg = self.cfg;
         let (t, scratch) = (&self.templates, &mut self.scratch);
         let value = |i: usize| row.get(i);
         let mut opt =
@@ -258,71 +351,27 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
                 attributes.push((a.uid.clone(), v));
             }
         }
-        let name = t.name.render_trimmed(value, scratch);
-        let email = t.email.render_trimmed(value, scratch);
-        let mut errors = Vec::new();
-        if name.is_empty() {
-            errors.push(RowError::new(line, None, "the user name template renders empty (NERM requires a name)"));
-        }
-        if email.is_empty() {
-            errors.push(RowError::new(line, None, "the user email template renders empty (NERM requires an email)"));
-        }
-        if !errors.is_empty() {
-            return Ok(Some(Err(Rejection::from_errors(line, login, key, errors))));
-        }
-        Ok(Some(Ok(Employee {
-            line,
-            login: login.to_string(),
-            key: key.to_string(),
-            name,
-            email,
+        Employee {
+            line: row.line(),
+            login: row.get(self.login).to_string(),
+            key: row.get(self.key).to_string(),
+            name: t.name.render_trimmed(value, scratch),
+            email: t.email.render_trimmed(value, scratch),
             title,
             locale,
             sailpoint_identity_id,
-            user_status: user_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            profile_status: profile_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            user_status: verdict.user_status.to_string(),
+            profile_status: verdict.profile_status.to_string(),
             profile_name,
             attributes,
-            roles,
+            roles: self.role_names.iter().map(|r| r.to_string()).collect(),
             manager_login: self.manager.map(|i| row.get(i).to_string()).filter(|s| !s.is_empty()),
-        })))
-    }
-
-    /// Makes this a second pass over a file whose first pass ([`index_file`]) left `logins`:
-    /// duplicates are found there instead of in a new index.
-    pub fn second_pass(mut self, logins: &'c LoginIndex, ctx: &'c ReadContext<'c>) -> Self {
-        self.validator = RowValidator::second_pass(&ctx.statuses, logins);
-        self
-    }
-
-    /// The logins seen so far (all of them once the stream is done).
-    pub fn logins(&self) -> &LoginIndex {
-        self.validator.logins()
-    }
-
-    pub fn into_logins(self) -> LoginIndex {
-        self.validator.into_logins()
+        }
     }
 }
 
 /// The first pass: every row validated and file-level errors found before any write; logins
 /// and keys indexed for the planner.
 pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
-    let mut reader = EmployeeReader::new(input, ctx)?;
-    let mut index = FileIndex::default();
-    let full = |_| FileError::TooLarge { limit: u64::from(u32::MAX) };
-    while let Some(item) = reader.next_employee()? {
-        match item {
-            Ok(e) => {
-                index.add_accepted_key(&e.key, e.line).map_err(full)?;
-                reader.validator.accept(&e.login, &e.key).map_err(full)?;
-                if let Some(manager) = e.manager_login.as_ref().filter(|_| ctx.index_managers) {
-                    index.managers.insert(manager, e.line, true).map_err(full)?;
-                }
-            }
-            Err(r) => index.add_rejected_key(r.key.trim(), r.line).map_err(full)?,
-        }
-    }
-    index.logins = reader.into_logins();
-    Ok(index)
+    EmployeeReader::new(input, ctx)?.index_rows(ctx.index_managers)
 }

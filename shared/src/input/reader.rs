@@ -1,19 +1,23 @@
 //! [`CsvReader`]: header matching, record parsing with bounded memory, row-level structure checks.
 //!
-//! Built on `csv_core` rather than `csv::Reader` so that no field can make memory grow: only the
-//! wanted columns are kept, each capped at `max_field_bytes`; everything else streams through a
-//! small scratch buffer.
+//! Built on `csv_core` rather than `csv::Reader` so that no field can make memory grow: data
+//! records are parsed whole into a buffer that, past a small size, is compacted to the wanted
+//! columns (each capped at `max_field_bytes`) instead of growing.
 
 use std::fmt;
 use std::io::Read;
 
-use csv_core::{ReadFieldResult, Reader as CoreReader, ReaderBuilder as CoreBuilder};
+use csv_core::{ReadFieldResult, ReadRecordResult, Reader as CoreReader, ReaderBuilder as CoreBuilder};
 
 use super::source::{Fault, Source};
 use super::{ColumnSpec, FileError, ReaderOptions, RowError, normalize_header};
 
 const QUOTE: u8 = b'"';
 const SCRATCH_SIZE: usize = 8 * 1024;
+/// Size the record buffer may reach before unwanted bytes are dropped from it rather than grown.
+const COMPACT_AT: usize = 64 * 1024;
+/// Field ends taken from the parser per call (more fields just take more calls).
+const ENDS_CHUNK: usize = 64;
 /// How far delimiter detection looks for the end of the header line.
 const PEEK_LIMIT: usize = 1 << 20;
 
@@ -276,7 +280,11 @@ impl<R: Read> CsvReader<R> {
                 return Ok(None);
             }
             let start_line = self.current_line();
-            let Some((parsed, has_content)) = self.parse_fields(mode, start_line)? else {
+            let parsed = match mode {
+                Mode::Header => self.parse_header_fields(start_line)?,
+                Mode::Data => self.parse_data_fields(start_line)?,
+            };
+            let Some((parsed, has_content)) = parsed else {
                 return Ok(None);
             };
             if has_content {
@@ -310,8 +318,9 @@ impl<R: Read> CsvReader<R> {
         }
     }
 
-    /// Parses one record field by field. Returns the record and whether it has content.
-    fn parse_fields(&mut self, mode: Mode, start_line: u64) -> Result<Option<(Parsed, bool)>, FileError> {
+    /// Parses the header record field by field, keeping every field. Returns the record and
+    /// whether it has content.
+    fn parse_header_fields(&mut self, start_line: u64) -> Result<Option<(Parsed, bool)>, FileError> {
         let mut field = 0usize;
         let mut field_start = 0usize;
         let mut field_len = 0usize;
@@ -322,10 +331,7 @@ impl<R: Read> CsvReader<R> {
         let mut too_long = None;
         let mut has_content = false;
         self.data_len = 0;
-        match mode {
-            Mode::Header => self.spans.clear(),
-            Mode::Data => self.spans.fill((0, 0)),
-        }
+        self.spans.clear();
         loop {
             let input = match self.src.fill() {
                 Ok(input) => input,
@@ -335,22 +341,16 @@ impl<R: Read> CsvReader<R> {
             if quotes.is_none() && !at_eof {
                 quotes = Some(if input[0] == QUOTE { QuoteScan::Start } else { QuoteScan::Closed });
             }
-            let slot = match mode {
-                _ if overflowed => None,
-                Mode::Header => Some(field),
-                Mode::Data => self.slot_of_field.get(field).copied().flatten(),
-            };
-            let (result, nin, nout) = match slot {
-                Some(_) => {
-                    if self.data_len == self.data.len() {
-                        let grown = (self.data.len() * 2).max(1024);
-                        self.data.resize(grown, 0);
-                    }
-                    let room = (self.data.len() - self.data_len).min((self.max_field - field_len).saturating_add(1));
-                    let out = &mut self.data[self.data_len..self.data_len + room];
-                    self.core.read_field(input, out)
+            let (result, nin, nout) = if overflowed {
+                self.core.read_field(input, &mut self.scratch)
+            } else {
+                if self.data_len == self.data.len() {
+                    let grown = (self.data.len() * 2).max(1024);
+                    self.data.resize(grown, 0);
                 }
-                None => self.core.read_field(input, &mut self.scratch),
+                let room = (self.data.len() - self.data_len).min((self.max_field - field_len).saturating_add(1));
+                let out = &mut self.data[self.data_len..self.data_len + room];
+                self.core.read_field(input, out)
             };
             if let Some(scan) = quotes {
                 quotes = Some(scan.advance(&input[..nin]));
@@ -358,7 +358,7 @@ impl<R: Read> CsvReader<R> {
             count_breaks(&mut self.breaks, &mut self.after_cr, &input[..nin]);
             self.src.consume(nin);
             field_len += nout;
-            if slot.is_some() {
+            if !overflowed {
                 self.data_len += nout;
                 if field_len > self.max_field {
                     overflowed = true;
@@ -366,25 +366,14 @@ impl<R: Read> CsvReader<R> {
                     too_long.get_or_insert(field);
                     self.data_len = field_start;
                 }
-            } else if !has_content {
-                has_content = self.scratch[..nout].iter().any(|b| !b.is_ascii_whitespace());
             }
             match result {
                 ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
                 ReadFieldResult::End => return Ok(None),
                 ReadFieldResult::Field { record_end } => {
                     let span = (field_start, self.data_len);
-                    if let Some(slot) = slot
-                        && !overflowed
-                    {
-                        has_content = has_content || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
-                        match mode {
-                            Mode::Header => self.spans.push(span),
-                            Mode::Data => self.spans[slot] = span,
-                        }
-                    } else if mode == Mode::Header {
-                        self.spans.push(span);
-                    }
+                    has_content = has_content || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
+                    self.spans.push(span);
                     if record_end && at_eof && quotes == Some(QuoteScan::InQuotes) {
                         return Err(FileError::UnterminatedQuote { line: start_line });
                     }
@@ -393,7 +382,7 @@ impl<R: Read> CsvReader<R> {
                     field_len = 0;
                     overflowed = false;
                     quotes = None;
-                    if mode == Mode::Header && field > self.max_columns {
+                    if field > self.max_columns {
                         return Err(FileError::TooManyColumns { limit: self.max_columns });
                     }
                     if record_end {
@@ -403,6 +392,138 @@ impl<R: Read> CsvReader<R> {
             }
         }
     }
+
+    /// Parses one data record with `csv_core`'s record reader (one call per record in the
+    /// common case, where field-by-field reading pays its overhead ten times). Returns the
+    /// record and whether it has content.
+    ///
+    /// Memory stays bounded however long a field is: the record buffer grows to
+    /// [`COMPACT_AT`], after which a full buffer is compacted to the wanted fields (each at
+    /// most `max_field` bytes) before it may grow again. After a compaction the record is
+    /// compacted once more at its end, so `data` holds only whole wanted fields.
+    ///
+    /// The end of the input is fed to the parser as one line break: inside a quoted field it
+    /// becomes part of the field (the file ends inside quotes, never closed), anywhere else it
+    /// ends the record.
+    fn parse_data_fields(&mut self, start_line: u64) -> Result<Option<(Parsed, bool)>, FileError> {
+        let mut rec = RecordState { field: 0, field_start: 0, dropped: 0, overflowed: false, compacted: false };
+        let mut too_long = None;
+        let mut has_content = false;
+        let mut ends = [0usize; ENDS_CHUNK];
+        self.data_len = 0;
+        self.spans.fill((0, 0));
+        loop {
+            if self.data_len == self.data.len() {
+                self.make_room(&mut rec, &mut too_long, &mut has_content);
+            }
+            let input = match self.src.fill() {
+                Ok(input) => input,
+                Err(fault) => return Err(self.fault_error(fault)),
+            };
+            let at_eof = input.is_empty();
+            let input: &[u8] = if at_eof { b"\n" } else { input };
+            let (result, nin, nout, nend) = self.core.read_record(input, &mut self.data[self.data_len..], &mut ends);
+            if !at_eof {
+                count_breaks(&mut self.breaks, &mut self.after_cr, &input[..nin]);
+                self.src.consume(nin);
+            }
+            self.data_len += nout;
+            for &end in &ends[..nend] {
+                let end = end - rec.dropped;
+                let bytes = &self.data[rec.field_start..end];
+                match self.slot_of_field.get(rec.field).copied().flatten() {
+                    Some(_) if rec.overflowed => {}
+                    Some(_) if bytes.len() > self.max_field => {
+                        too_long.get_or_insert(rec.field);
+                        has_content = true;
+                    }
+                    Some(slot) => {
+                        has_content = has_content || bytes.iter().any(|b| !b.is_ascii_whitespace());
+                        self.spans[slot] = (rec.field_start, end);
+                    }
+                    None => has_content = has_content || bytes.iter().any(|b| !b.is_ascii_whitespace()),
+                }
+                rec.field += 1;
+                rec.field_start = end;
+                rec.overflowed = false;
+            }
+            match result {
+                ReadRecordResult::Record => {
+                    if rec.compacted {
+                        self.compact(&mut rec, false);
+                    }
+                    return Ok(Some((Parsed { fields: rec.field, too_long }, has_content)));
+                }
+                ReadRecordResult::InputEmpty if at_eof => {
+                    return Err(FileError::UnterminatedQuote { line: start_line });
+                }
+                ReadRecordResult::End => return Ok(None),
+                ReadRecordResult::InputEmpty | ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+            }
+        }
+    }
+
+    /// The record buffer is full: grow it while it is small, else drop what no wanted field
+    /// needs (and grow only if the wanted fields still fill half of it).
+    fn make_room(&mut self, rec: &mut RecordState, too_long: &mut Option<usize>, has_content: &mut bool) {
+        if self.data.len() >= COMPACT_AT {
+            let current = &self.data[rec.field_start..self.data_len];
+            match self.slot_of_field.get(rec.field).copied().flatten() {
+                Some(_) if !rec.overflowed && current.len() > self.max_field => {
+                    rec.overflowed = true;
+                    too_long.get_or_insert(rec.field);
+                    *has_content = true;
+                }
+                None if !*has_content => *has_content = current.iter().any(|b| !b.is_ascii_whitespace()),
+                _ => {}
+            }
+            let keep_current = !rec.overflowed && self.slot_of_field.get(rec.field).copied().flatten().is_some();
+            self.compact(rec, keep_current);
+            if self.data_len <= self.data.len() / 2 {
+                return;
+            }
+        }
+        let grown = (self.data.len() * 2).max(1024);
+        self.data.resize(grown, 0);
+    }
+
+    /// Moves the wanted fields read so far (and the field being read, if `keep_current`) to
+    /// the front of the buffer, dropping everything else.
+    fn compact(&mut self, rec: &mut RecordState, keep_current: bool) {
+        let position = self.data_len + rec.dropped;
+        let mut order: Vec<usize> = (0..self.spans.len()).collect();
+        order.sort_unstable_by_key(|&slot| self.spans[slot].0);
+        let mut write = 0;
+        for slot in order {
+            let (start, end) = self.spans[slot];
+            self.data.copy_within(start..end, write);
+            self.spans[slot] = (write, write + (end - start));
+            write += end - start;
+        }
+        let current = rec.field_start..self.data_len;
+        rec.field_start = write;
+        if keep_current {
+            self.data.copy_within(current.clone(), write);
+            write += current.len();
+        }
+        self.data_len = write;
+        rec.dropped = position - write;
+        rec.compacted = true;
+    }
+}
+
+/// Where [`CsvReader::parse_data_fields`] stands in the record being read.
+struct RecordState {
+    /// Fields completed so far.
+    field: usize,
+    /// Where the field being read starts in `data`.
+    field_start: usize,
+    /// Bytes the parser wrote that compaction removed: its positions minus ours.
+    dropped: usize,
+    /// The field being read is wanted but already longer than the limit (its bytes dropped).
+    overflowed: bool,
+    /// Whether the record was compacted while being read.
+    compacted: bool,
 }
 
 /// Where a field stands with its quotes, as `csv_core` reads them: a field that opens with a

@@ -428,6 +428,57 @@ fn a_huge_value_is_rejected_without_being_kept_in_memory() {
 }
 
 #[test]
+fn big_unwanted_fields_between_wanted_ones_are_dropped_and_the_wanted_values_survive() {
+    // GIVEN rows whose unwanted columns hold 100 KB each (ending in a split multi-byte
+    // character), around wanted columns, the last wanted one exactly at a 70,000-byte limit
+    let filler = format!("{}é", "y".repeat(99_999));
+    let wanted = "w".repeat(70_000);
+    let mut input = String::from("login,junk1,name,junk2,bio,junk3\n");
+    for n in 0..3 {
+        input.push_str(&format!("user{n},\"{filler}\",Zoë {n},{filler},{wanted},\"{filler}\"\n"));
+    }
+    input.push_str("ann,,Ann,,short,\n");
+    let options = limits(70_000, 100, 1 << 30);
+    let columns = required(&["login", "name", "bio"]);
+
+    // WHEN it is read
+    let mut reader = CsvReader::new(input.as_bytes(), &options, &columns).unwrap();
+    let mut got = Vec::new();
+    while let Some(row) = reader.next_row().unwrap() {
+        let row = row.unwrap();
+        got.push((row.line(), row.get(0).to_owned(), row.get(1).to_owned(), row.get(2).len()));
+        // THEN the record buffer never held the unwanted columns whole
+        assert!(reader.record_buffer_len() <= 4 * 64 * 1024, "buffer grew to {}", reader.record_buffer_len());
+    }
+
+    // AND every wanted value is intact
+    assert_eq!(
+        got,
+        [
+            (2, "user0".into(), "Zoë 0".into(), 70_000),
+            (3, "user1".into(), "Zoë 1".into(), 70_000),
+            (4, "user2".into(), "Zoë 2".into(), 70_000),
+            (5, "ann".into(), "Ann".into(), 5),
+        ]
+    );
+}
+
+#[test]
+fn a_wanted_value_over_the_limit_after_big_unwanted_fields_rejects_only_its_row() {
+    // GIVEN a 300 KB unwanted field, then a wanted value one byte over a 100,000-byte limit
+    let input = format!("login,junk,bio\nbob,{},{}\nann,,fine\n", "j".repeat(300_000), "b".repeat(100_001));
+    let items = read_with(input.as_bytes(), &limits(100_000, 100, 1 << 30), &required(&["login", "bio"])).unwrap();
+    // THEN that row is rejected naming the column, and the next row reads on its own line
+    assert_eq!(
+        items,
+        vec![
+            Err(RowError::new(2, Some("bio"), "value is longer than the limit of 100000 bytes")),
+            Ok(OwnedRow { line: 3, values: vec!["ann".into(), "fine".into()] }),
+        ]
+    );
+}
+
+#[test]
 fn a_value_exactly_at_the_field_limit_is_accepted() {
     let input = "login,name\nbob,Bobbbbbbbb\n";
     let items = read_with(input.as_bytes(), &limits(10, 100, 1 << 20), &required(&["login", "name"])).unwrap();
