@@ -7,7 +7,6 @@
 //! `HashMap<String, _>` costs a heap block per entry and doubles its table while growing.
 
 use std::hash::{BuildHasher, RandomState};
-use std::ops::Range;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
@@ -32,7 +31,8 @@ pub(crate) const LINE_MAX: u64 = LINE_MASK as u64;
 const ACCEPTED_BIT: u32 = 1 << 31;
 const NONE: u32 = u32::MAX;
 
-/// A string set over one arena: slots hold the text's range, 32 bits of its hash and `M`.
+/// A string set over one arena: each text is stored length-prefixed ([`push_len`]), and a
+/// slot holds where it starts, 32 bits of its hash and `M`.
 #[derive(Debug, Clone)]
 struct ArenaTable<M: Copy> {
     arena: String,
@@ -42,18 +42,46 @@ struct ArenaTable<M: Copy> {
 
 #[derive(Debug, Clone, Copy)]
 struct Slot<M: Copy> {
+    /// Where the text's length prefix starts in the arena.
     start: u32,
-    len: u32,
     /// 32 bits of the text's hash: growing the table and most failed comparisons then need no
     /// access to the arena (cache misses were what made inserts slow).
     tag: u32,
     meta: M,
 }
 
-impl<M: Copy> Slot<M> {
-    fn range(&self) -> Range<usize> {
-        self.start as usize..self.start as usize + self.len as usize
+/// Appends `len` as base-64 digits, most significant first, every digit but the last marked
+/// with `0x40`: all ASCII, so the arena stays a `String`, and one byte below 64.
+fn push_len(arena: &mut String, len: usize) {
+    let mut digits = [0u8; 6];
+    let mut n = 0;
+    let mut rest = len;
+    loop {
+        digits[n] = (rest & 0x3F) as u8;
+        n += 1;
+        rest >>= 6;
+        if rest == 0 {
+            break;
+        }
     }
+    for (i, d) in digits[..n].iter().rev().enumerate() {
+        arena.push(char::from(if i + 1 < n { d | 0x40 } else { *d }));
+    }
+}
+
+/// The length-prefixed text at `start`, and where the next one would start.
+fn text_at(arena: &str, start: usize) -> (&str, usize) {
+    let bytes = arena.as_bytes();
+    let (mut len, mut at) = (0usize, start);
+    loop {
+        let b = bytes[at];
+        at += 1;
+        len = (len << 6) | usize::from(b & 0x3F);
+        if b & 0x40 == 0 {
+            break;
+        }
+    }
+    (&arena[at..at + len], at + len)
 }
 
 /// The table hash of a tag (spread over 64 bits: hashbrown uses low bits and the top 7 bits).
@@ -70,7 +98,7 @@ impl<M: Copy> Default for ArenaTable<M> {
 impl<M: Copy> ArenaTable<M> {
     fn with_capacity(entries: usize, avg_len: usize) -> Self {
         ArenaTable {
-            arena: String::with_capacity(entries.saturating_mul(avg_len)),
+            arena: String::with_capacity(entries.saturating_mul(avg_len + 1)),
             table: HashTable::with_capacity(entries),
             hasher: RandomState::new(),
         }
@@ -79,6 +107,10 @@ impl<M: Copy> ArenaTable<M> {
     fn tag(&self, text: &str) -> u32 {
         let hash = self.hasher.hash_one(text);
         (hash ^ (hash >> 32)) as u32
+    }
+
+    fn text(&self, slot: &Slot<M>) -> &str {
+        text_at(&self.arena, slot.start as usize).0
     }
 
     /// Inserts the text `write` appends to the arena with `meta`, unless it is already there:
@@ -91,18 +123,22 @@ impl<M: Copy> ArenaTable<M> {
     ) -> Result<Option<M>, LoginIndexFull> {
         let start = self.arena.len();
         write(&mut self.arena);
-        let end = self.arena.len();
-        let (Ok(start32), Ok(len32), Ok(_)) = (u32::try_from(start), u32::try_from(end - start), u32::try_from(end))
-        else {
+        let len = self.arena.len() - start;
+        // Room for the length prefix too: every position must fit the slot's `u32`.
+        let Ok(start32) = u32::try_from(start) else {
             self.arena.truncate(start);
             return Err(LoginIndexFull);
         };
+        if u32::try_from(start + len + 8).is_err() {
+            self.arena.truncate(start);
+            return Err(LoginIndexFull);
+        }
+        let tag = self.tag(&self.arena[start..]);
         let arena = &self.arena;
-        let text = &arena[start..end];
-        let tag = self.tag(text);
+        let text = &arena[start..];
         let found = match self.table.entry(
             table_hash(tag),
-            |slot| slot.tag == tag && &arena[slot.range()] == text,
+            |slot| slot.tag == tag && text_at(arena, slot.start as usize).0 == text,
             |slot| table_hash(slot.tag),
         ) {
             TableEntry::Occupied(mut occupied) => {
@@ -111,25 +147,30 @@ impl<M: Copy> ArenaTable<M> {
                 Some(before)
             }
             TableEntry::Vacant(vacant) => {
-                vacant.insert(Slot { start: start32, len: len32, tag, meta });
+                vacant.insert(Slot { start: start32, tag, meta });
                 None
             }
         };
         if found.is_some() {
             self.arena.truncate(start);
+        } else {
+            // The text was written first (its length was unknown); its prefix goes in front.
+            let mut prefix = String::new();
+            push_len(&mut prefix, len);
+            self.arena.insert_str(start, &prefix);
         }
         Ok(found)
     }
 
     fn find(&self, text: &str) -> Option<&Slot<M>> {
         let tag = self.tag(text);
-        self.table.find(table_hash(tag), |slot| slot.tag == tag && &self.arena[slot.range()] == text)
+        self.table.find(table_hash(tag), |slot| slot.tag == tag && self.text(slot) == text)
     }
 
     fn find_mut(&mut self, text: &str) -> Option<&mut Slot<M>> {
         let tag = self.tag(text);
         let arena = &self.arena;
-        self.table.find_mut(table_hash(tag), |slot| slot.tag == tag && &arena[slot.range()] == text)
+        self.table.find_mut(table_hash(tag), |slot| slot.tag == tag && text_at(arena, slot.start as usize).0 == text)
     }
 
     fn heap_bytes(&self) -> usize {
@@ -163,29 +204,20 @@ fn lowered(login: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, Copy)]
 struct LoginMeta {
     line: u32,
-    /// Index into `LoginIndex::accepted`, or [`NONE`].
+    /// Arena position of the length-prefixed key, then the length-prefixed login as written
+    /// (empty when it is written lower-case), or [`NONE`].
     accepted: u32,
-}
-
-/// An accepted login's key and spelling: `key_len` bytes of key then `written_len` bytes of
-/// the login as written (0 when it is written lower-case), at `start` in the arena.
-#[derive(Debug, Clone, Copy)]
-struct Accepted {
-    start: u32,
-    key_len: u32,
-    written_len: u32,
 }
 
 /// Case-insensitive set of logins, each with the line where it was first seen and, for an
 /// accepted row, its employee key and the login as written (NERM's login filter is exact).
 ///
-/// Memory-lean: all text lives in one arena and the table holds 20-byte slots into it, so
-/// 1,000,000 logins with their keys take about 80 MB, with no allocation per login. See
+/// Memory-lean: all text lives in one arena and the table holds 16-byte slots into it, so
+/// 1,000,000 logins with their keys take about 70 MB, with no allocation per login. See
 /// [`heap_bytes`](Self::heap_bytes).
 #[derive(Debug, Default, Clone)]
 pub struct LoginIndex {
     logins: ArenaTable<LoginMeta>,
-    accepted: Vec<Accepted>,
 }
 
 impl LoginIndex {
@@ -196,7 +228,7 @@ impl LoginIndex {
 
     /// An empty index with room for `logins` logins of about `avg_len` bytes.
     pub fn with_capacity(logins: usize, avg_len: usize) -> Self {
-        Self { logins: ArenaTable::with_capacity(logins, avg_len), accepted: Vec::new() }
+        Self { logins: ArenaTable::with_capacity(logins, avg_len) }
     }
 
     /// Records `login` as seen on `line`. If it was already there (ignoring case), changes
@@ -217,18 +249,17 @@ impl LoginIndex {
         }
         let arena = &mut self.logins.arena;
         let start = arena.len();
-        arena.push_str(key);
         let written = if *lower == *login { "" } else { login };
-        arena.push_str(written);
-        let (Ok(start32), Ok(_), Ok(index)) =
-            (u32::try_from(start), u32::try_from(arena.len()), u32::try_from(self.accepted.len()))
-        else {
-            arena.truncate(start);
+        let Ok(start32) = u32::try_from(start) else { return Err(LoginIndexFull) };
+        if u32::try_from(start + key.len() + written.len() + 16).is_err() {
             return Err(LoginIndexFull);
-        };
-        self.accepted.push(Accepted { start: start32, key_len: key.len() as u32, written_len: written.len() as u32 });
+        }
+        push_len(arena, key.len());
+        arena.push_str(key);
+        push_len(arena, written.len());
+        arena.push_str(written);
         if let Some(slot) = self.logins.find_mut(&lower) {
-            slot.meta.accepted = index;
+            slot.meta.accepted = start32;
         }
         Ok(true)
     }
@@ -238,27 +269,28 @@ impl LoginIndex {
         self.logins.find(&lowered(login)).map(|slot| seen(slot.meta))
     }
 
-    fn accepted_of(&self, login: &str) -> Option<(Accepted, &str)> {
+    /// The key and the spelling (`""` when lower-case) recorded for an accepted login, and
+    /// the login lower-cased.
+    fn accepted_of(&self, login: &str) -> Option<(&str, &str, &str)> {
         let slot = self.logins.find(&lowered(login))?;
-        let a = *self.accepted.get(slot.meta.accepted as usize)?;
-        Some((a, &self.logins.arena[slot.range()]))
+        if slot.meta.accepted == NONE {
+            return None;
+        }
+        let arena = &self.logins.arena;
+        let (key, next) = text_at(arena, slot.meta.accepted as usize);
+        let (written, _) = text_at(arena, next);
+        Some((key, written, self.logins.text(slot)))
     }
 
     /// The employee key recorded by [`accept`](Self::accept) for `login` (ignoring case).
     pub fn key_of(&self, login: &str) -> Option<&str> {
-        let (a, _) = self.accepted_of(login)?;
-        let start = a.start as usize;
-        Some(&self.logins.arena[start..start + a.key_len as usize])
+        self.accepted_of(login).map(|(key, _, _)| key)
     }
 
     /// The login as written on its accepted row (for `login` in any case).
     pub fn as_written(&self, login: &str) -> Option<&str> {
-        let (a, lower) = self.accepted_of(login)?;
-        if a.written_len == 0 {
-            return Some(lower);
-        }
-        let start = (a.start + a.key_len) as usize;
-        Some(&self.logins.arena[start..start + a.written_len as usize])
+        let (_, written, lower) = self.accepted_of(login)?;
+        Some(if written.is_empty() { lower } else { written })
     }
 
     /// Whether `login` was seen (ignoring case).
@@ -278,7 +310,7 @@ impl LoginIndex {
 
     /// Heap memory held (arena and table allocations), in bytes.
     pub fn heap_bytes(&self) -> usize {
-        self.logins.heap_bytes() + self.accepted.capacity() * size_of::<Accepted>()
+        self.logins.heap_bytes()
     }
 }
 
@@ -396,6 +428,41 @@ mod tests {
         assert_eq!(index.key_of("zoë"), None, "inserted but never accepted");
         assert_eq!(index.as_written("zoë"), None);
         assert_eq!(index.key_of("nobody"), None);
+    }
+
+    #[test]
+    fn texts_of_every_length_round_trip_through_the_length_prefix() {
+        let mut arena = String::from("x");
+        let lengths = [0, 1, 63, 64, 65, 4_095, 4_096, 70_000];
+        for len in lengths {
+            push_len(&mut arena, len);
+            arena.push_str(&"é".repeat(len / 2));
+            arena.push_str(&"a".repeat(len % 2));
+        }
+        let mut at = 1;
+        for len in lengths {
+            let (text, next) = text_at(&arena, at);
+            assert_eq!(text.len(), len);
+            at = next;
+        }
+        assert_eq!(at, arena.len());
+    }
+
+    #[test]
+    fn long_logins_and_keys_are_found_with_their_key_and_spelling() {
+        let mut index = LoginIndex::new();
+        let login = format!("{}@Example.com", "Ü".repeat(150));
+        let key = "K".repeat(5_000);
+        index.insert("short", 2, true).unwrap();
+        assert_eq!(index.insert(&login, 3, true), Ok(None));
+        assert!(index.accept(&login, &key).unwrap());
+        assert_eq!(index.get(&login.to_lowercase()), Some(SeenLogin { line: 3, accepted: true }));
+        assert_eq!(index.key_of(&login.to_uppercase()), Some(key.as_str()));
+        assert_eq!(index.as_written(&login.to_lowercase()), Some(login.as_str()));
+        let mut keys = KeyIndex::new();
+        keys.insert(&key, 3, true).unwrap();
+        assert_eq!(keys.first_accepted(&key), Some(3));
+        assert!(!keys.contains(&key[1..]));
     }
 
     #[test]
