@@ -646,7 +646,7 @@ impl<'r> Row<'r> {
         match self.slots[column] {
             Some(slot) => {
                 let (start, end) = self.spans[slot];
-                self.text.get(start..end).unwrap_or_default().trim()
+                trim(self.text.get(start..end).unwrap_or_default())
             }
             None => "",
         }
@@ -665,6 +665,16 @@ impl<'r> Row<'r> {
     /// Copies the row out of the reader.
     pub fn to_owned_row(&self) -> OwnedRow {
         OwnedRow { line: self.line, values: (0..self.len()).map(|i| self.get(i).to_owned()).collect() }
+    }
+}
+
+/// `str::trim`, deciding the common case (ASCII, no surrounding whitespace) from two bytes.
+pub(super) fn trim(value: &str) -> &str {
+    // The ASCII characters `char::is_whitespace` (which `trim` uses) calls white space.
+    let kept = |b: u8| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ');
+    match (value.as_bytes().first(), value.as_bytes().last()) {
+        (Some(&first), Some(&last)) if kept(first) && kept(last) => value,
+        _ => value.trim(),
     }
 }
 

@@ -713,3 +713,16 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn the_fast_trim_trims_exactly_what_str_trim_trims() {
+    // GIVEN every character up to U+3000 (all of Unicode's white space but none beyond it),
+    // around and inside a value
+    for c in (0..=0x3000u32).filter_map(char::from_u32) {
+        for value in [format!("{c}"), format!("{c}x"), format!("x{c}"), format!("{c}x{c}"), format!("x{c}x")] {
+            // THEN the fast path agrees with str::trim
+            assert_eq!(super::reader::trim(&value), value.trim(), "{:?}", c);
+        }
+    }
+    assert_eq!(super::reader::trim(""), "");
+}
