@@ -349,7 +349,7 @@ fn lookup(
     roles_by_name: &HashMap<String, Option<usize>>,
     config: &MappingConfig,
 ) -> Result<usize, RoleLookupError> {
-    let name = name.trim();
+    let name = crate::input::trim(name);
     let index = match with_normalized_value(name, |key| roles_by_name.get(key).copied()) {
         None => return Err(RoleLookupError::Unknown(name.to_owned())),
         Some(None) => return Err(RoleLookupError::Ambiguous(name.to_owned())),

@@ -226,7 +226,7 @@ impl BoundTemplate {
     pub fn render_trimmed<'v>(&self, value: impl Fn(usize) -> &'v str, scratch: &mut String) -> String {
         match self.parts.as_slice() {
             [] => String::new(),
-            [BoundPart::Column(i)] => value(*i).trim().to_owned(),
+            [BoundPart::Column(i)] => crate::input::trim(value(*i)).to_owned(),
             [BoundPart::Literal(text)] => text.trim().to_owned(),
             _ => {
                 scratch.clear();
@@ -240,8 +240,8 @@ impl BoundTemplate {
     /// decided without rendering.
     pub fn renders_empty<'v>(&self, value: impl Fn(usize) -> &'v str) -> bool {
         self.parts.iter().all(|part| match part {
-            BoundPart::Literal(text) => text.trim().is_empty(),
-            BoundPart::Column(i) => value(*i).trim().is_empty(),
+            BoundPart::Literal(text) => crate::input::trim(text).is_empty(),
+            BoundPart::Column(i) => crate::input::trim(value(*i)).is_empty(),
         })
     }
 

@@ -287,7 +287,7 @@ display_as_str!(
 /// allocating when the value is ASCII and short; other values are normalised into a new string.
 pub(crate) fn with_normalized_value<R>(value: &str, f: impl FnOnce(&str) -> R) -> R {
     const STACK: usize = 64;
-    let value = value.trim();
+    let value = crate::input::trim(value);
     if value.is_ascii() {
         if !value.bytes().any(|b| b.is_ascii_uppercase()) {
             return f(value);
@@ -344,7 +344,7 @@ impl<T: Copy> StatusMap<T> {
     /// Allocation-free for ASCII values: the keys are already lowercased, so an ASCII
     /// case-insensitive compare is the same as comparing the lowercased value.
     pub fn get(&self, hr_value: &str) -> Option<T> {
-        let value = hr_value.trim();
+        let value = crate::input::trim(hr_value);
         if value.is_ascii() {
             return self.entries.iter().find(|(k, _)| k.eq_ignore_ascii_case(value)).map(|(_, v)| *v);
         }

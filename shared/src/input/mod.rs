@@ -270,6 +270,16 @@ impl fmt::Display for RowError {
 
 impl std::error::Error for RowError {}
 
+/// `str::trim`, deciding the common case (ASCII, no surrounding whitespace) from two bytes.
+pub fn trim(value: &str) -> &str {
+    // The ASCII characters `char::is_whitespace` (which `trim` uses) calls white space.
+    let kept = |b: u8| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ');
+    match (value.as_bytes().first(), value.as_bytes().last()) {
+        (Some(&first), Some(&last)) if kept(first) && kept(last) => value,
+        _ => value.trim(),
+    }
+}
+
 /// Quotes a value for a message: Rust string escaping, cut to 60 characters.
 pub(crate) fn show_value(value: &str) -> String {
     const MAX_CHARS: usize = 60;

@@ -10,7 +10,7 @@ use std::io::Read;
 use csv_core::{ReadFieldResult, ReadRecordResult, Reader as CoreReader, ReaderBuilder as CoreBuilder};
 
 use super::source::{Fault, Source};
-use super::{ColumnSpec, FileError, ReaderOptions, RowError, normalize_header};
+use super::{ColumnSpec, FileError, ReaderOptions, RowError, normalize_header, trim};
 
 const QUOTE: u8 = b'"';
 const SCRATCH_SIZE: usize = 8 * 1024;
@@ -665,16 +665,6 @@ impl<'r> Row<'r> {
     /// Copies the row out of the reader.
     pub fn to_owned_row(&self) -> OwnedRow {
         OwnedRow { line: self.line, values: (0..self.len()).map(|i| self.get(i).to_owned()).collect() }
-    }
-}
-
-/// `str::trim`, deciding the common case (ASCII, no surrounding whitespace) from two bytes.
-pub(super) fn trim(value: &str) -> &str {
-    // The ASCII characters `char::is_whitespace` (which `trim` uses) calls white space.
-    let kept = |b: u8| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ');
-    match (value.as_bytes().first(), value.as_bytes().last()) {
-        (Some(&first), Some(&last)) if kept(first) && kept(last) => value,
-        _ => value.trim(),
     }
 }
 

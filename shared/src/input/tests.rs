@@ -721,8 +721,8 @@ fn the_fast_trim_trims_exactly_what_str_trim_trims() {
     for c in (0..=0x3000u32).filter_map(char::from_u32) {
         for value in [format!("{c}"), format!("{c}x"), format!("x{c}"), format!("{c}x{c}"), format!("x{c}x")] {
             // THEN the fast path agrees with str::trim
-            assert_eq!(super::reader::trim(&value), value.trim(), "{:?}", c);
+            assert_eq!(trim(&value), value.trim(), "{:?}", c);
         }
     }
-    assert_eq!(super::reader::trim(""), "");
+    assert_eq!(trim(""), "");
 }
