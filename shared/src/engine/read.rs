@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::plan::FileIndex;
-use crate::config::{BoundTemplate, MappingConfig, ResolvedConfig, Template, normalize_column};
+use crate::config::{
+    BoundTemplate, MappingConfig, ProfileStatus, ResolvedConfig, Template, UserStatus, normalize_column,
+};
 use crate::input::validate::{Field, RowFields, StatusSet};
 use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, Row, RowError, RowValidator};
 
@@ -111,6 +113,9 @@ struct RowRules<'c> {
     validator: RowValidator<'c>,
     /// The row's roles, as named in the catalog (refilled for every row).
     role_names: Vec<&'c str>,
+    /// The last HR status mapped and what it maps to: exports hold a handful of statuses, so
+    /// most rows repeat the previous row's.
+    last_status: (String, Option<UserStatus>, Option<ProfileStatus>),
 }
 
 /// What a valid row maps to besides its own values.
@@ -174,6 +179,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             scratch: String::new(),
             validator: RowValidator::new(&ctx.statuses),
             role_names: Vec::new(),
+            last_status: (String::new(), m.user_status_for(""), m.profile_status_for("")),
         };
         Ok(EmployeeReader { csv, rules })
     }
@@ -287,8 +293,10 @@ impl<'c> RowRules<'c> {
             Ok(_) => Vec::new(),
             Err(errs) => errs,
         };
-        let user_status = m.user_status_for(hr_status);
-        let profile_status = m.profile_status_for(hr_status);
+        if self.last_status.0 != hr_status {
+            self.last_status = (hr_status.to_owned(), m.user_status_for(hr_status), m.profile_status_for(hr_status));
+        }
+        let (_, user_status, profile_status) = self.last_status;
         if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
             if user_status.is_none() {
                 errors.push(RowError::new(
