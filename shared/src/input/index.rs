@@ -37,6 +37,9 @@ const NONE: u32 = u32::MAX;
 struct ArenaTable<M: Copy> {
     arena: String,
     table: HashTable<Slot<M>>,
+    /// Start and tag of the text inserted last: the first pass accepts the login it has just
+    /// inserted, which then needs neither lower-casing nor hashing again.
+    last: Option<(u32, u32)>,
     /// foldhash, randomly seeded: a fraction of SipHash's cost per login.
     hasher: DefaultHashBuilder,
 }
@@ -100,7 +103,7 @@ fn table_hash(tag: u32) -> u64 {
 
 impl<M: Copy> Default for ArenaTable<M> {
     fn default() -> Self {
-        ArenaTable { arena: String::new(), table: HashTable::new(), hasher: DefaultHashBuilder::default() }
+        ArenaTable { arena: String::new(), table: HashTable::new(), last: None, hasher: DefaultHashBuilder::default() }
     }
 }
 
@@ -109,6 +112,7 @@ impl<M: Copy> ArenaTable<M> {
         ArenaTable {
             arena: String::with_capacity(entries.saturating_mul(avg_len + 1)),
             table: HashTable::with_capacity(entries),
+            last: None,
             hasher: DefaultHashBuilder::default(),
         }
     }
@@ -157,6 +161,7 @@ impl<M: Copy> ArenaTable<M> {
             }
             TableEntry::Vacant(vacant) => {
                 vacant.insert(Slot { start: start32, tag, meta });
+                self.last = Some((start32, tag));
                 None
             }
         };
@@ -194,6 +199,13 @@ fn push_lowercase(dst: &mut String, s: &str) {
     } else {
         dst.extend(s.chars().flat_map(char::to_lowercase));
     }
+}
+
+/// Whether `stored` is the ASCII `login` lower-cased.
+fn is_ascii_lowercase_of(stored: &str, login: &str) -> bool {
+    stored.len() == login.len()
+        && login.is_ascii()
+        && stored.bytes().zip(login.bytes()).all(|(s, l)| s == l.to_ascii_lowercase())
 }
 
 /// `login` lower-cased, borrowed when it already is.
@@ -250,14 +262,28 @@ impl LoginIndex {
     /// Records the employee key of the row that first had `login`, once it is accepted as a
     /// whole (the first call wins). `false` if the login was never inserted.
     pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
-        let lower = lowered(login);
-        let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
-        if slot.meta.accepted != NONE {
-            return Ok(true);
+        let t = &self.logins;
+        // The login inserted last, when `login` is it: found by position, not by lower-casing
+        // and hashing it again.
+        let last = t.last.filter(|&(start, _)| is_ascii_lowercase_of(text_at(&t.arena, start as usize).0, login));
+        let (accepted, lower_case) = match last {
+            Some((start, tag)) => (
+                t.table.find(table_hash(tag), |s| s.start == start).map(|s| s.meta.accepted),
+                text_at(&t.arena, start as usize).0 == login,
+            ),
+            None => {
+                let lower = lowered(login);
+                (t.find(&lower).map(|s| s.meta.accepted), *lower == *login)
+            }
+        };
+        match accepted {
+            None => return Ok(false),
+            Some(accepted) if accepted != NONE => return Ok(true),
+            Some(_) => {}
         }
         let arena = &mut self.logins.arena;
         let start = arena.len();
-        let written = if *lower == *login { "" } else { login };
+        let written = if lower_case { "" } else { login };
         let Ok(start32) = u32::try_from(start) else { return Err(LoginIndexFull) };
         if u32::try_from(start + key.len() + written.len() + 16).is_err() {
             return Err(LoginIndexFull);
@@ -266,7 +292,11 @@ impl LoginIndex {
         arena.push_str(key);
         push_len(arena, written.len());
         arena.push_str(written);
-        if let Some(slot) = self.logins.find_mut(&lower) {
+        let slot = match last {
+            Some((start, tag)) => self.logins.table.find_mut(table_hash(tag), |s| s.start == start),
+            None => self.logins.find_mut(&lowered(login)),
+        };
+        if let Some(slot) = slot {
             slot.meta.accepted = start32;
         }
         Ok(true)
@@ -471,6 +501,32 @@ mod tests {
         keys.insert(&key, 3, true).unwrap();
         assert_eq!(keys.first_accepted(&key), Some(3));
         assert!(!keys.contains(&key[1..]));
+    }
+
+    #[test]
+    fn accepting_the_login_just_inserted_or_an_earlier_one_records_the_same() {
+        // GIVEN logins accepted right after their insert (the first pass) and one accepted later
+        let mut index = LoginIndex::new();
+        for (line, login, key) in [(2, "Ann.Lee", "E-1"), (3, "bob", "E-2"), (4, "ZOË", "E-3")] {
+            index.insert(login, line, true).unwrap();
+            assert!(index.accept(login, key).unwrap());
+        }
+        index.insert("Cid", 5, true).unwrap();
+        index.insert("dee", 6, true).unwrap();
+        assert!(index.accept("CID", "E-4").unwrap(), "not the last insert: found by its text");
+        assert!(index.accept("DEE", "E-5").unwrap(), "the last insert in another case");
+        assert!(!index.accept("eve", "E-6").unwrap());
+
+        // THEN keys and spellings are what each row wrote
+        for (login, key, written) in [
+            ("ann.lee", "E-1", "Ann.Lee"),
+            ("BOB", "E-2", "bob"),
+            ("zoë", "E-3", "ZOË"),
+            ("cid", "E-4", "CID"),
+            ("dee", "E-5", "DEE"),
+        ] {
+            assert_eq!((index.key_of(login), index.as_written(login)), (Some(key), Some(written)), "{login}");
+        }
     }
 
     #[test]

@@ -69,24 +69,26 @@ pub struct RowValidator<'s> {
     /// A second pass over a file: the first pass's logins answer "seen before?" (nothing is
     /// recorded again).
     known: Option<&'s LoginIndex>,
+    /// The last status value accepted and its canonical spelling: most rows repeat it.
+    last_status: Option<(String, Option<&'s str>)>,
 }
 
 impl<'s> RowValidator<'s> {
     /// A validator accepting the statuses in `statuses`.
     pub fn new(statuses: &'s StatusSet) -> Self {
-        Self { statuses, logins: LoginIndex::new(), known: None }
+        Self { statuses, logins: LoginIndex::new(), known: None, last_status: None }
     }
 
     /// Like [`new`](Self::new), sizing the login index for about `rows` rows up front (e.g.
     /// estimated from the file size): saves the time and the peak memory of growing it.
     pub fn with_expected_rows(statuses: &'s StatusSet, rows: usize) -> Self {
-        Self { statuses, logins: LoginIndex::with_capacity(rows, 24), known: None }
+        Self { statuses, logins: LoginIndex::with_capacity(rows, 24), known: None, last_status: None }
     }
 
     /// A validator for a second pass over a file whose first pass left `logins`: a row is a
     /// duplicate when its login's first row is another line. Saves rebuilding the index.
     pub fn second_pass(statuses: &'s StatusSet, logins: &'s LoginIndex) -> Self {
-        Self { statuses, logins: LoginIndex::new(), known: Some(logins) }
+        Self { statuses, logins: LoginIndex::new(), known: Some(logins), last_status: None }
     }
 
     /// Checks one row; on failure returns every problem found (at least one).
@@ -109,7 +111,16 @@ impl<'s> RowValidator<'s> {
         let statuses: &'s StatusSet = self.statuses;
         let mut status = None;
         if let Some(field) = row.status {
-            note(statuses.check(line, field).map(|canonical| status = canonical));
+            match self.last_status.as_ref().filter(|(value, _)| value == field.value) {
+                Some(&(_, canonical)) => status = canonical,
+                None => {
+                    let checked = statuses.check(line, field);
+                    if let Ok(canonical) = checked {
+                        self.last_status = Some((field.value.to_owned(), canonical));
+                    }
+                    note(checked.map(|canonical| status = canonical));
+                }
+            }
         }
         if let Some(manager) = row.manager_login.filter(|m| !m.value.is_empty())
             && note(check_login(line, manager))
@@ -175,11 +186,43 @@ pub fn check_email(line: u64, field: Field<'_>) -> Result<(), RowError> {
     }
 }
 
+/// The common case of [`email_problem`] in one pass: a valid ASCII address. `false` means
+/// "look closer", not "invalid".
+fn plainly_valid_ascii_email(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.len() > MAX_EMAIL_CHARS {
+        return false;
+    }
+    let (mut at, mut prev, mut dotted) = (None, 0u8, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b <= b' ' || b >= 0x7F {
+            return false; // whitespace, control or non-ASCII
+        }
+        if b == b'@' {
+            if at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        } else if b == b'.' && at.is_some() {
+            if prev == b'.' || prev == b'@' {
+                return false;
+            }
+            dotted = true;
+        }
+        prev = b;
+    }
+    matches!(at, Some(i) if i > 0 && i + 1 < bytes.len()) && dotted && prev != b'.'
+}
+
 fn email_problem(value: &str) -> Option<String> {
-    const EXPECTED: &str = "expected name@domain";
-    if value.is_empty() {
+    if value.is_empty() || plainly_valid_ascii_email(value) {
         return None;
     }
+    email_problem_in_detail(value)
+}
+
+fn email_problem_in_detail(value: &str) -> Option<String> {
+    const EXPECTED: &str = "expected name@domain";
     let ascii = value.is_ascii();
     let chars = if ascii { value.len() } else { value.chars().count() };
     if chars > MAX_EMAIL_CHARS {
@@ -405,6 +448,28 @@ mod tests {
     }
 
     #[test]
+    fn the_one_pass_email_check_agrees_with_the_detailed_rules() {
+        // GIVEN every string of up to 6 characters over an alphabet of the bytes that matter
+        let alphabet = ['a', '@', '.', ' ', '\u{7}', 'é', '-', '\u{7f}'];
+        let mut values = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..6 {
+            values = values.iter().flat_map(|v| alphabet.iter().map(move |c| format!("{v}{c}"))).collect();
+            for v in &values {
+                // THEN the fast path accepts exactly what the detailed rules accept (non-ASCII
+                // is always left to them)
+                let detailed = email_problem_in_detail(v).is_none();
+                assert_eq!(plainly_valid_ascii_email(v), detailed && v.is_ascii(), "{v:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 250_000);
+        let longest = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS - 12));
+        assert!(plainly_valid_ascii_email(&longest));
+        assert!(!plainly_valid_ascii_email(&format!("a{longest}")));
+    }
+
+    #[test]
     fn an_email_longer_than_254_characters_is_rejected() {
         let value = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS - 11));
         assert_eq!(
@@ -515,6 +580,19 @@ mod tests {
         assert!(validator.check(&fields(10, "ZOË", "")).is_ok());
         assert!(validator.check(&fields(11, "zoë", "")).unwrap_err()[0].reason.contains("line 10"));
         assert!(validator.check(&fields(12, "BOB.SMITH", "")).unwrap_err()[0].reason.contains("line 5"));
+    }
+
+    #[test]
+    fn a_repeated_status_is_still_checked_row_by_row() {
+        let set = statuses();
+        let mut validator = RowValidator::new(&set);
+        let row = |line, status| RowFields { line, status: Some(Field::new("status", status)), ..Default::default() };
+        assert_eq!(validator.check(&row(2, "active")), Ok(Checked { status: Some("Active") }));
+        assert_eq!(validator.check(&row(3, "active")), Ok(Checked { status: Some("Active") }));
+        assert!(validator.check(&row(4, "gone")).is_err());
+        assert!(validator.check(&row(5, "gone")).is_err(), "a rejected value is never remembered");
+        assert_eq!(validator.check(&row(6, "ON LEAVE")), Ok(Checked { status: Some("On Leave") }));
+        assert_eq!(validator.check(&row(7, "")), Ok(Checked { status: None }));
     }
 
     #[test]
