@@ -203,6 +203,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
     /// indexes logins and keys (and managers, if `index_managers`).
     fn index_rows(mut self, index_managers: bool) -> Result<FileIndex, FileError> {
         let mut index = FileIndex::default();
+        self.rules.validator = self.rules.validator.deferring_logins();
         let full = |_| FileError::TooLarge { limit: u64::from(u32::MAX) };
         while let Some(row) = self.csv.next_row()? {
             let row = match row {
@@ -214,12 +215,14 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             };
             let rules = &mut self.rules;
             let (line, login, key) = (row.line(), row.get(rules.login), row.get(rules.key));
-            if rules.judge(&row).is_err() {
+            let valid = rules.judge(&row).is_ok();
+            // A login seen before makes the row a duplicate: rejected, as the second pass says.
+            let first = rules.validator.record(login, line, valid.then_some(key)).map_err(full)?;
+            if !valid || first.is_some() {
                 index.add_rejected_key(key, line).map_err(full)?;
                 continue;
             }
             index.add_accepted_key(key, line).map_err(full)?;
-            rules.validator.accept(login, key).map_err(full)?;
             if let Some(manager) = rules.manager.map(|i| row.get(i)).filter(|m| index_managers && !m.is_empty()) {
                 index.managers.insert(manager, line, true).map_err(full)?;
             }

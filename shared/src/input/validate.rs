@@ -71,24 +71,72 @@ pub struct RowValidator<'s> {
     known: Option<&'s LoginIndex>,
     /// The last status value accepted and its canonical spelling: most rows repeat it.
     last_status: Option<(String, Option<&'s str>)>,
+    /// A first pass: `check` leaves the login to [`record`](Self::record), which knows whether
+    /// the whole row was accepted.
+    deferred: bool,
+    /// Whether the row `check` saw last has a login to record (non-empty, valid syntax).
+    pending_login: bool,
 }
 
 impl<'s> RowValidator<'s> {
     /// A validator accepting the statuses in `statuses`.
     pub fn new(statuses: &'s StatusSet) -> Self {
-        Self { statuses, logins: LoginIndex::new(), known: None, last_status: None }
+        Self {
+            statuses,
+            logins: LoginIndex::new(),
+            known: None,
+            last_status: None,
+            deferred: false,
+            pending_login: false,
+        }
     }
 
     /// Like [`new`](Self::new), sizing the login index for about `rows` rows up front (e.g.
     /// estimated from the file size): saves the time and the peak memory of growing it.
     pub fn with_expected_rows(statuses: &'s StatusSet, rows: usize) -> Self {
-        Self { statuses, logins: LoginIndex::with_capacity(rows, 24), known: None, last_status: None }
+        Self {
+            statuses,
+            logins: LoginIndex::with_capacity(rows, 24),
+            known: None,
+            last_status: None,
+            deferred: false,
+            pending_login: false,
+        }
     }
 
     /// A validator for a second pass over a file whose first pass left `logins`: a row is a
     /// duplicate when its login's first row is another line. Saves rebuilding the index.
     pub fn second_pass(statuses: &'s StatusSet, logins: &'s LoginIndex) -> Self {
-        Self { statuses, logins: LoginIndex::new(), known: Some(logins), last_status: None }
+        Self {
+            statuses,
+            logins: LoginIndex::new(),
+            known: Some(logins),
+            last_status: None,
+            deferred: false,
+            pending_login: false,
+        }
+    }
+
+    /// Makes this validator a first pass that records each login only once the caller knows
+    /// whether the whole row is accepted: `check` then skips duplicates, and
+    /// [`record`](Self::record) must follow every `check`.
+    pub fn deferring_logins(mut self) -> Self {
+        self.deferred = true;
+        self
+    }
+
+    /// After `check` on a deferring validator: records the row's login (if it had a valid
+    /// one) as seen on `line`, accepted with its employee `key` if `key` is given. Returns
+    /// where the login was seen first if it already was: the row is a duplicate, so rejected.
+    pub fn record(&mut self, login: &str, line: u64, key: Option<&str>) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        if !std::mem::take(&mut self.pending_login) {
+            return Ok(None);
+        }
+        let seen = self.logins.insert(login, line, key.is_some())?;
+        if let (None, Some(key)) = (seen, key) {
+            self.logins.accept(login, key)?;
+        }
+        Ok(seen)
     }
 
     /// Checks one row; on failure returns every problem found (at least one).
@@ -128,7 +176,9 @@ impl<'s> RowValidator<'s> {
         {
             note(check_not_own_manager(line, login, manager));
         }
-        if let Some(login) = login {
+        if self.deferred {
+            self.pending_login = login.is_some();
+        } else if let Some(login) = login {
             let accepted = errors.is_empty();
             let seen = match self.known {
                 Some(known) => Ok(known.get(login.value).filter(|first| first.line != line.min(LINE_MAX))),

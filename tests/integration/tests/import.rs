@@ -234,6 +234,28 @@ async fn rejected_rows_are_reported_and_the_rest_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_employee_whose_manager_row_was_rejected_for_a_reason_beyond_syntax_is_rejected_too() {
+    // GIVEN a manager whose row names an unknown role (valid syntax, rejected against the
+    // config) and who is not in NERM, and an employee reporting to them
+    let sim = Harness::start().await;
+    let mut boss = bad_row("E91001", "astro.boss@example.com");
+    boss.roles = "Astronaut".into();
+    let mut report = bad_row("E91002", "crew@example.com");
+    report.manager_login = "Astro.Boss@example.com".into();
+    let rows = vec![boss, report];
+
+    // WHEN the file is imported
+    let run = sim.run(&to_csv(&rows), &example_config(), false).await;
+
+    // THEN both rows are rejected, the employee's naming the manager's line
+    assert_eq!(run.outcomes(), BTreeMap::from([(Outcome::Rejected, 2)]));
+    let error = run.row_of("E91002").error.clone().unwrap_or_default();
+    assert!(error.contains("manager \"Astro.Boss@example.com\" is on line 2, which was rejected"), "{error}");
+    assert!(profiles_with_key(&sim.state().await, "E91002").is_empty(), "the employee got a profile");
+    sim.assert_no_spec_violations().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_writes_nothing() {
     // GIVEN the demo tenant and 50 employees
     let sim = Harness::start().await;
