@@ -21,7 +21,8 @@ use crate::nerm::{NermClient, NermError};
 pub const BULK_MAX: usize = 100;
 /// Rounds of "write, then look up what is unconfirmed" before an item is given up.
 const ROUNDS: usize = 3;
-/// Pause between a lost bulk answer and the lookups that settle it.
+/// Pause between a lost bulk answer and the lookups that settle it; it doubles between the
+/// re-checks of a write that may still land (see [`Applier::find_lost`]).
 const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How to recognise a record in an answer, and how to look it up when an answer was lost.
@@ -609,6 +610,8 @@ impl<'a> Applier<'a> {
             let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
             let answer = self.client.bulk(method.clone(), route, plural, bodies).await;
             let mut unconfirmed: Vec<Item> = Vec::new();
+            // NERM may still apply this write later: it timed out, or its job did not finish.
+            let mut may_still_land = false;
             match answer {
                 Ok(BulkAnswer::Records(records)) => {
                     let mut by_identity: HashMap<Identity, String> = HashMap::new();
@@ -656,9 +659,13 @@ impl<'a> Applier<'a> {
                     Err(e) => {
                         tracing::warn!(error = %e, "bulk job did not complete; checking its records one by one");
                         unconfirmed = pending;
+                        may_still_land = true;
                     }
                 },
-                Err(NermError::Ambiguous { .. }) => unconfirmed = pending,
+                Err(NermError::Ambiguous { timed_out, .. }) => {
+                    unconfirmed = pending;
+                    may_still_land = timed_out;
+                }
                 Err(NermError::Rejected { .. }) => {
                     // The whole body was refused (e.g. all-or-nothing bulk): isolate the bad items.
                     out.extend(self.one_by_one(kind, pending).await);
@@ -670,11 +677,10 @@ impl<'a> Applier<'a> {
                     return out;
                 }
             }
-            // The write may or may not have happened: look each record up before trying again,
-            // after a pause so that a bulk job the lost answer may have started can run.
+            // The write may or may not have happened: look each record up before trying again.
+            // Before the last verdict, or while the write may still land, keep looking a while.
             pending = Vec::new();
-            tokio::time::sleep(SETTLE_BEFORE_LOOKUP).await;
-            let found = self.look_up(kind, &unconfirmed).await;
+            let found = self.find_lost(kind, &unconfirmed, may_still_land || round + 1 == ROUNDS).await;
             for (item, f) in unconfirmed.into_iter().zip(found) {
                 match f {
                     Ok(Some(id)) => {
@@ -703,7 +709,7 @@ impl<'a> Applier<'a> {
 
     async fn write_one(&self, kind: Kind, item: &Item) -> Result<String, String> {
         let (_, _, single_route, singular) = kind.routes();
-        for _ in 0..ROUNDS {
+        for round in 0..ROUNDS {
             let r = if kind.is_patch() {
                 let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
                 let mut body = item.body.clone();
@@ -742,7 +748,12 @@ impl<'a> Applier<'a> {
                         Err(le) => Err(le.to_string()),
                     };
                 }
-                Err(NermError::Ambiguous { .. }) => match self.look_up_one(kind, item).await {
+                Err(NermError::Ambiguous { timed_out, .. }) => match self
+                    .find_lost(kind, std::slice::from_ref(item), timed_out || round + 1 == ROUNDS)
+                    .await
+                    .pop()
+                    .unwrap_or(Ok(None))
+                {
                     Ok(Some(id)) => {
                         self.adopt(kind, item.plan);
                         return Ok(id);
@@ -775,8 +786,40 @@ impl<'a> Applier<'a> {
         })
     }
 
+    /// Looks up records whose write got no clear answer: after [`SETTLE_BEFORE_LOOKUP`], so
+    /// that a bulk job the write started can run; when `patient`, the ones still missing are
+    /// looked for again, the pause doubling each time, until the client's timeout has passed
+    /// since the answer was lost: a request NERM held past that timeout (or the job it
+    /// started) may still land, and writing again before it does would race it.
+    async fn find_lost(&self, kind: Kind, items: &[Item], patient: bool) -> Vec<Result<Option<String>, NermError>> {
+        let lost_at = std::time::Instant::now();
+        let horizon = if patient { self.client.options().timeout } else { std::time::Duration::ZERO };
+        let mut found: Vec<Result<Option<String>, NermError>> = items.iter().map(|_| Ok(None)).collect();
+        let mut missing: Vec<usize> = (0..items.len()).collect();
+        let mut pause = SETTLE_BEFORE_LOOKUP;
+        loop {
+            tokio::time::sleep(pause).await;
+            let last = lost_at.elapsed() >= horizon;
+            let asked: Vec<&Item> = missing.iter().map(|&i| &items[i]).collect();
+            let answers = self.look_up(kind, &asked).await;
+            let mut still = Vec::new();
+            for (i, a) in missing.into_iter().zip(answers) {
+                match a {
+                    Ok(None) => still.push(i),
+                    other => found[i] = other,
+                }
+            }
+            if still.is_empty() || last {
+                return found;
+            }
+            tracing::debug!(?kind, missing = still.len(), "lost writes not found yet; looking again");
+            missing = still;
+            pause = pause.saturating_mul(2);
+        }
+    }
+
     /// Looks records up after a lost answer; profiles take one scan for the whole batch.
-    async fn look_up(&self, kind: Kind, items: &[Item]) -> Vec<Result<Option<String>, NermError>> {
+    async fn look_up(&self, kind: Kind, items: &[&Item]) -> Vec<Result<Option<String>, NermError>> {
         if kind == Kind::CreateProfiles {
             return match self.client.list_profiles_of_type(&self.profile_type_id).await {
                 Ok(all) => {
@@ -813,7 +856,7 @@ impl<'a> Applier<'a> {
             }
             Identity::Profile { .. } => {
                 return self
-                    .look_up(kind, &[Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
+                    .look_up(kind, &[&Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
                     .await
                     .pop()
                     .unwrap_or(Ok(None));

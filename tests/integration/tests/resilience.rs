@@ -203,6 +203,48 @@ async fn one_lost_answer_to_a_bulk_user_job_does_not_fail_the_whole_chunk() {
     sim.assert_no_spec_violations().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_link_job_applied_after_the_last_try_timed_out_is_confirmed_not_failed() {
+    // GIVEN 113 employees, 100 of them with a manager: one bulk POST /user_managers of 100,
+    // which NERM answers with a job that runs a second later; the first two tries of it are
+    // dropped before NERM sees them, the third is held past the client's 2 s timeout and then
+    // processed — its job applies the links after the engine's first look for them
+    let sim = Harness::with(json!({
+        "behaviour": {"job_delay_ms": 1_000},
+        "faults": {"slow_ms": 2_300, "script": [
+            {"route": "POST /api/user_managers", "fault": "drop"},
+            {"route": "POST /api/user_managers", "fault": "drop"},
+            {"route": "POST /api/user_managers", "fault": "slow"}
+        ]}
+    }))
+    .await;
+    let people = employees(113);
+    assert_eq!(people.iter().filter(|p| !p.manager_login.is_empty()).count(), 100);
+
+    // WHEN they are imported
+    let run = sim.run(&to_csv(&people), &example_config(), false).await;
+
+    // THEN the links the third try made are found: every employee is created, none failed
+    assert_eq!(
+        run.outcomes(),
+        BTreeMap::from([(Outcome::Created, 113)]),
+        "{:?}",
+        run.with_outcome(Outcome::Failed).first()
+    );
+    // AND confirmed by looking, not by writing them a fourth time
+    let stats = sim.stats().await;
+    assert_eq!(stats["faults"]["drop"].as_u64(), Some(2), "{}", stats["faults"]);
+    assert_eq!(stats["faults"]["slow"].as_u64(), Some(1), "{}", stats["faults"]);
+    let requests = requests_of(&stats);
+    assert_eq!(requests.get("POST /api/user_managers"), Some(&3), "{requests:?}");
+    assert_eq!(requests.get("POST /api/user_manager"), None, "{requests:?}");
+    println!("late manager-link job: {} requests: {requests:?}", run.summary.requests_total);
+    let state = sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    sim.assert_no_spec_violations().await;
+}
+
 /// An employee of the file signs in through SSO after the engine read NERM and before it
 /// writes: NERM creates the user just in time, so the engine's create finds the login taken.
 /// It must adopt that user (one user, linked to the new profile), not fail the row or make a
