@@ -818,8 +818,30 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Looks records up after a lost answer; profiles take one scan for the whole batch.
+    /// Looks records up after a lost answer, with as few requests as it takes: profiles take
+    /// one scan for the whole batch; other records one scan of their collection when that is
+    /// fewer pages than there are records to find, else a filtered lookup each.
     async fn look_up(&self, kind: Kind, items: &[&Item]) -> Vec<Result<Option<String>, NermError>> {
+        let wanted = items.iter().filter(|i| !matches!(i.identity, Identity::Id(_))).count() as u64;
+        if wanted > 1 && kind != Kind::CreateProfiles {
+            let (route, _, _, _) = kind.routes();
+            let page = u64::from(self.client.options().page_size.max(1));
+            if let Ok(total) = self.client.count(route, &[]).await
+                && total.div_ceil(page) < wanted
+            {
+                let scanned = if total == 0 { Ok(HashMap::new()) } else { self.scan(kind).await };
+                return match scanned {
+                    Ok(by_identity) => items
+                        .iter()
+                        .map(|i| match &i.identity {
+                            Identity::Id(id) => Ok(Some(id.clone())),
+                            other => Ok(by_identity.get(other).cloned()),
+                        })
+                        .collect(),
+                    Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+                };
+            }
+        }
         if kind == Kind::CreateProfiles {
             return match self.client.list_profiles_of_type(&self.profile_type_id).await {
                 Ok(all) => {
@@ -844,6 +866,44 @@ impl<'a> Applier<'a> {
         // compiler's proof that this future is `Send`.
         let lookups: Vec<_> = items.iter().map(|i| self.look_up_one(kind, i)).collect();
         stream::iter(lookups).buffered(self.concurrency).collect().await
+    }
+
+    /// Every record of `kind`'s collection, by identity (for [`Applier::look_up`]).
+    async fn scan(&self, kind: Kind) -> Result<HashMap<Identity, String>, NermError> {
+        let c = self.client;
+        Ok(match kind {
+            Kind::CreateUsers => {
+                c.users().await?.into_iter().map(|u| (Identity::User { login: login_key(&u.login) }, u.id)).collect()
+            }
+            Kind::CreateUserRoles => c
+                .user_roles()
+                .await?
+                .into_iter()
+                .map(|r| (Identity::UserRole { user_id: r.user_id, role_id: r.role_id }, r.id))
+                .collect(),
+            Kind::CreateUserProfiles => c
+                .user_profiles()
+                .await?
+                .into_iter()
+                .map(|l| {
+                    (
+                        Identity::UserProfile {
+                            user_id: l.user_id,
+                            profile_id: l.profile_id,
+                            rel: l.relationship_type,
+                        },
+                        l.id,
+                    )
+                })
+                .collect(),
+            Kind::CreateUserManagers => c
+                .user_managers()
+                .await?
+                .into_iter()
+                .map(|m| (Identity::UserManager { user_id: m.user_id, manager_id: m.manager_id }, m.id))
+                .collect(),
+            Kind::PatchUsers | Kind::PatchProfiles | Kind::CreateProfiles => HashMap::new(),
+        })
     }
 
     async fn look_up_one(&self, kind: Kind, item: &Item) -> Result<Option<String>, NermError> {

@@ -238,6 +238,9 @@ async fn a_manager_link_job_applied_after_the_last_try_timed_out_is_confirmed_no
     let requests = requests_of(&stats);
     assert_eq!(requests.get("POST /api/user_managers"), Some(&3), "{requests:?}");
     assert_eq!(requests.get("POST /api/user_manager"), None, "{requests:?}");
+    // AND looked for with a count and a paged scan each time, not one GET per link
+    let lookups = requests.get("GET /api/user_managers").copied().unwrap_or(0);
+    assert!(lookups <= 12, "{lookups} GET /user_managers for 4 looks at 100 links");
     println!("late manager-link job: {} requests: {requests:?}", run.summary.requests_total);
     let state = sim.state().await;
     assert_nerm_matches(&state, &people);
