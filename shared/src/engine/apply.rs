@@ -19,8 +19,6 @@ use crate::nerm::{NermClient, NermError};
 
 /// Bulk bodies never exceed this (practitioners' limit, NOTES §3.4).
 pub const BULK_MAX: usize = 100;
-/// Rounds of "write, then look up what is unconfirmed" before an item is given up.
-const ROUNDS: usize = 3;
 /// Pause between a lost bulk answer and the lookups that settle it; it doubles between the
 /// re-checks of a write that may still land (see [`Applier::find_lost`]).
 const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
@@ -213,6 +211,12 @@ impl<'a> Applier<'a> {
             concurrency: concurrency.max(1),
             adopted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Rounds of "write, then look up what is unconfirmed" before an item is given up: a lost
+    /// write is tried again (after a lookup) as often as the client retries any call.
+    fn rounds(&self) -> usize {
+        self.client.options().max_retries as usize + 1
     }
 
     fn adopt(&self, kind: Kind, plan: usize) {
@@ -603,7 +607,8 @@ impl<'a> Applier<'a> {
         let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
         let mut out = Vec::with_capacity(chunk.len());
         let mut pending: Vec<Item> = chunk;
-        for round in 0..ROUNDS {
+        let rounds = self.rounds();
+        for round in 0..rounds {
             if pending.is_empty() {
                 break;
             }
@@ -680,14 +685,14 @@ impl<'a> Applier<'a> {
             // The write may or may not have happened: look each record up before trying again.
             // Before the last verdict, or while the write may still land, keep looking a while.
             pending = Vec::new();
-            let found = self.find_lost(kind, &unconfirmed, may_still_land || round + 1 == ROUNDS).await;
+            let found = self.find_lost(kind, &unconfirmed, may_still_land || round + 1 == rounds).await;
             for (item, f) in unconfirmed.into_iter().zip(found) {
                 match f {
                     Ok(Some(id)) => {
                         self.adopt(kind, item.plan);
                         out.push((item.plan, Ok(id)));
                     }
-                    Ok(None) if round + 1 < ROUNDS => pending.push(item),
+                    Ok(None) if round + 1 < rounds => pending.push(item),
                     Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
                     Err(e) => out.push((item.plan, Err(e.to_string()))),
                 }
@@ -709,7 +714,8 @@ impl<'a> Applier<'a> {
 
     async fn write_one(&self, kind: Kind, item: &Item) -> Result<String, String> {
         let (_, _, single_route, singular) = kind.routes();
-        for round in 0..ROUNDS {
+        let rounds = self.rounds();
+        for round in 0..rounds {
             let r = if kind.is_patch() {
                 let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
                 let mut body = item.body.clone();
@@ -749,7 +755,7 @@ impl<'a> Applier<'a> {
                     };
                 }
                 Err(NermError::Ambiguous { timed_out, .. }) => match self
-                    .find_lost(kind, std::slice::from_ref(item), timed_out || round + 1 == ROUNDS)
+                    .find_lost(kind, std::slice::from_ref(item), timed_out || round + 1 == rounds)
                     .await
                     .pop()
                     .unwrap_or(Ok(None))
@@ -826,10 +832,14 @@ impl<'a> Applier<'a> {
         if wanted > 1 && kind != Kind::CreateProfiles {
             let (route, _, _, _) = kind.routes();
             let page = u64::from(self.client.options().page_size.max(1));
-            if let Ok(total) = self.client.count(route, &[]).await
-                && total.div_ceil(page) < wanted
-            {
-                let scanned = if total == 0 { Ok(HashMap::new()) } else { self.scan(kind).await };
+            let scanned = match self.client.count(route, &[]).await {
+                Ok(0) => Some(Ok(HashMap::new())),
+                Ok(total) if total.div_ceil(page) < wanted => Some(self.scan(kind).await),
+                Ok(_) => None,
+                // NERM does not answer reads either: asking once per record would not help.
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(scanned) = scanned {
                 return match scanned {
                     Ok(by_identity) => items
                         .iter()
