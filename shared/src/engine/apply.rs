@@ -19,9 +19,8 @@ use crate::nerm::{NermClient, NermError};
 
 /// Bulk bodies never exceed this (practitioners' limit, NOTES §3.4).
 pub const BULK_MAX: usize = 100;
-/// Rounds of "write, then look up what is unconfirmed" before an item is given up.
-const ROUNDS: usize = 3;
-/// Pause between a lost bulk answer and the lookups that settle it.
+/// Pause between a lost bulk answer and the lookups that settle it; it doubles between the
+/// re-checks of a write that may still land (see [`Applier::find_lost`]).
 const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How to recognise a record in an answer, and how to look it up when an answer was lost.
@@ -212,6 +211,12 @@ impl<'a> Applier<'a> {
             concurrency: concurrency.max(1),
             adopted: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Rounds of "write, then look up what is unconfirmed" before an item is given up: a lost
+    /// write is tried again (after a lookup) as often as the client retries any call.
+    fn rounds(&self) -> usize {
+        self.client.options().max_retries as usize + 1
     }
 
     fn adopt(&self, kind: Kind, plan: usize) {
@@ -602,13 +607,16 @@ impl<'a> Applier<'a> {
         let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
         let mut out = Vec::with_capacity(chunk.len());
         let mut pending: Vec<Item> = chunk;
-        for round in 0..ROUNDS {
+        let rounds = self.rounds();
+        for round in 0..rounds {
             if pending.is_empty() {
                 break;
             }
             let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
             let answer = self.client.bulk(method.clone(), route, plural, bodies).await;
             let mut unconfirmed: Vec<Item> = Vec::new();
+            // NERM may still apply this write later: it timed out, or its job did not finish.
+            let mut may_still_land = false;
             match answer {
                 Ok(BulkAnswer::Records(records)) => {
                     let mut by_identity: HashMap<Identity, String> = HashMap::new();
@@ -656,9 +664,13 @@ impl<'a> Applier<'a> {
                     Err(e) => {
                         tracing::warn!(error = %e, "bulk job did not complete; checking its records one by one");
                         unconfirmed = pending;
+                        may_still_land = true;
                     }
                 },
-                Err(NermError::Ambiguous { .. }) => unconfirmed = pending,
+                Err(NermError::Ambiguous { timed_out, .. }) => {
+                    unconfirmed = pending;
+                    may_still_land = timed_out;
+                }
                 Err(NermError::Rejected { .. }) => {
                     // The whole body was refused (e.g. all-or-nothing bulk): isolate the bad items.
                     out.extend(self.one_by_one(kind, pending).await);
@@ -670,18 +682,17 @@ impl<'a> Applier<'a> {
                     return out;
                 }
             }
-            // The write may or may not have happened: look each record up before trying again,
-            // after a pause so that a bulk job the lost answer may have started can run.
+            // The write may or may not have happened: look each record up before trying again.
+            // Before the last verdict, or while the write may still land, keep looking a while.
             pending = Vec::new();
-            tokio::time::sleep(SETTLE_BEFORE_LOOKUP).await;
-            let found = self.look_up(kind, &unconfirmed).await;
+            let found = self.find_lost(kind, &unconfirmed, may_still_land || round + 1 == rounds).await;
             for (item, f) in unconfirmed.into_iter().zip(found) {
                 match f {
                     Ok(Some(id)) => {
                         self.adopt(kind, item.plan);
                         out.push((item.plan, Ok(id)));
                     }
-                    Ok(None) if round + 1 < ROUNDS => pending.push(item),
+                    Ok(None) if round + 1 < rounds => pending.push(item),
                     Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
                     Err(e) => out.push((item.plan, Err(e.to_string()))),
                 }
@@ -703,7 +714,8 @@ impl<'a> Applier<'a> {
 
     async fn write_one(&self, kind: Kind, item: &Item) -> Result<String, String> {
         let (_, _, single_route, singular) = kind.routes();
-        for _ in 0..ROUNDS {
+        let rounds = self.rounds();
+        for round in 0..rounds {
             let r = if kind.is_patch() {
                 let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
                 let mut body = item.body.clone();
@@ -742,7 +754,12 @@ impl<'a> Applier<'a> {
                         Err(le) => Err(le.to_string()),
                     };
                 }
-                Err(NermError::Ambiguous { .. }) => match self.look_up_one(kind, item).await {
+                Err(NermError::Ambiguous { timed_out, .. }) => match self
+                    .find_lost(kind, std::slice::from_ref(item), timed_out || round + 1 == rounds)
+                    .await
+                    .pop()
+                    .unwrap_or(Ok(None))
+                {
                     Ok(Some(id)) => {
                         self.adopt(kind, item.plan);
                         return Ok(id);
@@ -775,8 +792,66 @@ impl<'a> Applier<'a> {
         })
     }
 
-    /// Looks records up after a lost answer; profiles take one scan for the whole batch.
-    async fn look_up(&self, kind: Kind, items: &[Item]) -> Vec<Result<Option<String>, NermError>> {
+    /// Looks up records whose write got no clear answer: after [`SETTLE_BEFORE_LOOKUP`], so
+    /// that a bulk job the write started can run; when `patient`, the ones still missing are
+    /// looked for again, the pause doubling each time, until the client's timeout has passed
+    /// since the answer was lost: a request NERM held past that timeout (or the job it
+    /// started) may still land, and writing again before it does would race it.
+    async fn find_lost(&self, kind: Kind, items: &[Item], patient: bool) -> Vec<Result<Option<String>, NermError>> {
+        let lost_at = std::time::Instant::now();
+        let horizon = if patient { self.client.options().timeout } else { std::time::Duration::ZERO };
+        let mut found: Vec<Result<Option<String>, NermError>> = items.iter().map(|_| Ok(None)).collect();
+        let mut missing: Vec<usize> = (0..items.len()).collect();
+        let mut pause = SETTLE_BEFORE_LOOKUP;
+        loop {
+            tokio::time::sleep(pause).await;
+            let last = lost_at.elapsed() >= horizon;
+            let asked: Vec<&Item> = missing.iter().map(|&i| &items[i]).collect();
+            let answers = self.look_up(kind, &asked).await;
+            let mut still = Vec::new();
+            for (i, a) in missing.into_iter().zip(answers) {
+                match a {
+                    Ok(None) => still.push(i),
+                    other => found[i] = other,
+                }
+            }
+            if still.is_empty() || last {
+                return found;
+            }
+            tracing::debug!(?kind, missing = still.len(), "lost writes not found yet; looking again");
+            missing = still;
+            pause = pause.saturating_mul(2);
+        }
+    }
+
+    /// Looks records up after a lost answer, with as few requests as it takes: profiles take
+    /// one scan for the whole batch; other records one scan of their collection when that is
+    /// fewer pages than there are records to find, else a filtered lookup each.
+    async fn look_up(&self, kind: Kind, items: &[&Item]) -> Vec<Result<Option<String>, NermError>> {
+        let wanted = items.iter().filter(|i| !matches!(i.identity, Identity::Id(_))).count() as u64;
+        if wanted > 1 && kind != Kind::CreateProfiles {
+            let (route, _, _, _) = kind.routes();
+            let page = u64::from(self.client.options().page_size.max(1));
+            let scanned = match self.client.count(route, &[]).await {
+                Ok(0) => Some(Ok(HashMap::new())),
+                Ok(total) if total.div_ceil(page) < wanted => Some(self.scan(kind).await),
+                Ok(_) => None,
+                // NERM does not answer reads either: asking once per record would not help.
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(scanned) = scanned {
+                return match scanned {
+                    Ok(by_identity) => items
+                        .iter()
+                        .map(|i| match &i.identity {
+                            Identity::Id(id) => Ok(Some(id.clone())),
+                            other => Ok(by_identity.get(other).cloned()),
+                        })
+                        .collect(),
+                    Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+                };
+            }
+        }
         if kind == Kind::CreateProfiles {
             return match self.client.list_profiles_of_type(&self.profile_type_id).await {
                 Ok(all) => {
@@ -803,6 +878,44 @@ impl<'a> Applier<'a> {
         stream::iter(lookups).buffered(self.concurrency).collect().await
     }
 
+    /// Every record of `kind`'s collection, by identity (for [`Applier::look_up`]).
+    async fn scan(&self, kind: Kind) -> Result<HashMap<Identity, String>, NermError> {
+        let c = self.client;
+        Ok(match kind {
+            Kind::CreateUsers => {
+                c.users().await?.into_iter().map(|u| (Identity::User { login: login_key(&u.login) }, u.id)).collect()
+            }
+            Kind::CreateUserRoles => c
+                .user_roles()
+                .await?
+                .into_iter()
+                .map(|r| (Identity::UserRole { user_id: r.user_id, role_id: r.role_id }, r.id))
+                .collect(),
+            Kind::CreateUserProfiles => c
+                .user_profiles()
+                .await?
+                .into_iter()
+                .map(|l| {
+                    (
+                        Identity::UserProfile {
+                            user_id: l.user_id,
+                            profile_id: l.profile_id,
+                            rel: l.relationship_type,
+                        },
+                        l.id,
+                    )
+                })
+                .collect(),
+            Kind::CreateUserManagers => c
+                .user_managers()
+                .await?
+                .into_iter()
+                .map(|m| (Identity::UserManager { user_id: m.user_id, manager_id: m.manager_id }, m.id))
+                .collect(),
+            Kind::PatchUsers | Kind::PatchProfiles | Kind::CreateProfiles => HashMap::new(),
+        })
+    }
+
     async fn look_up_one(&self, kind: Kind, item: &Item) -> Result<Option<String>, NermError> {
         Ok(match &item.identity {
             Identity::Id(id) => Some(id.clone()),
@@ -813,7 +926,7 @@ impl<'a> Applier<'a> {
             }
             Identity::Profile { .. } => {
                 return self
-                    .look_up(kind, &[Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
+                    .look_up(kind, &[&Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
                     .await
                     .pop()
                     .unwrap_or(Ok(None));

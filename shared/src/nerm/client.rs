@@ -266,7 +266,7 @@ impl NermClient {
                     if idempotent || e.is_connect() {
                         Attempt::Retry { cause, wait: None }
                     } else {
-                        Attempt::Fail(NermError::Ambiguous { route: label.clone(), cause })
+                        Attempt::Fail(NermError::Ambiguous { route: label.clone(), cause, timed_out: e.is_timeout() })
                     }
                 }
             };
@@ -318,7 +318,7 @@ impl NermClient {
                 return if idempotent {
                     Attempt::Retry { cause, wait: None }
                 } else {
-                    Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause })
+                    Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause, timed_out: e.is_timeout() })
                 };
             }
         };
@@ -328,7 +328,7 @@ impl NermClient {
             return if idempotent {
                 Attempt::Retry { cause, wait: None }
             } else {
-                Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause })
+                Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause, timed_out: false })
             };
         }
         if status.is_success() {

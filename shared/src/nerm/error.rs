@@ -15,9 +15,10 @@ pub enum NermError {
     #[error("NERM refused the API token for {route} (401), also after refreshing it")]
     Unauthorized { route: String },
     /// A write may or may not have been applied (timeout, reset, 5xx after sending).
-    /// The caller must look the record up before trying again.
+    /// The caller must look the record up before trying again. `timed_out`: the client stopped
+    /// waiting, so NERM may still be working on the request and apply it later.
     #[error("NERM did not confirm {route} ({cause}); the write may or may not have been applied")]
-    Ambiguous { route: String, cause: String },
+    Ambiguous { route: String, cause: String, timed_out: bool },
     /// Retries for this call or the run's retry budget ran out on 429/5xx/transport errors.
     #[error("giving up on {route} after {attempts} attempts: {cause}")]
     GaveUp { route: String, attempts: u32, cause: String },

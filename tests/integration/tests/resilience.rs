@@ -203,6 +203,84 @@ async fn one_lost_answer_to_a_bulk_user_job_does_not_fail_the_whole_chunk() {
     sim.assert_no_spec_violations().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_link_job_that_lands_after_its_try_timed_out_is_confirmed_by_looking_not_written_again() {
+    // GIVEN 113 employees, 100 of them with a manager: one bulk POST /user_managers of 100,
+    // which NERM answers with a job that runs a second later; the first two tries of it are
+    // dropped before NERM sees them, the third is held past the client's 2 s timeout and then
+    // processed — its job applies the links after the engine's first look for them
+    let sim = Harness::with(json!({
+        "behaviour": {"job_delay_ms": 1_000},
+        "faults": {"slow_ms": 2_300, "script": [
+            {"route": "POST /api/user_managers", "fault": "drop"},
+            {"route": "POST /api/user_managers", "fault": "drop"},
+            {"route": "POST /api/user_managers", "fault": "slow"}
+        ]}
+    }))
+    .await;
+    let people = employees(113);
+    assert_eq!(people.iter().filter(|p| !p.manager_login.is_empty()).count(), 100);
+
+    // WHEN they are imported
+    let run = sim.run(&to_csv(&people), &example_config(), false).await;
+
+    // THEN the links the third try made are found: every employee is created, none failed
+    assert_eq!(
+        run.outcomes(),
+        BTreeMap::from([(Outcome::Created, 113)]),
+        "{:?}",
+        run.with_outcome(Outcome::Failed).first()
+    );
+    // AND confirmed by looking, not by writing them a fourth time
+    let stats = sim.stats().await;
+    assert_eq!(stats["faults"]["drop"].as_u64(), Some(2), "{}", stats["faults"]);
+    assert_eq!(stats["faults"]["slow"].as_u64(), Some(1), "{}", stats["faults"]);
+    let requests = requests_of(&stats);
+    assert_eq!(requests.get("POST /api/user_managers"), Some(&3), "{requests:?}");
+    assert_eq!(requests.get("POST /api/user_manager"), None, "{requests:?}");
+    // AND looked for with a count and a paged scan each time, not one GET per link
+    let lookups = requests.get("GET /api/user_managers").copied().unwrap_or(0);
+    assert!(lookups <= 12, "{lookups} GET /user_managers for 4 looks at 100 links");
+    println!("late manager-link job: {} requests: {requests:?}", run.summary.requests_total);
+    let state = sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    sim.assert_no_spec_violations().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manager_link_chunk_whose_first_three_tries_never_reached_nerm_is_written_by_a_fourth() {
+    // GIVEN 113 employees, 100 of them with a manager (one bulk POST /user_managers of 100), and
+    // NERM failing the first three tries of that call before processing them: a 5xx, a dropped
+    // connection, a 5xx — nothing is written, and each look for the links rightly finds none
+    let sim = Harness::with(json!({"faults": {"script": [
+        {"route": "POST /api/user_managers", "fault": "error"},
+        {"route": "POST /api/user_managers", "fault": "drop"},
+        {"route": "POST /api/user_managers", "fault": "error"}
+    ]}}))
+    .await;
+    let people = employees(113);
+
+    // WHEN they are imported with the client's usual 6 retries
+    assert_eq!(client_options().max_retries, 6);
+    let run = sim.run(&to_csv(&people), &example_config(), false).await;
+
+    // THEN the chunk is retried after each empty look, as any call is retried, and its fourth
+    // try writes it: every employee is created, none failed
+    assert_eq!(
+        run.outcomes(),
+        BTreeMap::from([(Outcome::Created, 113)]),
+        "{:?}",
+        run.with_outcome(Outcome::Failed).first()
+    );
+    let stats = sim.stats().await;
+    assert_eq!(requests_of(&stats).get("POST /api/user_managers"), Some(&4), "{}", stats["requests"]);
+    let state = sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    sim.assert_no_spec_violations().await;
+}
+
 /// An employee of the file signs in through SSO after the engine read NERM and before it
 /// writes: NERM creates the user just in time, so the engine's create finds the login taken.
 /// It must adopt that user (one user, linked to the new profile), not fail the row or make a

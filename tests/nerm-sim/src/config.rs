@@ -167,6 +167,30 @@ pub struct Faults {
     pub down: bool,
     /// Seed for the fault dice; `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Faults forced on chosen requests ahead of the dice, for tests that need one exact
+    /// sequence: each entry is used up by the next request to its route.
+    pub script: Vec<ScriptedFault>,
+}
+
+/// A fault for the next request to `route` (`"POST /api/user_managers"`, as in `/_sim/stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedFault {
+    pub route: String,
+    pub fault: FaultKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// No fault: the request goes through untouched (skips a request in a script).
+    None,
+    Error,
+    Throttle,
+    Drop,
+    Slow,
+    /// Only for writes; a GET goes through untouched.
+    CommitThenFail,
 }
 
 impl Default for Faults {
@@ -185,6 +209,7 @@ impl Default for Faults {
             commit_then_fail_mode: CommitFailMode::Either,
             down: false,
             seed: None,
+            script: Vec::new(),
         }
     }
 }

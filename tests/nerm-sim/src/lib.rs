@@ -15,6 +15,6 @@ pub mod server;
 pub mod spec;
 pub mod tenant;
 
-pub use config::{Behaviour, CommitFailMode, Faults, JobMode, RateLimit, SimConfig};
+pub use config::{Behaviour, CommitFailMode, FaultKind, Faults, JobMode, RateLimit, ScriptedFault, SimConfig};
 pub use seed::Seed;
 pub use server::{Running, Sim, Stats, router, start};

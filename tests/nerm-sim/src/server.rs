@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::{Behaviour, CommitFailMode, RateLimit, SimConfig};
+use crate::config::{Behaviour, CommitFailMode, FaultKind, RateLimit, SimConfig};
 use crate::error::ApiError;
 use crate::seed::Seed;
 use crate::spec::Spec;
@@ -162,6 +162,13 @@ impl Sim {
         }
     }
 
+    /// Takes the first scripted fault for `route` out of the config.
+    fn scripted_fault(&self, route: &str) -> Option<FaultKind> {
+        let mut cfg = self.config.write().unwrap_or_else(|e| e.into_inner());
+        let at = cfg.faults.script.iter().position(|s| s.route == route)?;
+        Some(cfg.faults.script.remove(at).fault)
+    }
+
     fn roll(&self, p: f64) -> bool {
         p > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).random_bool(p.min(1.0))
     }
@@ -256,7 +263,7 @@ async fn realism(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
     let key = format!("{} {}", req.method(), route);
     let is_write = req.method() != Method::GET;
     let task = tokio::spawn(async move {
-        let resp = realism_inner(&sim, req, next, is_write).await;
+        let resp = realism_inner(&sim, req, next, &key, is_write).await;
         let status = resp.status().as_u16();
         let dropped = resp.extensions().get::<Dropped>().is_some();
         sim.bump(|s| {
@@ -274,7 +281,7 @@ async fn realism(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
     task.await.unwrap_or_else(|_| ApiError::Internal.into_response())
 }
 
-async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool) -> Response {
+async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, route: &str, is_write: bool) -> Response {
     let cfg = sim.config();
     let f = &cfg.faults;
     let delay = f.latency_ms + sim.jitter(f.latency_jitter_ms);
@@ -293,23 +300,26 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, is_write: bool)
         sim.bump(|s| s.rate_limited += 1);
         return ApiError::TooManyRequests { retry_after_secs }.into_response();
     }
-    if sim.roll(f.throttle_rate) {
+    // A scripted fault replaces the dice for this request.
+    let forced = if f.script.is_empty() { None } else { sim.scripted_fault(route) };
+    let hit = |kind: FaultKind, p: f64| forced.map_or_else(|| sim.roll(p), |k| k == kind);
+    if hit(FaultKind::Throttle, f.throttle_rate) {
         sim.bump_fault("throttle");
         return ApiError::TooManyRequests { retry_after_secs: f.throttle_retry_after_secs }.into_response();
     }
-    if sim.roll(f.error_rate) {
+    if hit(FaultKind::Error, f.error_rate) {
         sim.bump_fault("error");
         return server_error(sim);
     }
-    if sim.roll(f.drop_rate) {
+    if hit(FaultKind::Drop, f.drop_rate) {
         sim.bump_fault("drop");
         return dropped_connection();
     }
-    if sim.roll(f.slow_rate) {
+    if hit(FaultKind::Slow, f.slow_rate) {
         sim.bump_fault("slow");
         tokio::time::sleep(Duration::from_millis(f.slow_ms)).await;
     }
-    let commit_then_fail = is_write && sim.roll(f.commit_then_fail_rate);
+    let commit_then_fail = is_write && hit(FaultKind::CommitThenFail, f.commit_then_fail_rate);
     let resp = next.run(req).await;
     if commit_then_fail && resp.status().is_success() {
         sim.bump_fault("commit_then_fail");

@@ -147,6 +147,32 @@ async fn a_slow_write_times_the_client_out_and_is_applied_afterwards() {
 }
 
 #[tokio::test]
+async fn scripted_faults_hit_the_next_requests_to_their_route_in_order_and_are_used_up() {
+    // GIVEN a script: the next POST /user dropped, the one after answered 5xx
+    let h = Harness::start().await;
+    h.configure(json!({"faults": {"script": [
+        {"route": "POST /api/user", "fault": "drop"},
+        {"route": "POST /api/user", "fault": "error"}
+    ]}}))
+    .await;
+
+    // WHEN other routes are called, then POST /user three times
+    assert_eq!(h.get("/roles").await.status, 200, "other routes are untouched");
+    let first = h.try_send(Method::POST, "/user", Some(&new_user("first"))).await;
+    let second = h.post("/user", new_user("second")).await;
+    let third = h.post("/user", new_user("third")).await;
+
+    // THEN the script ran in order, before any write, and then the dice took over again
+    assert!(first.is_err(), "dropped: {first:?}");
+    assert!(second.status >= 500, "{}", second.body);
+    assert_eq!(third.status, 200, "{}", third.body);
+    assert!(h.stored_user("first").await.is_none() && h.stored_user("second").await.is_none());
+    let stats = h.stats().await;
+    assert_eq!((stats["faults"]["drop"].as_u64(), stats["faults"]["error"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(h.sim(Method::GET, "/config", None).await.ok()["faults"]["script"], json!([]), "used up");
+}
+
+#[tokio::test]
 async fn a_slow_answer_arrives_after_slow_ms_for_a_patient_client() {
     let h = Harness::start().await;
     h.configure(json!({"faults": {"slow_rate": 1.0, "slow_ms": 300, "seed": 7}})).await;
