@@ -1,6 +1,7 @@
 //! What every scenario shares: result rows, medians, peak RSS, child processes, the mapping
 //! config and catalog the engine runs with.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -183,6 +184,15 @@ pub fn emit<T: Serialize>(value: &T) {
 /// Seconds since `t`.
 pub fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
+}
+
+/// Notes the load average when a scenario starts (the machine is shared): a line of
+/// `loadavg.txt` in the results directory, which `nerm-bench report` lists.
+pub fn note_load(results: &Path, scenario: &str) {
+    let _ = std::fs::create_dir_all(results);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(results.join("loadavg.txt")) {
+        let _ = writeln!(f, "{scenario}: {}", loadavg());
+    }
 }
 
 /// The 1-, 5- and 15-minute load averages (other builds share this machine).
