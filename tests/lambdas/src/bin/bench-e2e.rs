@@ -421,3 +421,23 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Limit;
+
+    #[test]
+    fn a_limit_reads_as_requests_per_seconds_and_gives_the_deployment_the_same_rate() {
+        let l = Limit::parse("100/10").expect("a limit");
+        assert_eq!((l.requests, l.seconds, l.rate(), l.per_10s()), (100, 10, 10.0, 100));
+        let l = Limit::parse(" 20 / 2 ").expect("a limit");
+        assert_eq!((l.rate(), l.per_10s()), (10.0, 100));
+    }
+
+    #[test]
+    fn a_limit_without_a_window_or_with_a_zero_is_refused() {
+        for bad in ["100", "100/", "/10", "0/10", "100/0", "ten/10"] {
+            assert!(Limit::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}
