@@ -99,6 +99,14 @@ pub fn save(results: &Path, name: &str, rows: &[Measurement]) -> Result<(), Stri
     Ok(())
 }
 
+/// Requests per route from `/_sim/stats`, largest first, without the `/api` prefix:
+/// `"POST /users 100, GET /users 21, ..."`.
+pub fn breakdown(requests: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = requests.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter().map(|(k, n)| format!("{} {n}", k.replace("/api", ""))).collect::<Vec<_>>().join(", ")
+}
+
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use bench::generate::{Variant, hr_string};
-use bench::util::{self, Measurement, fmt_num};
+use bench::util::{self, Measurement, breakdown, fmt_num};
 use clap::Parser;
 use common::{Batch, Harness, Stack, err, futures_join_all};
 use serde_json::{Value, json};
@@ -133,7 +133,7 @@ struct RunResult {
 }
 
 /// The state the ingest and the provisioners of one run share (all on one task).
-struct Shared<'a> {
+struct RunState<'a> {
     stack: &'a Stack,
     summary_key: String,
     t0: Instant,
@@ -146,7 +146,7 @@ struct Shared<'a> {
     batches: RefCell<Vec<Batch>>,
 }
 
-impl Shared<'_> {
+impl RunState<'_> {
     fn stopped(&self) -> bool {
         self.done_at.get().is_some() || self.error.borrow().is_some()
     }
@@ -207,12 +207,6 @@ impl Shared<'_> {
     }
 }
 
-fn breakdown(requests: &BTreeMap<String, u64>) -> String {
-    let mut v: Vec<(&String, &u64)> = requests.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().map(|(k, n)| format!("{} {n}", k.replace("/api", ""))).collect::<Vec<_>>().join(", ")
-}
-
 async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String> {
     let sim = Harness::with(json!({ "faults": {
         "rate_limit": { "requests": limit.requests, "per_seconds": limit.seconds },
@@ -250,7 +244,7 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
     let version = up.version_id.clone().unwrap_or_else(|| up.etag.clone());
     let run = shared::pipeline::ingest::run_id(&stack.bucket, KEY, &version);
     let event = stack.s3_event(&[&up]);
-    let shared = Shared {
+    let state = RunState {
         stack: &stack,
         summary_key: settings.report_key(&run, "summary.json"),
         t0: Instant::now(),
@@ -263,15 +257,15 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
         batches: RefCell::new(Vec::new()),
     };
     let timed_ingest = async {
-        let answer = shared.ingest(&ingest, event).await;
-        (answer, util::secs(shared.t0))
+        let answer = state.ingest(&ingest, event).await;
+        (answer, util::secs(state.t0))
     };
     let ((answer, ingest_secs), ()) =
-        tokio::join!(timed_ingest, futures_join_all(workers.iter().map(|deps| shared.worker(deps))));
-    if let Some(e) = shared.error.borrow_mut().take() {
+        tokio::join!(timed_ingest, futures_join_all(workers.iter().map(|deps| state.worker(deps))));
+    if let Some(e) = state.error.borrow_mut().take() {
         return Err(e);
     }
-    let wall = shared.done_at.get().expect("the run stopped with a summary").as_secs_f64();
+    let wall = state.done_at.get().expect("the run stopped with a summary").as_secs_f64();
 
     // The work must be right: one run, every row created, nothing left over.
     let outcome = &answer["records"][0]["outcome"];
@@ -296,7 +290,7 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
     let stats = stack.sim.stats().await;
     common::engine::check_spec_violations(&stats, true);
 
-    let batches = shared.batches.into_inner();
+    let batches = state.batches.into_inner();
     let received: Vec<&(String, u32, String)> = batches.iter().flat_map(|b| b.received.iter()).collect();
     let distinct: HashSet<&str> = received.iter().map(|(id, _, _)| id.as_str()).collect();
     let rejected_429 = stats["rate_limited"].as_u64().unwrap_or(0);
