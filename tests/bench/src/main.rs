@@ -12,19 +12,21 @@
 //! nerm-bench report   --results DIR --doc BENCHMARKS.md
 //! nerm-bench gen      --rows N [--seed S] [--change-every K] > hr.csv
 //! ```
+//!
+//! Scenario 5 (end to end through moto and the real handlers) is `bench-e2e` in `tests/lambdas`;
+//! it writes the same result rows, so `report` renders it with the others.
 
 mod coldstart;
-mod generate;
 mod plan;
 mod read;
 mod report;
 mod requests;
-mod util;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+// The generator and the result rows live in the library: scenario 5's runner reuses them.
+use bench::{generate, util};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -136,14 +138,6 @@ enum Cmd {
     },
 }
 
-/// Notes the load average when a scenario starts (the machine is shared).
-fn note_load(results: &Path, scenario: &str) {
-    let _ = std::fs::create_dir_all(results);
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(results.join("loadavg.txt")) {
-        let _ = writeln!(f, "{scenario}: {}", util::loadavg());
-    }
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())
 }
@@ -151,27 +145,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Read { work, results, rows, runs } => {
-            note_load(&results, "scenario 1 (read)");
+            util::note_load(&results, "scenario 1 (read)");
             read::run(&work, &results, rows, runs)
         }
         Cmd::ReadChild { mode, file } => read::child(&mode, &file).map(|r| util::emit(&r)),
         Cmd::Plan { work, results, employees, runs } => {
-            note_load(&results, "scenario 2 (plan)");
+            util::note_load(&results, "scenario 2 (plan)");
             plan::run(&work, &results, employees, runs)
         }
         Cmd::PlanChild { dir, csv } => plan::child(&dir, &csv).map(|r| util::emit(&r)),
         Cmd::Requests { results, employees } => {
-            note_load(&results, "scenario 3 (requests)");
+            util::note_load(&results, "scenario 3 (requests)");
             runtime().and_then(|rt| rt.block_on(requests::requests(&results, employees)))
         }
         Cmd::Pacing { results, runs, stream_runs, employees, writes, client_requests } => {
-            note_load(&results, "scenario 4 (pacing)");
+            util::note_load(&results, "scenario 4 (pacing)");
             runtime().and_then(|rt| {
                 rt.block_on(requests::pacing(&results, runs, stream_runs, employees, writes, client_requests))
             })
         }
         Cmd::Coldstart { work, results, bin_dir, runs, strace } => {
-            note_load(&results, "scenario 6 (cold start)");
+            util::note_load(&results, "scenario 6 (cold start)");
             coldstart::run(&results, &work, &bin_dir, runs, strace)
         }
         Cmd::Report { results, doc } => report::run(&results, &doc),

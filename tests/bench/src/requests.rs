@@ -23,7 +23,7 @@ use shared::nerm::{ClientOptions, ClientStats, NermClient, SecretToken, StaticTo
 use shared::report::{ReportSink, Summary};
 
 use crate::generate::{Variant, hr_string};
-use crate::util::{self, Measurement, fmt_num, secs};
+use crate::util::{self, Measurement, breakdown, fmt_num, secs};
 
 const TOKEN: &str = "bench-token";
 
@@ -80,13 +80,6 @@ async fn engine_run(client: &NermClient, csv: &str, config: &MappingConfig) -> R
 
 fn count(summary: &Summary, outcome: &str) -> u64 {
     serde_json::to_value(&summary.counts).ok().and_then(|v| v[outcome].as_u64()).unwrap_or(0)
-}
-
-/// `"POST /api/users 100, GET /api/users 21, ..."`, largest first.
-fn breakdown(requests: &BTreeMap<String, u64>) -> String {
-    let mut v: Vec<(&String, &u64)> = requests.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().map(|(k, n)| format!("{} {n}", k.replace("/api", ""))).collect::<Vec<_>>().join(", ")
 }
 
 /// Scenario 3.

@@ -1,6 +1,7 @@
 //! What every scenario shares: result rows, medians, peak RSS, child processes, the mapping
 //! config and catalog the engine runs with.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -98,6 +99,14 @@ pub fn save(results: &Path, name: &str, rows: &[Measurement]) -> Result<(), Stri
     Ok(())
 }
 
+/// Requests per route from `/_sim/stats`, largest first, without the `/api` prefix:
+/// `"POST /users 100, GET /users 21, ..."`.
+pub fn breakdown(requests: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = requests.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter().map(|(k, n)| format!("{} {n}", k.replace("/api", ""))).collect::<Vec<_>>().join(", ")
+}
+
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -183,6 +192,15 @@ pub fn emit<T: Serialize>(value: &T) {
 /// Seconds since `t`.
 pub fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
+}
+
+/// Notes the load average when a scenario starts (the machine is shared): a line of
+/// `loadavg.txt` in the results directory, which `nerm-bench report` lists.
+pub fn note_load(results: &Path, scenario: &str) {
+    let _ = std::fs::create_dir_all(results);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(results.join("loadavg.txt")) {
+        let _ = writeln!(f, "{scenario}: {}", loadavg());
+    }
 }
 
 /// The 1-, 5- and 15-minute load averages (other builds share this machine).

@@ -695,7 +695,7 @@ impl Stack {
     /// Hands received messages to the provisioner as SQS would, then deletes what succeeded and
     /// makes the reported failures visible again (checking every failure names a message of the
     /// batch).
-    async fn provision_batch(
+    pub async fn provision_batch(
         &self,
         deps: &nerm_provisioner::handler::Deps,
         messages: &[aws_sdk_sqs::types::Message],
@@ -758,7 +758,7 @@ impl Stack {
 }
 
 /// Runs futures concurrently on the current task until all are done.
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+pub async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
     let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
     std::future::poll_fn(move |cx| {
         pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
