@@ -1,7 +1,7 @@
 //! Handles an SQS batch: each message is one part of a run; failures are reported per message
 //! (`ReportBatchItemFailures`), so one bad message never makes SQS redeliver the others.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -16,6 +16,30 @@ use crate::config::Config;
 pub struct Deps {
     pub cfg: Config,
     pub aws: Adapters,
+    /// The NERM client warm invocations share (see [`ClientCache`]).
+    pub nerm: ClientCache,
+}
+
+/// One NERM client per Lambda instance, kept across warm invocations: its rate limiter then
+/// remembers what the previous invocations spent, where a client built per invocation starts
+/// every batch with a full burst on top of them (the 429s of BENCHMARKS.md finding 9). A new
+/// client is built only when the secret's URL changes.
+#[derive(Default)]
+pub struct ClientCache(Mutex<Option<(String, Arc<NermClient>)>>);
+
+impl ClientCache {
+    /// The client for `url`, built by `make` on first use or after the URL changed.
+    pub fn get<E>(&self, url: &str, make: impl FnOnce() -> Result<NermClient, E>) -> Result<Arc<NermClient>, E> {
+        let mut cached = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_url, client)) = cached.as_ref()
+            && cached_url == url
+        {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(make()?);
+        *cached = Some((url.to_owned(), client.clone()));
+        Ok(client)
+    }
 }
 
 impl Deps {
@@ -27,7 +51,7 @@ impl Deps {
     pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
         let aws = Adapters::new(sdk, &cfg.bucket, &cfg.queue_url, &cfg.topic_arn, &cfg.secret_id)
             .map_err(|e| e.to_string())?;
-        Ok(Deps { cfg, aws })
+        Ok(Deps { cfg, aws, nerm: ClientCache::default() })
     }
 }
 
@@ -48,8 +72,11 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
         ..ClientOptions::default()
     };
     let tokens: Arc<dyn TokenProvider> = deps.aws.secret.clone();
-    let client =
-        NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+    let client = deps
+        .nerm
+        .get(&url, || NermClient::new(&url, tokens, opts))
+        .map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+    let before = client.stats();
     let mut failures = Vec::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -88,7 +115,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
             }
         }
     }
-    let stats = client.stats();
+    let stats = client.stats().since(&before);
     shared::env::emit_metrics(
         "nerm-provisioner",
         &[
@@ -107,4 +134,33 @@ fn failure(message_id: String) -> BatchItemFailure {
     let mut f = BatchItemFailure::default();
     f.item_identifier = message_id;
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::nerm::{SecretToken, StaticToken};
+
+    use super::*;
+
+    fn make(url: &str) -> impl FnOnce() -> Result<NermClient, shared::nerm::NermError> + '_ {
+        move || {
+            let tokens: Arc<dyn TokenProvider> = Arc::new(StaticToken::new(SecretToken::new("t")));
+            NermClient::new(url, tokens, ClientOptions::default())
+        }
+    }
+
+    #[test]
+    fn warm_invocations_share_one_client_until_the_url_changes() {
+        // GIVEN an instance's cache
+        let cache = ClientCache::default();
+        // WHEN three invocations ask for a client, the third after the secret's URL changed
+        let first = cache.get("http://127.0.0.1:1/api", make("http://127.0.0.1:1/api")).unwrap();
+        let second = cache.get("http://127.0.0.1:1/api", || -> Result<NermClient, shared::nerm::NermError> {
+            panic!("a warm invocation must not build a client")
+        });
+        let third = cache.get("http://127.0.0.1:2/api", make("http://127.0.0.1:2/api")).unwrap();
+        // THEN the first two share the client (and its rate limiter), the third has a new one
+        assert!(Arc::ptr_eq(&first, &second.unwrap()));
+        assert!(!Arc::ptr_eq(&first, &third));
+    }
 }
