@@ -150,7 +150,7 @@ pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
 
 /// What [`Applier::apply_with`] does about a manager that is neither in the ids it is given
 /// nor created by the plans it applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MissingManager {
     /// Every plan of the run is applied together: the manager's own plan failed.
     Fail,
@@ -160,6 +160,10 @@ pub enum MissingManager {
     /// The caller knows every manager created so far (it passes them in `ids`): one missing is
     /// still to come, so the plan is [`ItemError::Waiting`] without asking NERM.
     Wait,
+    /// Look up only the managers with these logins (lower-cased, see
+    /// [`login_key`](super::snapshot::login_key)) in NERM; any other one missing is still to
+    /// come ([`ItemError::Waiting`], as with [`MissingManager::Wait`]).
+    LookUpOnly(std::collections::HashSet<String>),
 }
 
 /// Why an employee's plan did not complete.
@@ -279,7 +283,6 @@ impl<'a> Applier<'a> {
         ids: Ids,
         missing: MissingManager,
     ) -> (Vec<Option<ItemError>>, Ids) {
-        let look_up_managers = missing == MissingManager::LookUp;
         let may_wait = missing != MissingManager::Fail;
         let mut ids = ids;
         let mut errors: Vec<Option<String>> = vec![None; plans.len()];
@@ -355,8 +358,12 @@ impl<'a> Applier<'a> {
         patches.extend(self.adopted_patches(Kind::CreateProfiles, plans, &ids));
         self.settle(Kind::PatchProfiles, patches, &mut errors, "updating the profile").await;
 
-        if look_up_managers {
-            self.look_up_managers(plans, &errors, &mut ids).await;
+        match &missing {
+            MissingManager::LookUp => self.look_up_managers(plans, &errors, &mut ids, None).await,
+            MissingManager::LookUpOnly(logins) if !logins.is_empty() => {
+                self.look_up_managers(plans, &errors, &mut ids, Some(logins)).await
+            }
+            _ => {}
         }
 
         // Phase 3: links, now that every user and profile of the run exists.
@@ -495,8 +502,15 @@ impl<'a> Applier<'a> {
         (outcome, ids)
     }
 
-    /// Finds the users and profiles of managers this part of the run does not know.
-    async fn look_up_managers(&self, plans: &[EmployeePlan], errors: &[Option<String>], ids: &mut Ids) {
+    /// Finds the users and profiles of managers this part of the run does not know (of those
+    /// in `only`, lower-cased logins, if given).
+    async fn look_up_managers(
+        &self,
+        plans: &[EmployeePlan],
+        errors: &[Option<String>],
+        ids: &mut Ids,
+        only: Option<&std::collections::HashSet<String>>,
+    ) {
         let mut wanted: Vec<(String, Option<String>)> = Vec::new();
         for (i, p) in plans.iter().enumerate().filter(|(i, _)| errors[*i].is_none()) {
             let _ = i;
@@ -509,7 +523,8 @@ impl<'a> Applier<'a> {
                 let user_known = ids.users.contains_key(&login_key(login));
                 let profile_known = key.is_none_or(|k| ids.profiles.contains_key(k));
                 let known = user_known && profile_known;
-                if !known && !wanted.iter().any(|(l, _)| l == login) {
+                let asked = only.is_none_or(|o| o.contains(&login_key(login)));
+                if !known && asked && !wanted.iter().any(|(l, _)| l == login) {
                     wanted.push((login.clone(), key.cloned()));
                 }
             }

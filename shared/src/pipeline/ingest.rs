@@ -10,8 +10,10 @@ use super::message::WorkMessage;
 use super::provision::Target;
 use super::{Manifest, PartStats, Settings, finish_if_complete, write_part};
 use crate::config::MappingConfig;
-use crate::engine::EmployeePlan;
 use crate::engine::run::{PlanSink, RunError, outcome_row, plan_file, resolve};
+use crate::engine::snapshot::login_key;
+use crate::engine::{EmployeePlan, FileIndex};
+use crate::input::LoginIndex;
 use crate::nerm::NermClient;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::RowReport;
@@ -187,6 +189,11 @@ struct IngestSink<'a, S, Q> {
     parts: usize,
     plans: Vec<EmployeePlan>,
     messages: usize,
+    /// Logins that manage someone in the file (from the first pass).
+    managers: LoginIndex,
+    /// Which part each manager queued so far went to (lower-cased login → part): a message
+    /// names the parts its plans' managers come from (see [`super::ids`]).
+    manager_parts: std::collections::BTreeMap<String, String>,
 }
 
 impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
@@ -207,8 +214,17 @@ impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
         }
         let plans = std::mem::take(&mut self.plans);
         let per_message = self.settings.items_per_message;
-        let messages = WorkMessage::batch_from(self.run, "m", target, plans, per_message, self.messages);
+        let mut messages = WorkMessage::batch_from(self.run, "m", target, plans, per_message, self.messages);
         self.messages += messages.len();
+        // The parts of the managers in this go first: a plan's manager may come later in it.
+        for m in &messages {
+            for p in m.items.iter().filter(|p| self.managers.contains(&p.login)) {
+                self.manager_parts.insert(login_key(&p.login), m.part.clone());
+            }
+        }
+        for m in &mut messages {
+            m.managers = super::ids::managers_of(&m.items, &m.part, &self.manager_parts);
+        }
         self.queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(sink_error)
     }
 }
@@ -218,6 +234,14 @@ fn sink_error(e: PortError) -> RunError {
 }
 
 impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
+    fn wants_managers(&self) -> bool {
+        self.target.is_some()
+    }
+
+    fn file_indexed(&mut self, file: &FileIndex) {
+        self.managers = file.managers.clone();
+    }
+
     async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
         self.rows.push(row);
         if self.rows.len() >= ROWS_PER_PART {
@@ -268,6 +292,8 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         parts: 0,
         plans: Vec::new(),
         messages: 0,
+        managers: LoginIndex::default(),
+        manager_parts: Default::default(),
     };
     let planned = match resolve(config, client).await {
         Ok(resolved) => {

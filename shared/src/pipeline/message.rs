@@ -1,12 +1,17 @@
 //! The SQS message between ingest and provisioners: a versioned batch of employee plans.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::provision::Target;
 use crate::engine::EmployeePlan;
 
-/// The only message version this build understands.
-pub const VERSION: u32 = 1;
+/// The message version this build writes. Version 2 added [`WorkMessage::managers`].
+pub const VERSION: u32 = 2;
+/// The oldest version this build still reads: a version 1 message (queued by the build before,
+/// during an update) has no [`WorkMessage::managers`], so its managers are looked up in NERM.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// SQS allows 256 KiB per message; stay well under it.
 pub const MAX_BYTES: usize = 200 * 1024;
@@ -24,6 +29,12 @@ pub struct WorkMessage {
     /// The NERM side of the run, resolved once by the ingest.
     pub target: Target,
     pub items: Vec<EmployeePlan>,
+    /// Managers of these plans that another part of the same run creates: lower-cased login
+    /// (see [`login_key`](crate::engine::snapshot::login_key)) → that part. The provisioner
+    /// reads their ids from that part's ids object (see [`super::ids`]) instead of asking NERM.
+    /// A manager created in the run but missing here (queued after this message) is looked up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub managers: BTreeMap<String, String>,
 }
 
 /// A message that can never be processed: retrying cannot help.
@@ -31,7 +42,7 @@ pub struct WorkMessage {
 pub enum MessageError {
     #[error("the message is not a valid work message: {0}")]
     Malformed(String),
-    #[error("message version {0} is not supported (this build understands version {VERSION})")]
+    #[error("message version {0} is not supported (this build understands versions {OLDEST_VERSION} to {VERSION})")]
     UnknownVersion(u64),
     #[error("the message has an empty run id or part")]
     Incomplete,
@@ -50,7 +61,7 @@ impl WorkMessage {
         match fields.get("version") {
             None => return Err(MessageError::Malformed("no \"version\"".into())),
             Some(v) => match v.as_u64() {
-                Some(v) if v == u64::from(VERSION) => {}
+                Some(v) if (u64::from(OLDEST_VERSION)..=u64::from(VERSION)).contains(&v) => {}
                 Some(v) => return Err(MessageError::UnknownVersion(v)),
                 None => {
                     let mut shown = v.to_string();
@@ -120,6 +131,7 @@ impl WorkMessage {
                 attempt: 0,
                 target: target.clone(),
                 items,
+                managers: BTreeMap::new(),
             })
             .collect()
     }
@@ -154,9 +166,42 @@ mod tests {
     #[test]
     fn an_unknown_version_is_named_not_called_malformed() {
         let err =
-            WorkMessage::parse(r#"{"version": 2, "run_id": "r", "part": "p", "items": [], "target": {}}"#).unwrap_err();
-        assert_eq!(err, MessageError::UnknownVersion(2));
-        assert!(err.to_string().contains("version 2"));
+            WorkMessage::parse(r#"{"version": 3, "run_id": "r", "part": "p", "items": [], "target": {}}"#).unwrap_err();
+        assert_eq!(err, MessageError::UnknownVersion(3));
+        assert!(err.to_string().contains("version 3"));
+    }
+
+    #[test]
+    fn a_version_1_message_from_the_build_before_is_read_without_managers() {
+        // GIVEN a message as the build before wrote it (version 1, no "managers")
+        let target = serde_json::to_string(&target()).unwrap();
+        let body = format!(r#"{{"version": 1, "run_id": "r", "part": "m00000", "items": [], "target": {target}}}"#);
+        // WHEN this build reads it
+        let msg = WorkMessage::parse(&body).unwrap();
+        // THEN it is taken, with no manager known to come from another part
+        assert_eq!(msg.version, 1);
+        assert!(msg.managers.is_empty());
+    }
+
+    #[test]
+    fn managers_travel_with_the_message_and_an_empty_map_is_left_out() {
+        // GIVEN a message whose plans' manager is created by part m00004
+        let mut msg = WorkMessage {
+            version: VERSION,
+            run_id: "run".into(),
+            part: "m00000".into(),
+            attempt: 0,
+            target: target(),
+            items: vec![],
+            managers: BTreeMap::new(),
+        };
+        assert!(!msg.to_body().contains("managers"), "an empty map costs no bytes");
+        msg.managers.insert("boss@example.com".into(), "m00004".into());
+        // WHEN it is sent and read back
+        let back = WorkMessage::parse(&msg.to_body()).unwrap();
+        // THEN the map is intact
+        assert_eq!(back.managers.get("boss@example.com").map(String::as_str), Some("m00004"));
+        assert_eq!(back, msg);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! S3 layout of a run (prefixes from the settings):
 //! - `{state}{run}/started.json`: the dedup marker (written only if absent: a second delivery
 //!   of the same object is a no-op); `{state}{run}/manifest.json`: what the run expects;
-//!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`.
+//!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`;
+//!   `{state}{run}/ids/{part}.json`: the NERM ids of a part's employees, written once it is applied
+//!   (other parts read their managers' ids there, see [`ids`]).
 //! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows; `{reports}{run}/report.jsonl`,
 //!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
 
+pub mod ids;
 pub mod ingest;
 pub mod message;
 pub mod provision;
@@ -74,6 +77,10 @@ impl Settings {
     }
     pub fn stats_prefix(&self, run: &str) -> String {
         format!("{}{run}/stats/", self.run_state_prefix)
+    }
+    /// The ids object of one part (see [`ids`]).
+    pub fn ids_key(&self, run: &str, part: &str) -> String {
+        format!("{}{run}/ids/{part}.json", self.run_state_prefix)
     }
     pub fn notified_key(&self, run: &str) -> String {
         format!("{}{run}/notified", self.run_state_prefix)

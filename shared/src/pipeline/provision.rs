@@ -1,9 +1,9 @@
 //! The provisioner half: apply one message's plans, report each employee, re-queue what waits
 //! for a manager, and finish the run when its last row is reported.
 
+use super::ids::{PartIds, managers_to_resolve, seed_manager_ids, write_ids};
 use super::message::WorkMessage;
 use super::{PartStats, Settings, finish_if_complete, write_part};
-use crate::engine::apply::MissingManager;
 use crate::engine::run::outcome_row;
 use crate::engine::{Applier, EmployeePlan, Ids, ItemError};
 use crate::nerm::NermClient;
@@ -53,7 +53,23 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         target.self_relationship.as_deref(),
         target.concurrency,
     );
-    let (results, ids) = applier.apply_with(&msg.items, Ids::from_plans(&msg.items), MissingManager::LookUp).await;
+    // Managers created by other parts of the run: their ids come from those parts' ids
+    // objects; a part not applied yet makes its plans wait, and on the last wait whatever is
+    // still missing is looked up in NERM.
+    let mut ids = Ids::from_plans(&msg.items);
+    let managers = seed_manager_ids(store, settings, &msg, &mut ids).await.map_err(storage)?;
+    if !managers.waiting_for.is_empty() || !managers.look_up.is_empty() {
+        tracing::info!(
+            run_id = %msg.run_id,
+            part = %msg.part,
+            ids_read = managers.parts_read,
+            waiting_for = ?managers.waiting_for,
+            looked_up = managers.look_up.len(),
+            "managers of other parts"
+        );
+    }
+    let last_wait = msg.attempt + 1 >= settings.max_wait_attempts;
+    let (results, ids) = applier.apply_with(&msg.items, ids, managers.missing(last_wait)).await;
     let all_failed = !msg.items.is_empty() && results.iter().all(|r| matches!(r, Some(ItemError::Failed(_))));
     let first_error = results.iter().flatten().next().map(|e| e.message().to_string()).unwrap_or_default();
     // Every receive's requests count, also one that fails and is retried: one stats object each.
@@ -62,6 +78,11 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     store.put(&stats_key, stats, "application/json").await.map_err(storage)?;
     if all_failed && !last_attempt {
         return Err(ProvisionError::AllFailed { run_id: msg.run_id.clone(), part: msg.part.clone(), first_error });
+    }
+    // The part's employees exist now (those whose writes went through): other parts read their
+    // ids here, so it is written before the part is reported. A re-queued wait creates nobody.
+    if msg.attempt == 0 {
+        write_ids(store, settings, &msg.run_id, &msg.part, &PartIds::of(&msg.items, &ids)).await.map_err(storage)?;
     }
     let mut rows: Vec<RowReport> = Vec::new();
     let mut waiting: Vec<EmployeePlan> = Vec::new();
@@ -78,6 +99,7 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         }
     }
     if !waiting.is_empty() {
+        let needed: std::collections::HashSet<String> = waiting.iter().flat_map(managers_to_resolve).collect();
         let next = WorkMessage {
             version: super::message::VERSION,
             run_id: msg.run_id.clone(),
@@ -85,6 +107,12 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             attempt: msg.attempt + 1,
             target: msg.target.clone(),
             items: waiting,
+            managers: msg
+                .managers
+                .iter()
+                .filter(|(l, _)| needed.contains(*l))
+                .map(|(l, p)| (l.clone(), p.clone()))
+                .collect(),
         };
         queue.send(vec![next.to_body()], settings.wait_delay_seconds).await.map_err(storage)?;
     }
