@@ -7,6 +7,7 @@
 //! `HashMap<String, _>` costs a heap block per entry and doubles its table while growing.
 
 use std::hash::BuildHasher;
+use std::ops::Range;
 
 use hashbrown::hash_table::Entry as TableEntry;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -37,9 +38,6 @@ const NONE: u32 = u32::MAX;
 struct ArenaTable<M: Copy> {
     arena: String,
     table: HashTable<Slot<M>>,
-    /// Start and tag of the text inserted last: the first pass accepts the login it has just
-    /// inserted, which then needs neither lower-casing nor hashing again.
-    last: Option<(u32, u32)>,
     /// foldhash, randomly seeded: a fraction of SipHash's cost per login.
     hasher: DefaultHashBuilder,
 }
@@ -103,7 +101,7 @@ fn table_hash(tag: u32) -> u64 {
 
 impl<M: Copy> Default for ArenaTable<M> {
     fn default() -> Self {
-        ArenaTable { arena: String::new(), table: HashTable::new(), last: None, hasher: DefaultHashBuilder::default() }
+        ArenaTable { arena: String::new(), table: HashTable::new(), hasher: DefaultHashBuilder::default() }
     }
 }
 
@@ -112,7 +110,6 @@ impl<M: Copy> ArenaTable<M> {
         ArenaTable {
             arena: String::with_capacity(entries.saturating_mul(avg_len + 1)),
             table: HashTable::with_capacity(entries),
-            last: None,
             hasher: DefaultHashBuilder::default(),
         }
     }
@@ -126,12 +123,14 @@ impl<M: Copy> ArenaTable<M> {
         text_at(&self.arena, slot.start as usize).0
     }
 
-    /// Inserts the text `write` appends to the arena with `meta`, unless it is already there:
-    /// then nothing changes and the existing slot's meta is returned for `update` to change.
+    /// Inserts the text `write` appends to the arena, unless it is already there: then nothing
+    /// changes and the existing slot's meta is returned for `update` to change. A new text's
+    /// meta comes from `new_meta`, which gets the arena with the text stored (and its range) and
+    /// may append more after it.
     fn insert(
         &mut self,
         write: impl FnOnce(&mut String),
-        meta: M,
+        new_meta: impl FnOnce(&mut String, Range<usize>) -> M,
         update: impl FnOnce(&mut M),
     ) -> Result<Option<M>, LoginIndexFull> {
         let start = self.arena.len();
@@ -149,7 +148,7 @@ impl<M: Copy> ArenaTable<M> {
         let tag = self.tag(&self.arena[start..]);
         let arena = &self.arena;
         let text = &arena[start..];
-        let found = match self.table.entry(
+        match self.table.entry(
             table_hash(tag),
             |slot| slot.tag == tag && text_at(arena, slot.start as usize).0 == text,
             |slot| table_hash(slot.tag),
@@ -157,22 +156,18 @@ impl<M: Copy> ArenaTable<M> {
             TableEntry::Occupied(mut occupied) => {
                 let before = occupied.get().meta;
                 update(&mut occupied.get_mut().meta);
-                Some(before)
+                self.arena.truncate(start);
+                Ok(Some(before))
             }
             TableEntry::Vacant(vacant) => {
+                // The text was written first (its length was unknown); its prefix goes in front.
+                let (digits, n) = len_prefix(len);
+                self.arena.insert_str(start, std::str::from_utf8(&digits[..n]).expect("the prefix is ASCII"));
+                let meta = new_meta(&mut self.arena, start + n..start + n + len);
                 vacant.insert(Slot { start: start32, tag, meta });
-                self.last = Some((start32, tag));
-                None
+                Ok(None)
             }
-        };
-        if found.is_some() {
-            self.arena.truncate(start);
-        } else {
-            // The text was written first (its length was unknown); its prefix goes in front.
-            let (digits, n) = len_prefix(len);
-            self.arena.insert_str(start, std::str::from_utf8(&digits[..n]).expect("the prefix is ASCII"));
         }
-        Ok(found)
     }
 
     fn find(&self, text: &str) -> Option<&Slot<M>> {
@@ -201,11 +196,20 @@ fn push_lowercase(dst: &mut String, s: &str) {
     }
 }
 
-/// Whether `stored` is the ASCII `login` lower-cased.
-fn is_ascii_lowercase_of(stored: &str, login: &str) -> bool {
-    stored.len() == login.len()
-        && login.is_ascii()
-        && stored.bytes().zip(login.bytes()).all(|(s, l)| s == l.to_ascii_lowercase())
+/// Appends an accepted login's length-prefixed key and spelling (`""` when it is written
+/// lower-case) to the arena; returns where they start. The caller checked [`room`].
+fn push_accepted(arena: &mut String, key: &str, written: &str) -> u32 {
+    let start = arena.len() as u32;
+    push_len(arena, key.len());
+    arena.push_str(key);
+    push_len(arena, written.len());
+    arena.push_str(written);
+    start
+}
+
+/// Whether `extra` more bytes keep every arena position within a `u32`.
+fn room(arena: &str, extra: usize) -> Result<(), LoginIndexFull> {
+    u32::try_from(arena.len().saturating_add(extra)).map(|_| ()).map_err(|_| LoginIndexFull)
 }
 
 /// `login` lower-cased, borrowed when it already is.
@@ -254,50 +258,51 @@ impl LoginIndex {
     /// Records `login` as seen on `line`. If it was already there (ignoring case), changes
     /// nothing and returns where it was first seen.
     pub fn insert(&mut self, login: &str, line: u64, accepted: bool) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        self.insert_entry(login, line, accepted, None)
+    }
+
+    /// [`insert`](Self::insert) and [`accept`](Self::accept) in one step, for a row already
+    /// known to be accepted: a login new to the index is recorded with its employee `key`.
+    pub fn insert_accepted(&mut self, login: &str, line: u64, key: &str) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        self.insert_entry(login, line, true, Some(key))
+    }
+
+    fn insert_entry(
+        &mut self,
+        login: &str,
+        line: u64,
+        accepted: bool,
+        key: Option<&str>,
+    ) -> Result<Option<SeenLogin>, LoginIndexFull> {
         let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) | if accepted { ACCEPTED_BIT } else { 0 };
-        let found = self.logins.insert(|a| push_lowercase(a, login), LoginMeta { line, accepted: NONE }, |_| {})?;
+        if let Some(key) = key {
+            // Lower-casing grows a text at most threefold; then the key and two prefixes.
+            room(&self.logins.arena, login.len() * 4 + key.len() + 32)?;
+        }
+        let new_meta = |arena: &mut String, text: Range<usize>| {
+            let accepted = key.map_or(NONE, |key| {
+                let written = if arena[text] == *login { "" } else { login };
+                push_accepted(arena, key, written)
+            });
+            LoginMeta { line, accepted }
+        };
+        let found = self.logins.insert(|a| push_lowercase(a, login), new_meta, |_| {})?;
         Ok(found.map(seen))
     }
 
     /// Records the employee key of the row that first had `login`, once it is accepted as a
     /// whole (the first call wins). `false` if the login was never inserted.
     pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
-        let t = &self.logins;
-        // The login inserted last, when `login` is it: found by position, not by lower-casing
-        // and hashing it again.
-        let last = t.last.filter(|&(start, _)| is_ascii_lowercase_of(text_at(&t.arena, start as usize).0, login));
-        let (accepted, lower_case) = match last {
-            Some((start, tag)) => (
-                t.table.find(table_hash(tag), |s| s.start == start).map(|s| s.meta.accepted),
-                text_at(&t.arena, start as usize).0 == login,
-            ),
-            None => {
-                let lower = lowered(login);
-                (t.find(&lower).map(|s| s.meta.accepted), *lower == *login)
-            }
-        };
-        match accepted {
-            None => return Ok(false),
-            Some(accepted) if accepted != NONE => return Ok(true),
-            Some(_) => {}
+        let lower = lowered(login);
+        let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
+        if slot.meta.accepted != NONE {
+            return Ok(true);
         }
-        let arena = &mut self.logins.arena;
-        let start = arena.len();
-        let written = if lower_case { "" } else { login };
-        let Ok(start32) = u32::try_from(start) else { return Err(LoginIndexFull) };
-        if u32::try_from(start + key.len() + written.len() + 16).is_err() {
-            return Err(LoginIndexFull);
-        }
-        push_len(arena, key.len());
-        arena.push_str(key);
-        push_len(arena, written.len());
-        arena.push_str(written);
-        let slot = match last {
-            Some((start, tag)) => self.logins.table.find_mut(table_hash(tag), |s| s.start == start),
-            None => self.logins.find_mut(&lowered(login)),
-        };
-        if let Some(slot) = slot {
-            slot.meta.accepted = start32;
+        room(&self.logins.arena, key.len() + login.len() + 16)?;
+        let written = if *lower == *login { "" } else { login };
+        let start = push_accepted(&mut self.logins.arena, key, written);
+        if let Some(slot) = self.logins.find_mut(&lower) {
+            slot.meta.accepted = start;
         }
         Ok(true)
     }
@@ -374,7 +379,7 @@ impl KeyIndex {
         let line = if accepted { u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) } else { 0 };
         let found = self.keys.insert(
             |a| a.push_str(key),
-            line,
+            |_, _| line,
             |first| {
                 if *first == 0 {
                     *first = line;
@@ -515,6 +520,8 @@ mod tests {
         index.insert("dee", 6, true).unwrap();
         assert!(index.accept("CID", "E-4").unwrap(), "not the last insert: found by its text");
         assert!(index.accept("DEE", "E-5").unwrap(), "the last insert in another case");
+        assert_eq!(index.insert_accepted("Fay", 7, "E-7"), Ok(None), "insert and accept in one step");
+        assert_eq!(index.insert_accepted("FAY", 8, "E-8"), Ok(Some(SeenLogin { line: 7, accepted: true })));
         assert!(!index.accept("eve", "E-6").unwrap());
 
         // THEN keys and spellings are what each row wrote
@@ -524,6 +531,7 @@ mod tests {
             ("zoë", "E-3", "ZOË"),
             ("cid", "E-4", "CID"),
             ("dee", "E-5", "DEE"),
+            ("fay", "E-7", "Fay"),
         ] {
             assert_eq!((index.key_of(login), index.as_written(login)), (Some(key), Some(written)), "{login}");
         }

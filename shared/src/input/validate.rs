@@ -81,40 +81,23 @@ pub struct RowValidator<'s> {
 impl<'s> RowValidator<'s> {
     /// A validator accepting the statuses in `statuses`.
     pub fn new(statuses: &'s StatusSet) -> Self {
-        Self {
-            statuses,
-            logins: LoginIndex::new(),
-            known: None,
-            last_status: None,
-            deferred: false,
-            pending_login: false,
-        }
+        Self::over(statuses, LoginIndex::new(), None)
+    }
+
+    fn over(statuses: &'s StatusSet, logins: LoginIndex, known: Option<&'s LoginIndex>) -> Self {
+        Self { statuses, logins, known, last_status: None, deferred: false, pending_login: false }
     }
 
     /// Like [`new`](Self::new), sizing the login index for about `rows` rows up front (e.g.
     /// estimated from the file size): saves the time and the peak memory of growing it.
     pub fn with_expected_rows(statuses: &'s StatusSet, rows: usize) -> Self {
-        Self {
-            statuses,
-            logins: LoginIndex::with_capacity(rows, 24),
-            known: None,
-            last_status: None,
-            deferred: false,
-            pending_login: false,
-        }
+        Self::over(statuses, LoginIndex::with_capacity(rows, 24), None)
     }
 
     /// A validator for a second pass over a file whose first pass left `logins`: a row is a
     /// duplicate when its login's first row is another line. Saves rebuilding the index.
     pub fn second_pass(statuses: &'s StatusSet, logins: &'s LoginIndex) -> Self {
-        Self {
-            statuses,
-            logins: LoginIndex::new(),
-            known: Some(logins),
-            last_status: None,
-            deferred: false,
-            pending_login: false,
-        }
+        Self::over(statuses, LoginIndex::new(), Some(logins))
     }
 
     /// Makes this validator a first pass that records each login only once the caller knows
@@ -132,11 +115,10 @@ impl<'s> RowValidator<'s> {
         if !std::mem::take(&mut self.pending_login) {
             return Ok(None);
         }
-        let seen = self.logins.insert(login, line, key.is_some())?;
-        if let (None, Some(key)) = (seen, key) {
-            self.logins.accept(login, key)?;
+        match key {
+            Some(key) => self.logins.insert_accepted(login, line, key),
+            None => self.logins.insert(login, line, false),
         }
-        Ok(seen)
     }
 
     /// Checks one row; on failure returns every problem found (at least one).
@@ -205,11 +187,6 @@ impl<'s> RowValidator<'s> {
     /// The logins seen so far.
     pub fn logins(&self) -> &LoginIndex {
         &self.logins
-    }
-
-    /// Records the employee key of an accepted row's login (see [`LoginIndex::accept`]).
-    pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
-        self.logins.accept(login, key)
     }
 
     /// Ends validation, keeping the logins seen (for the planner).
