@@ -237,19 +237,11 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         self.rules.validator = RowValidator::second_pass(&ctx.statuses, logins);
         self
     }
-
-    /// The logins seen so far (all of them once the stream is done).
-    pub fn logins(&self) -> &LoginIndex {
-        self.rules.validator.logins()
-    }
-
-    pub fn into_logins(self) -> LoginIndex {
-        self.rules.validator.into_logins()
-    }
 }
 
 impl<'c> RowRules<'c> {
-    /// Every rule on one row: syntax, duplicates (recording the login), statuses, roles (kept
+    /// Every rule on one row: syntax, duplicates (a first pass records the login afterwards,
+    /// see [`RowValidator::record`]), statuses, roles (kept
     /// in `role_names`), and a user name and email that render non-empty. All problems at once,
     /// except that the templates are checked only on an otherwise valid row.
     fn judge(&mut self, row: &Row<'_>) -> Result<Verdict, Vec<RowError>> {

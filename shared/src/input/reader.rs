@@ -437,11 +437,12 @@ impl<R: Read> CsvReader<R> {
                         too_long.get_or_insert(rec.field);
                         has_content = true;
                     }
-                    Some(slot) => {
+                    slot => {
                         has_content = has_content || bytes.iter().any(|b| !b.is_ascii_whitespace());
-                        self.spans[slot] = (rec.field_start, end);
+                        if let Some(slot) = slot {
+                            self.spans[slot] = (rec.field_start, end);
+                        }
                     }
-                    None => has_content = has_content || bytes.iter().any(|b| !b.is_ascii_whitespace()),
                 }
                 rec.field += 1;
                 rec.field_start = end;
@@ -468,16 +469,15 @@ impl<R: Read> CsvReader<R> {
     fn make_room(&mut self, rec: &mut RecordState, too_long: &mut Option<usize>, has_content: &mut bool) {
         if self.data.len() >= COMPACT_AT {
             let current = &self.data[rec.field_start..self.data_len];
-            match self.slot_of_field.get(rec.field).copied().flatten() {
-                Some(_) if !rec.overflowed && current.len() > self.max_field => {
-                    rec.overflowed = true;
-                    too_long.get_or_insert(rec.field);
-                    *has_content = true;
-                }
-                None if !*has_content => *has_content = current.iter().any(|b| !b.is_ascii_whitespace()),
-                _ => {}
+            let wanted = self.slot_of_field.get(rec.field).copied().flatten().is_some();
+            if wanted && !rec.overflowed && current.len() > self.max_field {
+                rec.overflowed = true;
+                too_long.get_or_insert(rec.field);
+                *has_content = true;
+            } else if !wanted && !*has_content {
+                *has_content = current.iter().any(|b| !b.is_ascii_whitespace());
             }
-            let keep_current = !rec.overflowed && self.slot_of_field.get(rec.field).copied().flatten().is_some();
+            let keep_current = wanted && !rec.overflowed;
             self.compact(rec, keep_current);
             if self.data_len <= self.data.len() / 2 {
                 return;
