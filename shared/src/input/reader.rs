@@ -212,11 +212,13 @@ impl<R: Read> CsvReader<R> {
             let reason = format!("value is longer than the limit of {} bytes", self.max_field);
             return Ok(Some(Err(RowError::new(line, name, reason))));
         }
-        // Always valid: the source checked the stream and fields split at ASCII bytes.
-        let Ok(text) = std::str::from_utf8(&self.data[..self.data_len]) else {
-            let reason = "the row contains bytes that are not valid UTF-8";
-            return Ok(Some(Err(RowError::new(line, None, reason))));
-        };
+        let bytes = &self.data[..self.data_len];
+        debug_assert!(std::str::from_utf8(bytes).is_ok(), "a record of valid UTF-8 input is valid UTF-8");
+        // SAFETY: `Source` hands out only valid UTF-8 (it checks or transcodes the stream). The
+        // parser copies it while dropping only ASCII bytes (quotes) and splitting only at ASCII
+        // bytes (delimiters, line breaks), and compaction moves whole fields, so `bytes` is a
+        // concatenation of valid UTF-8 pieces. Checking again cost 7% of a first pass.
+        let text = unsafe { std::str::from_utf8_unchecked(bytes) };
         Ok(Some(Ok(Row { line, text, spans: &self.spans, slots: &self.slot_of_column })))
     }
 
