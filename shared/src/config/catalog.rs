@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigWarning, ProblemKind, Problems, known_list};
 use super::values::{RoleStrategy, RoleType, UserType, normalize_value, with_normalized_value};
-use super::{ConfigError, MappingConfig, Template, index_names};
+use super::{ConfigError, MappingConfig, NameIndex, Template, index_names};
 
 /// The parts of a tenant the config refers to. The planner fills it from NERM
 /// (`/profile_types`, `/ne_attributes`, `/roles`, NOTES §2.4, §2.7, §2.8).
@@ -83,7 +83,7 @@ pub struct ResolvedConfig {
     key_attribute: usize,
     manager_attribute: Option<CatalogAttribute>,
     roles: Vec<CatalogRole>,
-    roles_by_name: HashMap<String, Option<usize>>,
+    roles_by_name: NameIndex,
     default_roles: Vec<usize>,
     warnings: Vec<ConfigWarning>,
 }
@@ -346,7 +346,7 @@ fn resolve_profile_type(wanted: &str, catalog: &NermCatalog, problems: &mut Prob
 fn lookup(
     name: &str,
     roles: &[CatalogRole],
-    roles_by_name: &HashMap<String, Option<usize>>,
+    roles_by_name: &NameIndex,
     config: &MappingConfig,
 ) -> Result<usize, RoleLookupError> {
     let name = crate::input::trim(name);
@@ -371,7 +371,7 @@ fn lookup(
 fn resolve_defaults(
     config: &MappingConfig,
     roles: &[CatalogRole],
-    roles_by_name: &HashMap<String, Option<usize>>,
+    roles_by_name: &NameIndex,
     problems: &mut Problems,
 ) -> Vec<usize> {
     let mut out = Vec::with_capacity(config.roles.defaults.len());

@@ -868,8 +868,12 @@ fn compare_status_maps(
 
 /// Case-insensitive index from normalised names to positions; names that collide map to
 /// `None` (ambiguous).
-pub(crate) fn index_names<'a>(names: impl IntoIterator<Item = &'a str>) -> HashMap<String, Option<usize>> {
-    let mut index: HashMap<String, Option<usize>> = HashMap::new();
+/// Normalised name → position, `None` when two names normalise alike. Looked up per row (role
+/// names), so hashed with foldhash rather than SipHash.
+pub(crate) type NameIndex = HashMap<String, Option<usize>, foldhash::fast::RandomState>;
+
+pub(crate) fn index_names<'a>(names: impl IntoIterator<Item = &'a str>) -> NameIndex {
+    let mut index = NameIndex::default();
     for (i, name) in names.into_iter().enumerate() {
         index.entry(normalize_value(name)).and_modify(|slot| *slot = None).or_insert(Some(i));
     }

@@ -270,12 +270,17 @@ impl fmt::Display for RowError {
 
 impl std::error::Error for RowError {}
 
-/// `str::trim`, deciding the common case (ASCII, no surrounding whitespace) from two bytes.
+/// `str::trim`, deciding the common case (no surrounding whitespace) from two bytes.
 pub fn trim(value: &str) -> &str {
-    // The ASCII characters `char::is_whitespace` (which `trim` uses) calls white space.
-    let kept = |b: u8| b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ');
+    // The characters `char::is_whitespace` (which `trim` uses) calls white space are the ASCII
+    // ones below and U+0085, U+00A0, U+1680, U+2000..=U+200A, U+2028, U+2029, U+202F, U+205F
+    // and U+3000: in UTF-8 they start with C2, E1, E2 or E3, and end with one of the bytes
+    // `ends_space` lists. Any other first or last byte cannot belong to white space.
+    let ascii_space = |b: u8| matches!(b, b'\t'..=b'\r' | b' ');
+    let starts_space = |b: u8| ascii_space(b) || matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3);
+    let ends_space = |b: u8| ascii_space(b) || matches!(b, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF);
     match (value.as_bytes().first(), value.as_bytes().last()) {
-        (Some(&first), Some(&last)) if kept(first) && kept(last) => value,
+        (Some(&first), Some(&last)) if !starts_space(first) && !ends_space(last) => value,
         _ => value.trim(),
     }
 }

@@ -71,6 +71,9 @@ pub struct CsvReader<R> {
     /// Per slot (per field while reading the header): its byte range in `data`.
     spans: Vec<(usize, usize)>,
     scratch: Box<[u8]>,
+    /// Field ends the record parser reports per call (kept here: zeroing them per record cost
+    /// more than the rest of the call's setup).
+    ends: Box<[usize; ENDS_CHUNK]>,
     /// Line breaks consumed so far (LF, CRLF or a lone CR each count once).
     breaks: u64,
     /// Whether the last byte consumed was a CR (its LF, if it follows, ends no further line).
@@ -122,6 +125,7 @@ impl<R: Read> CsvReader<R> {
             data_len: 0,
             spans: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
+            ends: Box::new([0; ENDS_CHUNK]),
             breaks: 0,
             after_cr: false,
             line: 0,
@@ -411,7 +415,6 @@ impl<R: Read> CsvReader<R> {
         let mut rec = RecordState { field: 0, field_start: 0, dropped: 0, overflowed: false, compacted: false };
         let mut too_long = None;
         let mut has_content = false;
-        let mut ends = [0usize; ENDS_CHUNK];
         self.data_len = 0;
         self.spans.fill((0, 0));
         loop {
@@ -424,13 +427,14 @@ impl<R: Read> CsvReader<R> {
             };
             let at_eof = input.is_empty();
             let input: &[u8] = if at_eof { b"\n" } else { input };
-            let (result, nin, nout, nend) = self.core.read_record(input, &mut self.data[self.data_len..], &mut ends);
+            let (result, nin, nout, nend) =
+                self.core.read_record(input, &mut self.data[self.data_len..], &mut self.ends[..]);
             if !at_eof {
                 count_breaks(&mut self.breaks, &mut self.after_cr, &input[..nin]);
                 self.src.consume(nin);
             }
             self.data_len += nout;
-            for &end in &ends[..nend] {
+            for &end in &self.ends[..nend] {
                 let end = end - rec.dropped;
                 let bytes = &self.data[rec.field_start..end];
                 match self.slot_of_field.get(rec.field).copied().flatten() {
