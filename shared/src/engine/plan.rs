@@ -226,8 +226,9 @@ impl<'a> Planner<'a> {
         &self.warnings
     }
 
-    /// Plans one valid row (rejections pass through unchanged).
-    pub fn plan_row(&mut self, item: Result<Employee, Rejection>) -> RowPlan {
+    /// Plans one valid row (rejections pass through unchanged). The employee is borrowed, so
+    /// the reader can refill it for the next row: a plan copies only what it keeps.
+    pub fn plan_row(&mut self, item: Result<&Employee, Rejection>) -> RowPlan {
         let e = match item {
             Ok(e) => e,
             Err(r) => return RowPlan::Rejected(r),
@@ -281,7 +282,7 @@ impl<'a> Planner<'a> {
         let profile_id = profile.map(|p| p.id.clone());
 
         // --- user and roles ---------------------------------------------------------------
-        let role_ids: Vec<(String, String)> = self.wanted_roles(&e);
+        let role_ids: Vec<(String, String)> = self.wanted_roles(e);
         let groups = match m.roles.strategy {
             RoleStrategy::GroupStrings => {
                 Some(self.wanted_groups(&role_ids, user.and_then(|u| u.group_strings.as_deref())))
@@ -475,7 +476,7 @@ impl<'a> Planner<'a> {
         }
 
         if ops.is_empty() {
-            return RowPlan::Unchanged { line: e.line, login: e.login, key: e.key };
+            return RowPlan::Unchanged { line: e.line, login: e.login.clone(), key: e.key.clone() };
         }
         let kind = if ops.iter().any(|o| matches!(o, Op::CreateUser { .. } | Op::CreateProfile { .. })) {
             PlanKind::Create
@@ -484,8 +485,8 @@ impl<'a> Planner<'a> {
         };
         RowPlan::Change(EmployeePlan {
             line: e.line,
-            login: e.login,
-            key: e.key,
+            login: e.login.clone(),
+            key: e.key.clone(),
             user_id,
             profile_id,
             kind,
@@ -770,7 +771,7 @@ mod tests {
         let e = employee(2, "ann", "E1", None);
         let file = file_of(&[&e]);
         // WHEN it is planned
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(e)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)));
         // THEN the user carries the default role's group, and the profile and owner link follow
         assert_eq!(p.kind, PlanKind::Create);
         let kinds: Vec<&str> = p.ops.iter().map(Op::kind).collect();
@@ -787,7 +788,7 @@ mod tests {
         let (u, p, l) = provisioned(&e, 1);
         let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
         let file = file_of(&[&e]);
-        let plan = Planner::new(&cfg, &snap, &file).plan_row(Ok(e));
+        let plan = Planner::new(&cfg, &snap, &file).plan_row(Ok(&e));
         assert!(matches!(plan, RowPlan::Unchanged { line: 2, .. }), "{plan:?}");
     }
 
@@ -802,7 +803,7 @@ mod tests {
         changed.attributes.retain(|(k, _)| k != "job_title");
         changed.attributes.push(("job_title".into(), "Lead".into()));
         let file = file_of(&[&changed]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(changed)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&changed)));
         assert_eq!(p.kind, PlanKind::Update);
         assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
@@ -819,7 +820,7 @@ mod tests {
         let bob = employee(2, "bob", "E2", Some("ann"));
         let ann = employee(3, "ann", "E1", None);
         let file = file_of(&[&bob, &ann]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&bob)));
         assert!(p.ops.contains(&Op::SetProfileManager { manager_login: "ann".into(), manager_key: "E1".into() }));
         assert!(p.ops.contains(&Op::SetUserManager {
             manager_login: "ann".into(),
@@ -836,7 +837,7 @@ mod tests {
         let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
         let bob = employee(2, "bob", "E2", Some("ann"));
         let file = file_of(&[&bob, &ann]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&bob)));
         let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else { panic!() };
         assert_eq!(profile.attributes["manager"], "p-1");
         assert!(!p.ops.iter().any(|o| o.kind() == "set_profile_manager"));
@@ -848,7 +849,7 @@ mod tests {
         let snap = Snapshot::default();
         let e = employee(7, "bob", "E2", Some("ghost"));
         let file = file_of(&[&e]);
-        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(e)) else { panic!() };
+        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)) else { panic!() };
         assert_eq!(r.line, 7);
         assert!(r.reasons[0].contains("line 7") && r.reasons[0].contains("manager_login"), "{:?}", r.reasons);
         assert!(r.reasons[0].contains("neither in the file nor a NERM user"));
@@ -862,8 +863,8 @@ mod tests {
         let b = employee(3, "bea", "E1", None);
         let file = file_of(&[&a, &b]);
         let mut planner = Planner::new(&cfg, &snap, &file);
-        assert!(matches!(planner.plan_row(Ok(a)), RowPlan::Change(_)));
-        let RowPlan::Rejected(r) = planner.plan_row(Ok(b)) else { panic!() };
+        assert!(matches!(planner.plan_row(Ok(&a)), RowPlan::Change(_)));
+        let RowPlan::Rejected(r) = planner.plan_row(Ok(&b)) else { panic!() };
         assert!(r.reasons[0].contains("already appeared on line 2"), "{:?}", r.reasons);
     }
 
@@ -877,7 +878,7 @@ mod tests {
         let file = file_of(&[&e]);
         let mut sponsor = e.clone();
         sponsor.roles = vec!["Sponsor".into()];
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(sponsor)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&sponsor)));
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!() };
         assert_eq!(patch["group_strings"], "Employees,NERM_Admins,Sponsors");
     }
