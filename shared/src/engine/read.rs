@@ -301,7 +301,8 @@ impl<'c> RowRules<'c> {
             Err(errs) => errs,
         };
         if self.last_status.0 != hr_status {
-            self.last_status = (hr_status.to_owned(), m.user_status_for(hr_status), m.profile_status_for(hr_status));
+            set(&mut self.last_status.0, hr_status);
+            (self.last_status.1, self.last_status.2) = (m.user_status_for(hr_status), m.profile_status_for(hr_status));
         }
         let (_, user_status, profile_status) = self.last_status;
         if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
