@@ -21,7 +21,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Value, json};
 use shared::config::{ConfigError, MappingConfig};
-use shared::engine::{EmployeeReader, ReadContext, index_file};
+use shared::engine::{Employee, EmployeeReader, ReadContext, index_file};
 use shared::input::{ColumnSpec, CsvReader, Encoding, FileError, ReaderOptions};
 use shared::pipeline::ingest::{accepts, decode_s3_key, run_id};
 use shared::pipeline::{MessageError, Settings, WorkMessage};
@@ -512,6 +512,23 @@ proptest! {
             prop_assert_eq!(accepted + rejected, data_rows);
             let index = index_file(Cursor::new(&bytes), &ctx).expect("the first pass reads the same file");
             prop_assert_eq!(index.valid_rows, accepted);
+        }
+
+        // AND one employee refilled row after row reads every row as a fresh one does
+        let mut fresh = EmployeeReader::new(Cursor::new(&bytes), &ctx).expect("the header read before");
+        let mut reused = EmployeeReader::new(Cursor::new(&bytes), &ctx).expect("the header read before");
+        let mut employee = Employee::default();
+        for _ in 0..=line_at(&bytes) + 1 {
+            match (fresh.next_employee(), reused.read_into(&mut employee)) {
+                (Ok(Some(Ok(e))), Ok(Some(Ok(())))) => prop_assert_eq!(&e, &employee),
+                (Ok(Some(Err(a))), Ok(Some(Err(b)))) => prop_assert_eq!(a, b),
+                (Ok(None), Ok(None)) => break,
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a.to_string(), b.to_string());
+                    break;
+                }
+                (a, b) => prop_assert!(false, "a fresh employee read {:?}, the reused one {:?}", a, b),
+            }
         }
     }
 }

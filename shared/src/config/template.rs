@@ -172,8 +172,9 @@ impl Template {
     /// let t = Template::parse("{first_name} {last_name}").unwrap();
     /// let bound = t.bind(|column| ["last_name", "first_name"].iter().position(|c| *c == column));
     /// let row = ["Lovelace ", " Ada"];
-    /// let mut scratch = String::new();
-    /// assert_eq!(bound.render_trimmed(|i| row[i], &mut scratch), "Ada Lovelace");
+    /// let (mut scratch, mut out) = (String::new(), String::new());
+    /// bound.render_trimmed_into(|i| row[i], &mut scratch, &mut out);
+    /// assert_eq!(out, "Ada Lovelace");
     /// ```
     pub fn bind(&self, mut position: impl FnMut(&str) -> Option<usize>) -> BoundTemplate {
         let mut parts: Vec<BoundPart> = Vec::with_capacity(self.segments.len());
@@ -220,18 +221,20 @@ impl BoundTemplate {
         }
     }
 
-    /// The rendered template, trimmed, as one exactly sized string (none for an empty result).
+    /// Replaces `out` with the rendered template, trimmed. `out` and `scratch` keep their
+    /// capacity, so a reader that reuses them from row to row allocates only for a longer value.
     /// A single placeholder or literal is trimmed and copied directly; anything else is rendered
-    /// into `scratch` first, which keeps its capacity from row to row.
-    pub fn render_trimmed<'v>(&self, value: impl Fn(usize) -> &'v str, scratch: &mut String) -> String {
+    /// into `scratch` first.
+    pub fn render_trimmed_into<'v>(&self, value: impl Fn(usize) -> &'v str, scratch: &mut String, out: &mut String) {
+        out.clear();
         match self.parts.as_slice() {
-            [] => String::new(),
-            [BoundPart::Column(i)] => crate::input::trim(value(*i)).to_owned(),
-            [BoundPart::Literal(text)] => text.trim().to_owned(),
+            [] => {}
+            [BoundPart::Column(i)] => out.push_str(crate::input::trim(value(*i))),
+            [BoundPart::Literal(text)] => out.push_str(text.trim()),
             _ => {
                 scratch.clear();
                 self.render(value, scratch);
-                scratch.trim().to_owned()
+                out.push_str(scratch.trim());
             }
         }
     }
@@ -322,7 +325,9 @@ mod tests {
         let by_name = |c: &str| position(c).map(|i| values[i]);
         let bound = t.bind(position);
         let mut scratch = String::from("left over from the previous row");
-        (t.render_to_string(by_name).trim().to_owned(), bound.render_trimmed(|i| values[i], &mut scratch))
+        let mut out = String::from("the previous row's value");
+        bound.render_trimmed_into(|i| values[i], &mut scratch, &mut out);
+        (t.render_to_string(by_name).trim().to_owned(), out)
     }
 
     #[test]
@@ -351,7 +356,8 @@ mod tests {
         for values in [["  Lovelace ", "Spaced", " Ada"], ["", " ", "\u{a0}"], ["", "", "x"]] {
             for text in ["{first_name} {last_name}", "  ", "", "{nope}", " <{nope}> ", "{first name}", "{last_name}."] {
                 let bound = Template::parse(text).unwrap().bind(position);
-                let rendered = bound.render_trimmed(|i| values[i], &mut String::new());
+                let mut rendered = String::new();
+                bound.render_trimmed_into(|i| values[i], &mut String::new(), &mut rendered);
                 assert_eq!(bound.renders_empty(|i| values[i]), rendered.is_empty(), "{text:?} with {values:?}");
             }
         }
@@ -360,8 +366,8 @@ mod tests {
     #[test]
     fn a_bound_template_renders_blank_values_as_an_empty_string_without_capacity() {
         let t = Template::parse(" {first_name} {last_name} ").unwrap();
-        let mut scratch = String::new();
-        let out = t.bind(position).render_trimmed(|_| " ", &mut scratch);
+        let (mut scratch, mut out) = (String::new(), String::new());
+        t.bind(position).render_trimmed_into(|_| " ", &mut scratch, &mut out);
         assert_eq!(out, "");
         assert_eq!(out.capacity(), 0, "an empty result allocates nothing");
     }
@@ -379,15 +385,18 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_template_appends_untrimmed_and_reuses_the_scratch_buffer() {
+    fn a_bound_template_appends_untrimmed_and_reuses_the_scratch_and_output_buffers() {
         let bound = Template::parse("{first_name} {last_name}").unwrap().bind(position);
         let mut out = String::from(">");
         bound.render(|i| ["Lovelace ", "", " Ada"][i], &mut out);
         assert_eq!(out, "> Ada Lovelace ");
-        let mut scratch = String::with_capacity(64);
-        let before = scratch.as_ptr();
-        assert_eq!(bound.render_trimmed(|i| ["Hopper", "", "Grace"][i], &mut scratch), "Grace Hopper");
-        assert_eq!(scratch.as_ptr(), before, "the scratch buffer is not reallocated");
+        let (mut scratch, mut out) = (String::with_capacity(64), String::with_capacity(64));
+        let before = (scratch.as_ptr(), out.as_ptr());
+        bound.render_trimmed_into(|i| ["Hopper", "", "Grace"][i], &mut scratch, &mut out);
+        assert_eq!(out, "Grace Hopper");
+        bound.render_trimmed_into(|i| ["Lovelace ", "", " Ada"][i], &mut scratch, &mut out);
+        assert_eq!(out, "Ada Lovelace", "the previous value is replaced");
+        assert_eq!((scratch.as_ptr(), out.as_ptr()), before, "neither buffer is reallocated");
     }
 
     #[test]

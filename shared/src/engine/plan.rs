@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::read::{Employee, Rejection};
 use super::snapshot::{Snapshot, login_key};
-use crate::config::{ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
+use crate::config::{CatalogRole, ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
 use crate::input::{KeyIndex, LoginIndex, LoginIndexFull};
 use crate::nerm::model::{NewProfile, NewUser, Patch};
 
@@ -226,8 +226,9 @@ impl<'a> Planner<'a> {
         &self.warnings
     }
 
-    /// Plans one valid row (rejections pass through unchanged).
-    pub fn plan_row(&mut self, item: Result<Employee, Rejection>) -> RowPlan {
+    /// Plans one valid row (rejections pass through unchanged). The employee is borrowed, so
+    /// the reader can refill it for the next row: a plan copies only what it keeps.
+    pub fn plan_row(&mut self, item: Result<&Employee, Rejection>) -> RowPlan {
         let e = match item {
             Ok(e) => e,
             Err(r) => return RowPlan::Rejected(r),
@@ -277,14 +278,16 @@ impl<'a> Planner<'a> {
 
         let mut ops = Vec::new();
         let mut changes = Vec::new();
-        let user_id = user.map(|u| u.id.clone());
-        let profile_id = profile.map(|p| p.id.clone());
+        // Borrowed from the snapshot and the config: most rows are unchanged, and an unchanged
+        // row's report needs only its login and key.
+        let user_id = user.map(|u| u.id.as_str());
+        let profile_id = profile.map(|p| p.id.as_str());
 
         // --- user and roles ---------------------------------------------------------------
-        let role_ids: Vec<(String, String)> = self.wanted_roles(&e);
+        let roles = self.wanted_roles(e);
         let groups = match m.roles.strategy {
             RoleStrategy::GroupStrings => {
-                Some(self.wanted_groups(&role_ids, user.and_then(|u| u.group_strings.as_deref())))
+                Some(self.wanted_groups(&roles, user.and_then(|u| u.group_strings.as_deref())))
             }
             RoleStrategy::UserRole => None,
         };
@@ -299,7 +302,7 @@ impl<'a> Planner<'a> {
                         status: Some(e.user_status.clone()),
                         title: e.title.clone(),
                         locale: e.locale.clone(),
-                        group_strings: groups.clone().filter(|g| !g.is_empty()),
+                        group_strings: groups.as_ref().map(|g| g.join(",")).filter(|g| !g.is_empty()),
                         sailpoint_identity_id: e.sailpoint_identity_id.clone(),
                     },
                 });
@@ -324,7 +327,8 @@ impl<'a> Planner<'a> {
                 if let Some(g) = &groups
                     && !same_groups(u.group_strings.as_deref().unwrap_or(""), g)
                 {
-                    diff_field(&mut patch, &mut changes, "group_strings", u.group_strings.as_deref(), Some(g));
+                    let g = g.join(",");
+                    diff_field(&mut patch, &mut changes, "group_strings", u.group_strings.as_deref(), Some(&g));
                 }
                 if !patch.is_empty() {
                     ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
@@ -333,18 +337,17 @@ impl<'a> Planner<'a> {
         }
         if m.roles.strategy == RoleStrategy::UserRole {
             let held: Vec<(&str, &str)> = user_id
-                .as_deref()
                 .map(|id| self.snap.roles_of(id).map(|r| (r.id.as_str(), r.role_id.as_str())).collect())
                 .unwrap_or_default();
-            for (role_id, name) in &role_ids {
-                if !held.iter().any(|(_, r)| r == role_id) {
-                    ops.push(Op::AssignRole { role_id: role_id.clone(), role_name: name.clone() });
-                    changes.push(format!("role {name} assigned"));
+            for r in &roles {
+                if !held.iter().any(|(_, held)| *held == r.id) {
+                    ops.push(Op::AssignRole { role_id: r.id.clone(), role_name: r.name.clone() });
+                    changes.push(format!("role {} assigned", r.name));
                 }
             }
             if m.roles.managed {
                 for (ur_id, role_id) in held {
-                    if !role_ids.iter().any(|(r, _)| r == role_id) {
+                    if !roles.iter().any(|r| r.id == role_id) {
                         let name =
                             self.cfg.roles().iter().find(|r| r.id == role_id).map_or(role_id, |r| r.name.as_str());
                         ops.push(Op::RemoveRole { user_role_id: ur_id.to_string(), role_name: name.to_string() });
@@ -355,19 +358,19 @@ impl<'a> Planner<'a> {
         }
 
         // --- profile ----------------------------------------------------------------------
-        let manager_attr = self.cfg.manager_attribute().map(|a| a.uid.clone());
+        let manager_attr = self.cfg.manager_attribute().map(|a| a.uid.as_str());
         let manager_target = e.manager_login.as_deref().and_then(|ml| self.manager_profile(ml));
         match profile {
             None => {
                 let mut attributes: BTreeMap<String, String> = e.attributes.iter().cloned().collect();
                 let mut deferred_manager = None;
-                if let (Some(attr), Some(ml)) = (&manager_attr, &e.manager_login) {
-                    match &manager_target {
+                if let (Some(attr), Some(ml)) = (manager_attr, &e.manager_login) {
+                    match manager_target {
                         Some(ManagerProfile::Existing { id, .. }) => {
-                            attributes.insert(attr.clone(), id.clone());
+                            attributes.insert(attr.to_string(), id.to_string());
                         }
                         Some(ManagerProfile::InFile { key }) => {
-                            deferred_manager = Some((self.canonical_login(ml), key.clone()))
+                            deferred_manager = Some((self.canonical_login(ml), key.to_string()))
                         }
                         None => changes.push(format!(
                             "manager {ml:?} has no {} profile; profile manager not set",
@@ -395,26 +398,26 @@ impl<'a> Planner<'a> {
                     changes.push(format!("profile.status: {:?} -> {:?}", p.status, e.profile_status));
                 }
                 let mut attrs = serde_json::Map::new();
-                let desired: HashMap<&str, &str> = e.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 for a in self.cfg.attributes() {
-                    let want = desired.get(a.uid.as_str()).copied().unwrap_or("");
+                    // A handful of attributes: a linear search beats building a map per row.
+                    let want = e.attributes.iter().find(|(k, _)| *k == a.uid).map_or("", |(_, v)| v.as_str());
                     let have = p.attributes.get(&a.uid).map(String::as_str).unwrap_or("");
                     if want != have {
                         attrs.insert(a.uid.clone(), json!(want));
                         changes.push(format!("profile.{}: {have:?} -> {want:?}", a.uid));
                     }
                 }
-                if let (Some(attr), Some(ml)) = (&manager_attr, &e.manager_login) {
+                if let (Some(attr), Some(ml)) = (manager_attr, &e.manager_login) {
                     let have = p.attributes.get(attr).map(String::as_str).unwrap_or("");
-                    match &manager_target {
+                    match manager_target {
                         Some(ManagerProfile::Existing { id, name }) if have != name => {
-                            attrs.insert(attr.clone(), json!(id));
+                            attrs.insert(attr.to_string(), json!(id));
                             changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
                         }
                         Some(ManagerProfile::InFile { key }) => {
                             ops.push(Op::SetProfileManager {
                                 manager_login: self.canonical_login(ml),
-                                manager_key: key.clone(),
+                                manager_key: key.to_string(),
                             });
                             changes.push(format!("profile.{attr} -> manager {ml:?}"));
                         }
@@ -434,14 +437,15 @@ impl<'a> Planner<'a> {
         }
 
         // --- links ------------------------------------------------------------------------
-        let links: Vec<(&str, &str)> = profile_id
-            .as_deref()
-            .map(|pid| self.snap.links_of(pid).map(|l| (l.user_id.as_str(), l.relationship_type.as_str())).collect())
-            .unwrap_or_default();
+        let links = || {
+            profile_id
+                .into_iter()
+                .flat_map(|pid| self.snap.links_of(pid))
+                .map(|l| (l.user_id.as_str(), l.relationship_type.as_str()))
+        };
         if let Some(rel) = self.self_rel {
-            let linked = user_id.as_deref().is_some_and(|uid| links.iter().any(|(u, r)| *u == uid && *r == rel));
-            let other_owner =
-                rel == "owner" && links.iter().any(|(u, r)| *r == "owner" && Some(*u) != user_id.as_deref());
+            let linked = user_id.is_some_and(|uid| links().any(|(u, r)| u == uid && r == rel));
+            let other_owner = rel == "owner" && links().any(|(u, r)| r == "owner" && Some(u) != user_id);
             if other_owner {
                 changes.push("profile already has another owner; self link not changed".into());
             } else if !linked {
@@ -450,7 +454,7 @@ impl<'a> Planner<'a> {
             }
         }
         for (cid, clogin) in &self.extra {
-            if !links.iter().any(|(u, r)| u == cid && *r == "contributor") {
+            if !links().any(|(u, r)| u == cid && r == "contributor") {
                 ops.push(Op::LinkContributor { contributor_user_id: cid.clone(), contributor_login: clogin.clone() });
                 changes.push(format!("{clogin} linked as contributor"));
             }
@@ -458,24 +462,21 @@ impl<'a> Planner<'a> {
         if m.managers.user_manager
             && let Some(ml) = &e.manager_login
         {
-            let manager_id = self.snap.user_by_login(ml).map(|u| u.id.clone());
-            let existing: Vec<(&str, &str)> = user_id
-                .as_deref()
-                .map(|uid| self.snap.managers_of(uid).map(|l| (l.id.as_str(), l.manager_id.as_str())).collect())
-                .unwrap_or_default();
-            let already = manager_id.as_deref().is_some_and(|mid| existing.iter().any(|(_, m)| *m == mid));
+            let manager_id = self.snap.user_by_login(ml).map(|u| u.id.as_str());
+            let existing = || user_id.into_iter().flat_map(|uid| self.snap.managers_of(uid));
+            let already = manager_id.is_some_and(|mid| existing().any(|l| l.manager_id == mid));
             if !already {
                 ops.push(Op::SetUserManager {
                     manager_login: self.canonical_login(ml),
-                    manager_user_id: manager_id.clone(),
-                    existing_link_id: existing.first().map(|(id, _)| id.to_string()),
+                    manager_user_id: manager_id.map(String::from),
+                    existing_link_id: existing().next().map(|l| l.id.clone()),
                 });
                 changes.push(format!("user manager -> {ml}"));
             }
         }
 
         if ops.is_empty() {
-            return RowPlan::Unchanged { line: e.line, login: e.login, key: e.key };
+            return RowPlan::Unchanged { line: e.line, login: e.login.clone(), key: e.key.clone() };
         }
         let kind = if ops.iter().any(|o| matches!(o, Op::CreateUser { .. } | Op::CreateProfile { .. })) {
             PlanKind::Create
@@ -484,10 +485,10 @@ impl<'a> Planner<'a> {
         };
         RowPlan::Change(EmployeePlan {
             line: e.line,
-            login: e.login,
-            key: e.key,
-            user_id,
-            profile_id,
+            login: e.login.clone(),
+            key: e.key.clone(),
+            user_id: user_id.map(String::from),
+            profile_id: profile_id.map(String::from),
             kind,
             ops,
             changes,
@@ -498,34 +499,34 @@ impl<'a> Planner<'a> {
         &self.cfg.profile_type().name
     }
 
-    /// Default roles plus the row's, as (role id, name), without repeats.
-    fn wanted_roles(&self, e: &Employee) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
+    /// Default roles plus the row's, without repeats (by id).
+    fn wanted_roles(&self, e: &Employee) -> Vec<&'a CatalogRole> {
+        let mut out: Vec<&CatalogRole> = Vec::new();
         let row_roles = e.roles.iter().filter_map(|n| self.cfg.role(n));
         for r in self.cfg.default_roles().chain(row_roles) {
-            if !out.iter().any(|(id, _)| *id == r.id) {
-                out.push((r.id.clone(), r.name.clone()));
+            if !out.iter().any(|o| o.id == r.id) {
+                out.push(r);
             }
         }
         out
     }
 
-    /// The user's `group_strings` for the wanted roles (NOTES §4 item 3): each role's first
-    /// directory group; groups the file does not mention are kept unless roles are managed.
-    fn wanted_groups(&self, roles: &[(String, String)], current: Option<&str>) -> String {
-        let mut groups: Vec<String> = Vec::new();
+    /// The user's `group_strings` for the wanted roles (NOTES §4 item 3), to be joined with
+    /// `,`: each role's first directory group; groups the file does not mention are kept
+    /// unless roles are managed.
+    fn wanted_groups(&self, roles: &[&'a CatalogRole], current: Option<&'a str>) -> Vec<&'a str> {
+        let mut groups: Vec<&str> = Vec::new();
         if !self.cfg.config().roles.managed {
             groups.extend(split_groups(current.unwrap_or("")));
         }
-        for (id, _) in roles {
-            if let Some(r) = self.cfg.roles().iter().find(|r| &r.id == id)
-                && !r.groups.iter().any(|g| groups.contains(g))
+        for r in roles {
+            if !r.groups.iter().any(|g| groups.contains(&g.as_str()))
                 && let Some(g) = r.groups.first()
             {
-                groups.push(g.clone());
+                groups.push(g);
             }
         }
-        groups.join(",")
+        groups
     }
 
     /// A login as written on its own row of the file (NERM's `login` filter is exact).
@@ -535,18 +536,18 @@ impl<'a> Planner<'a> {
 
     /// Where the manager's profile is: already in NERM (id and display name), or to be created
     /// in this run from the file.
-    fn manager_profile(&self, manager_login: &str) -> Option<ManagerProfile> {
+    fn manager_profile(&self, manager_login: &str) -> Option<ManagerProfile<'a>> {
         let lower = login_key(manager_login);
         if let Some(key) = self.file.key_of(&lower) {
             return Some(match self.snap.profile_by_key(key) {
-                Some(p) => ManagerProfile::Existing { id: p.id.clone(), name: p.name.clone() },
-                None => ManagerProfile::InFile { key: key.to_string() },
+                Some(p) => ManagerProfile::Existing { id: &p.id, name: &p.name },
+                None => ManagerProfile::InFile { key },
             });
         }
         let user = self.snap.user_by_login(manager_login)?;
         let pid = self.profile_of_user.get(&user.id)?;
         let p = self.snap.profile_by_id(pid)?;
-        Some(ManagerProfile::Existing { id: p.id.clone(), name: p.name.clone() })
+        Some(ManagerProfile::Existing { id: &p.id, name: &p.name })
     }
 
     /// Full sync: every managed employee whose key is not in the file is disabled (never
@@ -643,18 +644,19 @@ impl<'a> Planner<'a> {
     }
 }
 
-enum ManagerProfile {
-    Existing { id: String, name: String },
-    InFile { key: String },
+enum ManagerProfile<'a> {
+    Existing { id: &'a str, name: &'a str },
+    InFile { key: &'a str },
 }
 
-fn split_groups(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from)
+fn split_groups(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|g| !g.is_empty())
 }
 
-fn same_groups(a: &str, b: &str) -> bool {
-    let mut x: Vec<String> = split_groups(a).collect();
-    let mut y: Vec<String> = split_groups(b).collect();
+/// Whether `have` holds the groups of `want` joined with `,` (order and repeats aside).
+fn same_groups(have: &str, want: &[&str]) -> bool {
+    let mut x: Vec<&str> = split_groups(have).collect();
+    let mut y: Vec<&str> = want.iter().flat_map(|g| split_groups(g)).collect();
     x.sort();
     x.dedup();
     y.sort();
@@ -770,7 +772,7 @@ mod tests {
         let e = employee(2, "ann", "E1", None);
         let file = file_of(&[&e]);
         // WHEN it is planned
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(e)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)));
         // THEN the user carries the default role's group, and the profile and owner link follow
         assert_eq!(p.kind, PlanKind::Create);
         let kinds: Vec<&str> = p.ops.iter().map(Op::kind).collect();
@@ -787,7 +789,7 @@ mod tests {
         let (u, p, l) = provisioned(&e, 1);
         let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
         let file = file_of(&[&e]);
-        let plan = Planner::new(&cfg, &snap, &file).plan_row(Ok(e));
+        let plan = Planner::new(&cfg, &snap, &file).plan_row(Ok(&e));
         assert!(matches!(plan, RowPlan::Unchanged { line: 2, .. }), "{plan:?}");
     }
 
@@ -802,7 +804,7 @@ mod tests {
         changed.attributes.retain(|(k, _)| k != "job_title");
         changed.attributes.push(("job_title".into(), "Lead".into()));
         let file = file_of(&[&changed]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(changed)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&changed)));
         assert_eq!(p.kind, PlanKind::Update);
         assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
@@ -819,7 +821,7 @@ mod tests {
         let bob = employee(2, "bob", "E2", Some("ann"));
         let ann = employee(3, "ann", "E1", None);
         let file = file_of(&[&bob, &ann]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&bob)));
         assert!(p.ops.contains(&Op::SetProfileManager { manager_login: "ann".into(), manager_key: "E1".into() }));
         assert!(p.ops.contains(&Op::SetUserManager {
             manager_login: "ann".into(),
@@ -836,7 +838,7 @@ mod tests {
         let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
         let bob = employee(2, "bob", "E2", Some("ann"));
         let file = file_of(&[&bob, &ann]);
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(bob)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&bob)));
         let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else { panic!() };
         assert_eq!(profile.attributes["manager"], "p-1");
         assert!(!p.ops.iter().any(|o| o.kind() == "set_profile_manager"));
@@ -848,7 +850,7 @@ mod tests {
         let snap = Snapshot::default();
         let e = employee(7, "bob", "E2", Some("ghost"));
         let file = file_of(&[&e]);
-        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(e)) else { panic!() };
+        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)) else { panic!() };
         assert_eq!(r.line, 7);
         assert!(r.reasons[0].contains("line 7") && r.reasons[0].contains("manager_login"), "{:?}", r.reasons);
         assert!(r.reasons[0].contains("neither in the file nor a NERM user"));
@@ -862,8 +864,8 @@ mod tests {
         let b = employee(3, "bea", "E1", None);
         let file = file_of(&[&a, &b]);
         let mut planner = Planner::new(&cfg, &snap, &file);
-        assert!(matches!(planner.plan_row(Ok(a)), RowPlan::Change(_)));
-        let RowPlan::Rejected(r) = planner.plan_row(Ok(b)) else { panic!() };
+        assert!(matches!(planner.plan_row(Ok(&a)), RowPlan::Change(_)));
+        let RowPlan::Rejected(r) = planner.plan_row(Ok(&b)) else { panic!() };
         assert!(r.reasons[0].contains("already appeared on line 2"), "{:?}", r.reasons);
     }
 
@@ -877,7 +879,7 @@ mod tests {
         let file = file_of(&[&e]);
         let mut sponsor = e.clone();
         sponsor.roles = vec!["Sponsor".into()];
-        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(sponsor)));
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&sponsor)));
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!() };
         assert_eq!(patch["group_strings"], "Employees,NERM_Admins,Sponsors");
     }

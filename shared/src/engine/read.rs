@@ -15,8 +15,9 @@ use crate::config::{
 use crate::input::validate::{Field, RowFields, StatusSet};
 use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, Row, RowError, RowValidator};
 
-/// What one valid row asks NERM to hold.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What one valid row asks NERM to hold. The second pass refills one of these for every row
+/// ([`EmployeeReader::read_into`]), so its strings keep their capacity from row to row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Employee {
     pub line: u64,
     pub login: String,
@@ -186,6 +187,14 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
 
     /// The next row: `Ok(None)` at the end; `Err` for a file-level problem (stop the run).
     pub fn next_employee(&mut self) -> Result<Option<Result<Employee, Rejection>>, FileError> {
+        let mut employee = Employee::default();
+        Ok(self.read_into(&mut employee)?.map(|row| row.map(|()| employee)))
+    }
+
+    /// [`next_employee`](Self::next_employee) into a caller's employee: a valid row replaces
+    /// all of `employee`, reusing its strings (the second pass then allocates almost nothing
+    /// per row); a rejected row leaves it as it was.
+    pub fn read_into(&mut self, employee: &mut Employee) -> Result<Option<Result<(), Rejection>>, FileError> {
         let row = match self.csv.next_row()? {
             None => return Ok(None),
             Some(Err(e)) => return Ok(Some(Err(Rejection::from_errors(e.line, "", "", vec![e])))),
@@ -193,7 +202,10 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         };
         let rules = &mut self.rules;
         Ok(Some(match rules.judge(&row) {
-            Ok(verdict) => Ok(rules.employee(&row, &verdict)),
+            Ok(verdict) => {
+                rules.fill(&row, &verdict, employee);
+                Ok(())
+            }
             Err(errors) => Err(Rejection::from_errors(row.line(), row.get(rules.login), row.get(rules.key), errors)),
         }))
     }
@@ -289,7 +301,8 @@ impl<'c> RowRules<'c> {
             Err(errs) => errs,
         };
         if self.last_status.0 != hr_status {
-            self.last_status = (hr_status.to_owned(), m.user_status_for(hr_status), m.profile_status_for(hr_status));
+            set(&mut self.last_status.0, hr_status);
+            (self.last_status.1, self.last_status.2) = (m.user_status_for(hr_status), m.profile_status_for(hr_status));
         }
         let (_, user_status, profile_status) = self.last_status;
         if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
@@ -336,41 +349,64 @@ impl<'c> RowRules<'c> {
         })
     }
 
-    /// The employee a row judged valid asks for.
-    fn employee(&mut self, row: &Row<'_>, verdict: &Verdict) -> Employee {
-        let cfg = self.cfg;
+    /// Refills `e` with what a row judged valid asks for.
+    fn fill(&mut self, row: &Row<'_>, verdict: &Verdict, e: &mut Employee) {
         let (t, scratch) = (&self.templates, &mut self.scratch);
         let value = |i: usize| row.get(i);
-        let mut opt =
-            |t: &Option<BoundTemplate>| t.as_ref().map(|t| t.render_trimmed(value, scratch)).filter(|s| !s.is_empty());
-        let title = opt(&t.title);
-        let locale = opt(&t.locale);
-        let sailpoint_identity_id = opt(&t.sailpoint_identity_id);
-        let profile_name = opt(&t.profile_name);
-        let mut attributes = Vec::with_capacity(t.attributes.len());
-        for (a, template) in cfg.attributes().iter().zip(&t.attributes) {
-            let v = template.render_trimmed(value, scratch);
+        let mut render = |t: &BoundTemplate, out: &mut String| t.render_trimmed_into(value, scratch, out);
+        e.line = row.line();
+        set(&mut e.login, row.get(self.login));
+        set(&mut e.key, row.get(self.key));
+        render(&t.name, &mut e.name);
+        render(&t.email, &mut e.email);
+        let mut optional = |t: &Option<BoundTemplate>, out: &mut Option<String>| match t {
+            Some(t) => {
+                let s = out.get_or_insert_default();
+                render(t, s);
+                if s.is_empty() {
+                    *out = None;
+                }
+            }
+            None => *out = None,
+        };
+        optional(&t.title, &mut e.title);
+        optional(&t.locale, &mut e.locale);
+        optional(&t.sailpoint_identity_id, &mut e.sailpoint_identity_id);
+        optional(&t.profile_name, &mut e.profile_name);
+        set(&mut e.user_status, verdict.user_status);
+        set(&mut e.profile_status, verdict.profile_status);
+        // Slot `n` is refilled in place; a blank value leaves it for the next attribute.
+        let mut n = 0;
+        for (a, template) in self.cfg.attributes().iter().zip(&t.attributes) {
+            if n == e.attributes.len() {
+                e.attributes.push(Default::default());
+            }
+            let (uid, v) = &mut e.attributes[n];
+            render(template, v);
             if !v.is_empty() {
-                attributes.push((a.uid.clone(), v));
+                set(uid, &a.uid);
+                n += 1;
             }
         }
-        Employee {
-            line: row.line(),
-            login: row.get(self.login).to_string(),
-            key: row.get(self.key).to_string(),
-            name: t.name.render_trimmed(value, scratch),
-            email: t.email.render_trimmed(value, scratch),
-            title,
-            locale,
-            sailpoint_identity_id,
-            user_status: verdict.user_status.to_string(),
-            profile_status: verdict.profile_status.to_string(),
-            profile_name,
-            attributes,
-            roles: self.role_names.iter().map(|r| r.to_string()).collect(),
-            manager_login: self.manager.map(|i| row.get(i).to_string()).filter(|s| !s.is_empty()),
+        e.attributes.truncate(n);
+        e.roles.truncate(self.role_names.len());
+        for (i, name) in self.role_names.iter().enumerate() {
+            match e.roles.get_mut(i) {
+                Some(role) => set(role, name),
+                None => e.roles.push(name.to_string()),
+            }
+        }
+        match self.manager.map(|i| row.get(i)).filter(|m| !m.is_empty()) {
+            Some(m) => set(e.manager_login.get_or_insert_default(), m),
+            None => e.manager_login = None,
         }
     }
+}
+
+/// Replaces `s` with `value`, keeping its capacity.
+fn set(s: &mut String, value: &str) {
+    s.clear();
+    s.push_str(value);
 }
 
 /// The first pass: every row validated and file-level errors found before any write; logins

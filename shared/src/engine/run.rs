@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::apply::{Applier, Ids, ItemError, MissingManager, waiting_rest};
 use super::plan::{EmployeePlan, FileIndex, PlanKind, Planner, RowPlan, ThresholdError};
-use super::read::{EmployeeReader, ReadContext, index_file};
+use super::read::{Employee, EmployeeReader, ReadContext, index_file};
 use super::snapshot::Snapshot;
 use crate::config::{ConfigError, MappingConfig, ResolvedConfig};
 use crate::input::{FileError, LoginIndex};
@@ -134,8 +134,9 @@ where
             sink.change(p).await?;
         }
         let mut reader = EmployeeReader::new(open()?, &ctx)?.second_pass(&file.logins, &ctx);
-        while let Some(item) = reader.next_employee()? {
-            match settled_row(planner.plan_row(item)) {
+        let mut employee = Employee::default();
+        while let Some(item) = reader.read_into(&mut employee)? {
+            match settled_row(planner.plan_row(item.map(|()| &employee))) {
                 Ok(row) => {
                     settled += 1;
                     sink.settled(row).await?;

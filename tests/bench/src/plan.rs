@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use shared::engine::snapshot::login_key;
-use shared::engine::{EmployeeReader, Op, Planner, ReadContext, RowPlan, Snapshot, index_file};
+use shared::engine::{Employee, EmployeeReader, Op, Planner, ReadContext, RowPlan, Snapshot, index_file};
 use shared::nerm::model::{Profile, User, UserManager, UserProfile};
 
 use crate::util::{self, Measurement, fmt_num, mib, proc_status_kb, secs};
@@ -44,8 +44,9 @@ fn synthesize(csv: &Path, change_every: usize) -> Result<State, String> {
     let mut deferred_user_managers: Vec<(String, String)> = Vec::new();
     let mut deferred_profile_managers: Vec<(usize, String)> = Vec::new();
     let mut n = 0usize;
-    while let Some(item) = reader.next_employee().map_err(|e| e.to_string())? {
-        let plan = match planner.plan_row(item) {
+    let mut employee = Employee::default();
+    while let Some(item) = reader.read_into(&mut employee).map_err(|e| e.to_string())? {
+        let plan = match planner.plan_row(item.map(|()| &employee)) {
             RowPlan::Change(p) => p,
             other => return Err(format!("planning against an empty snapshot gave {other:?}")),
         };
@@ -201,8 +202,9 @@ pub fn child(dir: &Path, csv: &Path) -> Result<ChildResult, String> {
     let (mut unchanged, mut rejected) = (0u64, 0u64);
     let mut plans = Vec::new();
     let mut settled = Vec::new();
-    while let Some(item) = reader.next_employee().map_err(|e| e.to_string())? {
-        match planner.plan_row(item) {
+    let mut employee = Employee::default();
+    while let Some(item) = reader.read_into(&mut employee).map_err(|e| e.to_string())? {
+        match planner.plan_row(item.map(|()| &employee)) {
             RowPlan::Unchanged { line, login, key } => {
                 unchanged += 1;
                 settled.push((line, login, key));
@@ -221,8 +223,8 @@ pub fn child(dir: &Path, csv: &Path) -> Result<ChildResult, String> {
 
     let t = Instant::now();
     let mut reader = EmployeeReader::new(open()?, &ctx).map_err(|e| e.to_string())?;
-    while let Some(item) = reader.next_employee().map_err(|e| e.to_string())? {
-        std::hint::black_box(item.ok());
+    while let Some(item) = reader.read_into(&mut employee).map_err(|e| e.to_string())? {
+        std::hint::black_box(item.map(|()| &employee).ok());
     }
     let read_pass_secs = secs(t);
     std::hint::black_box((&settled, &snap));

@@ -6,7 +6,7 @@
 //! * `csv-raw`: the `csv` crate reading `ByteRecord`s, no decoding, no validation (the floor);
 //! * `csv-reader`: `shared::input::CsvReader` (UTF-8 check, limits, the 10 wanted columns);
 //! * `employee-reader`: `shared::engine::EmployeeReader` (the above plus row validation and the
-//!   `Employee` each row becomes: the second pass of a run);
+//!   `Employee` each row refills: the second pass of a run);
 //! * `index-file`: `shared::engine::index_file` (the first pass: validation plus the file
 //!   index the planner needs: logins, keys).
 
@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shared::engine::{EmployeeReader, ReadContext, index_file};
+use shared::engine::{Employee, EmployeeReader, ReadContext, index_file};
 use shared::input::{ColumnSpec, CsvReader, ReaderOptions};
 
 use crate::util::{self, Measurement, mib, proc_status_kb, secs};
@@ -71,12 +71,13 @@ pub fn child(mode: &str, file: &Path) -> Result<ChildResult, String> {
             let ctx = ReadContext::new(&resolved);
             let mut rdr = EmployeeReader::new(open()?, &ctx).map_err(|e| e.to_string())?;
             let (mut rows, mut rejected) = (0u64, 0u64);
-            while let Some(item) = rdr.next_employee().map_err(|e| e.to_string())? {
+            let mut employee = Employee::default();
+            while let Some(item) = rdr.read_into(&mut employee).map_err(|e| e.to_string())? {
                 rows += 1;
                 if item.is_err() {
                     rejected += 1;
                 }
-                std::hint::black_box(item.ok());
+                std::hint::black_box(item.map(|()| &employee).ok());
             }
             (rows, rejected)
         }
