@@ -272,18 +272,53 @@ impl std::error::Error for RowError {}
 
 /// `str::trim`, deciding the common case (no surrounding whitespace) from two bytes.
 pub fn trim(value: &str) -> &str {
-    // The characters `char::is_whitespace` (which `trim` uses) calls white space are the ASCII
-    // ones below and U+0085, U+00A0, U+1680, U+2000..=U+200A, U+2028, U+2029, U+202F, U+205F
-    // and U+3000: in UTF-8 they start with C2, E1, E2 or E3, and end with one of the bytes
-    // `ends_space` lists. Any other first or last byte cannot belong to white space.
-    let ascii_space = |b: u8| matches!(b, b'\t'..=b'\r' | b' ');
-    let starts_space = |b: u8| ascii_space(b) || matches!(b, 0xC2 | 0xE1 | 0xE2 | 0xE3);
-    let ends_space = |b: u8| ascii_space(b) || matches!(b, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF);
-    match (value.as_bytes().first(), value.as_bytes().last()) {
-        (Some(&first), Some(&last)) if !starts_space(first) && !ends_space(last) => value,
-        _ => value.trim(),
+    if maybe_padded(value.as_bytes()) { value.trim() } else { value }
+}
+
+/// The range of UTF-8 `bytes` that [`trim`] keeps (bytes that are not UTF-8 are kept whole).
+#[cold]
+pub(crate) fn trimmed_range(bytes: &[u8]) -> std::ops::Range<usize> {
+    let Ok(value) = std::str::from_utf8(bytes) else { return 0..bytes.len() };
+    let start = value.len() - value.trim_start().len();
+    start..value.trim_end().len().max(start)
+}
+
+/// Whether `bytes` may start or end with white space: false decides that trimming keeps them
+/// all. Looks at two bytes, through [`EDGE_SPACE`].
+#[inline]
+pub(crate) fn maybe_padded(bytes: &[u8]) -> bool {
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) => {
+            (EDGE_SPACE[usize::from(first)] & STARTS) | (EDGE_SPACE[usize::from(last)] & ENDS) != 0
+        }
+        _ => false,
     }
 }
+
+const STARTS: u8 = 1;
+const ENDS: u8 = 2;
+
+/// Per byte: whether white space may start ([`STARTS`]) or end ([`ENDS`]) with it. The
+/// characters `char::is_whitespace` (which `str::trim` uses) calls white space are ASCII tab to
+/// carriage return and space, and U+0085, U+00A0, U+1680, U+2000..=U+200A, U+2028, U+2029,
+/// U+202F, U+205F and U+3000: in UTF-8 these start with C2, E1, E2 or E3 and end with 80..=8A,
+/// 9F, A0, A8, A9 or AF. A first or last byte outside these cannot belong to white space.
+const EDGE_SPACE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if matches!(byte, b'\t'..=b'\r' | b' ') {
+            table[b] = STARTS | ENDS;
+        } else if matches!(byte, 0xC2 | 0xE1 | 0xE2 | 0xE3) {
+            table[b] = STARTS;
+        } else if matches!(byte, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF) {
+            table[b] = ENDS;
+        }
+        b += 1;
+    }
+    table
+};
 
 /// Quotes a value for a message: Rust string escaping, cut to 60 characters.
 pub(crate) fn show_value(value: &str) -> String {

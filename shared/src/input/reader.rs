@@ -10,7 +10,7 @@ use std::io::Read;
 use csv_core::{ReadFieldResult, ReadRecordResult, Reader as CoreReader, ReaderBuilder as CoreBuilder};
 
 use super::source::{Fault, Source};
-use super::{ColumnSpec, FileError, ReaderOptions, RowError, normalize_header, trim};
+use super::{ColumnSpec, FileError, ReaderOptions, RowError, maybe_padded, normalize_header, trimmed_range};
 
 const QUOTE: u8 = b'"';
 const SCRATCH_SIZE: usize = 8 * 1024;
@@ -70,6 +70,10 @@ pub struct CsvReader<R> {
     data_len: usize,
     /// Per slot (per field while reading the header): its byte range in `data`.
     spans: Vec<(usize, usize)>,
+    /// Per `ColumnSpec` index: the trimmed byte range of its value in the current row
+    /// (`(0, 0)` when the file lacks the column). Trimmed once per row, as rows are read
+    /// through [`Row::get`] dozens of times (every template placeholder).
+    values: Vec<(usize, usize)>,
     scratch: Box<[u8]>,
     /// Field ends the record parser reports per call (kept here: zeroing them per record cost
     /// more than the rest of the call's setup).
@@ -124,6 +128,7 @@ impl<R: Read> CsvReader<R> {
             data: Vec::new(),
             data_len: 0,
             spans: Vec::new(),
+            values: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             ends: Box::new([0; ENDS_CHUNK]),
             breaks: 0,
@@ -143,6 +148,7 @@ impl<R: Read> CsvReader<R> {
             this.spans.iter().map(|&(a, b)| String::from_utf8_lossy(&this.data[a..b]).trim().to_owned()).collect();
         this.match_columns()?;
         this.spans = vec![(0, 0); this.column_of_slot.len()];
+        this.values = vec![(0, 0); this.columns.len()];
         Ok(this)
     }
 
@@ -223,7 +229,13 @@ impl<R: Read> CsvReader<R> {
         // bytes (delimiters, line breaks), and compaction moves whole fields, so `bytes` is a
         // concatenation of valid UTF-8 pieces. Checking again cost 7% of a first pass.
         let text = unsafe { std::str::from_utf8_unchecked(bytes) };
-        Ok(Some(Ok(Row { line, text, spans: &self.spans, slots: &self.slot_of_column })))
+        for (value, slot) in self.values.iter_mut().zip(&self.slot_of_column) {
+            *value = match *slot {
+                Some(slot) => trimmed_span(bytes, self.spans[slot]),
+                None => (0, 0),
+            };
+        }
+        Ok(Some(Ok(Row { line, text, values: &self.values })))
     }
 
     /// Turns the reader into an iterator of owned rows (one allocation per value).
@@ -571,6 +583,18 @@ impl QuoteScan {
     }
 }
 
+/// The part of `bytes[start..end]` that [`trim`] keeps, as a range of `bytes`: two byte tests
+/// decide the common case.
+#[inline]
+fn trimmed_span(bytes: &[u8], (start, end): (usize, usize)) -> (usize, usize) {
+    let field = &bytes[start..end];
+    if !maybe_padded(field) {
+        return (start, end);
+    }
+    let kept = trimmed_range(field);
+    (start + kept.start, start + kept.end)
+}
+
 /// Adds the line breaks in `bytes` (the next bytes consumed) to `breaks`: an LF, a CR, or a CRLF
 /// pair each end one line. `after_cr` carries a CR at the end of one chunk over to the next.
 fn count_breaks(breaks: &mut u64, after_cr: &mut bool, bytes: &[u8]) {
@@ -635,8 +659,8 @@ fn detect_delimiter<R: Read>(src: &mut Source<R>) -> u8 {
 pub struct Row<'r> {
     line: u64,
     text: &'r str,
-    spans: &'r [(usize, usize)],
-    slots: &'r [Option<usize>],
+    /// Per wanted column: the trimmed range of its value in `text`.
+    values: &'r [(usize, usize)],
 }
 
 impl<'r> Row<'r> {
@@ -649,23 +673,18 @@ impl<'r> Row<'r> {
     /// trimmed of whitespace; `""` if the file lacks that optional column. Panics if `column`
     /// is out of range.
     pub fn get(&self, column: usize) -> &'r str {
-        match self.slots[column] {
-            Some(slot) => {
-                let (start, end) = self.spans[slot];
-                trim(self.text.get(start..end).unwrap_or_default())
-            }
-            None => "",
-        }
+        let (start, end) = self.values[column];
+        self.text.get(start..end).unwrap_or_default()
     }
 
     /// Number of wanted columns.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.values.len()
     }
 
     /// Whether no columns were wanted.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.values.is_empty()
     }
 
     /// Copies the row out of the reader.
