@@ -17,6 +17,10 @@ pub fn login_key(login: &str) -> String {
 }
 
 /// The NERM state the mapping config manages.
+/// A snapshot index by id, login or key. The planner looks several up per row, so they hash
+/// with foldhash (randomly seeded) rather than SipHash.
+type Index<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub users: Vec<User>,
@@ -24,13 +28,13 @@ pub struct Snapshot {
     pub user_roles: Vec<UserRole>,
     pub user_profiles: Vec<UserProfile>,
     pub user_managers: Vec<UserManager>,
-    user_by_login: HashMap<String, usize>,
-    user_by_id: HashMap<String, usize>,
-    profile_by_key: HashMap<String, usize>,
-    profile_by_id: HashMap<String, usize>,
-    roles_by_user: HashMap<String, Vec<usize>>,
-    links_by_profile: HashMap<String, Vec<usize>>,
-    managers_by_user: HashMap<String, Vec<usize>>,
+    user_by_login: Index<usize>,
+    user_by_id: Index<usize>,
+    profile_by_key: Index<usize>,
+    profile_by_id: Index<usize>,
+    roles_by_user: Index<Vec<usize>>,
+    links_by_profile: Index<Vec<usize>>,
+    managers_by_user: Index<Vec<usize>>,
 }
 
 impl Snapshot {
