@@ -218,13 +218,8 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         self.rules.validator = self.rules.validator.deferring_logins();
         let full = |_| FileError::TooLarge { limit: u64::from(u32::MAX) };
         while let Some(row) = self.csv.next_row()? {
-            let row = match row {
-                Ok(row) => row,
-                Err(e) => {
-                    index.add_rejected_key("", e.line).map_err(full)?;
-                    continue;
-                }
-            };
+            // A row the reader rejected (field count, length) has no key or login to index.
+            let Ok(row) = row else { continue };
             let rules = &mut self.rules;
             let (line, login, key) = (row.line(), row.get(rules.login), row.get(rules.key));
             let valid = rules.judge(&row).is_ok();

@@ -214,15 +214,13 @@ impl<M: Copy + Default> ArenaTable<M> {
         write(&mut self.arena);
         let text_len = self.arena.len() - text_start;
         debug_assert!(len.is_none_or(|len| len == text_len), "write appended another length than announced");
-        // Room for the length prefix too: every position must fit the slot's `u32`.
-        let Ok(start32) = u32::try_from(start) else {
-            self.arena.truncate(start);
-            return Err(LoginIndexFull);
-        };
+        // Every position, up to the end of the text with room for a length prefix inserted in
+        // front of it, must fit the slot's `u32` (so `start` does too).
         if u32::try_from(text_start + text_len + 8).is_err() {
             self.arena.truncate(start);
             return Err(LoginIndexFull);
         }
+        let start32 = start as u32;
         let tag = self.tag(&self.arena[text_start..]);
         self.table.reserve_one();
         let arena = &self.arena;

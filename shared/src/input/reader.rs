@@ -390,7 +390,7 @@ impl<R: Read> CsvReader<R> {
                 ReadFieldResult::End => return Ok(None),
                 ReadFieldResult::Field { record_end } => {
                     let span = (field_start, self.data_len);
-                    has_content = has_content || self.data[span.0..span.1].iter().any(|b| !b.is_ascii_whitespace());
+                    has_content = has_content || !blank(&self.data[span.0..span.1]);
                     self.spans.push(span);
                     if record_end && at_eof && quotes == Some(QuoteScan::InQuotes) {
                         return Err(FileError::UnterminatedQuote { line: start_line });
@@ -456,7 +456,7 @@ impl<R: Read> CsvReader<R> {
                         has_content = true;
                     }
                     slot => {
-                        has_content = has_content || bytes.iter().any(|b| !b.is_ascii_whitespace());
+                        has_content = has_content || !blank(bytes);
                         if let Some(slot) = slot {
                             self.spans[slot] = (rec.field_start, end);
                         }
@@ -493,7 +493,7 @@ impl<R: Read> CsvReader<R> {
                 too_long.get_or_insert(rec.field);
                 *has_content = true;
             } else if !wanted && !*has_content {
-                *has_content = current.iter().any(|b| !b.is_ascii_whitespace());
+                *has_content = !blank(current);
             }
             let keep_current = wanted && !rec.overflowed;
             self.compact(rec, keep_current);
@@ -583,7 +583,12 @@ impl QuoteScan {
     }
 }
 
-/// The part of `bytes[start..end]` that [`trim`] keeps, as a range of `bytes`: two byte tests
+/// Whether a field is blank: only ASCII white space (a record of blank fields is a blank row).
+fn blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The part of `bytes[start..end]` that [`super::trim`] keeps, as a range of `bytes`: two byte tests
 /// decide the common case.
 #[inline]
 fn trimmed_span(bytes: &[u8], (start, end): (usize, usize)) -> (usize, usize) {
