@@ -68,7 +68,14 @@ pub struct CsvReader<R> {
     /// Unescaped bytes of the kept fields of the current record.
     data: Vec<u8>,
     data_len: usize,
-    /// Per slot (per field while reading the header): its byte range in `data`.
+    /// Where the current record lies in the source's buffer when [`parse_line`](Self::parse_line)
+    /// read it in place (`spans` are then relative to its start); `None` when it is in `data`.
+    in_place: Option<(usize, usize)>,
+    /// Whether [`parse_line`](Self::parse_line) may read records in place (tests compare
+    /// with the full parser alone).
+    read_in_place: bool,
+    /// Per slot (per field while reading the header): its byte range in `data` (or in the
+    /// record read in place).
     spans: Vec<(usize, usize)>,
     /// Per `ColumnSpec` index: the trimmed byte range of its value in the current row
     /// (`(0, 0)` when the file lacks the column). Trimmed once per row, as rows are read
@@ -127,6 +134,8 @@ impl<R: Read> CsvReader<R> {
             column_of_slot: Vec::new(),
             data: Vec::new(),
             data_len: 0,
+            in_place: None,
+            read_in_place: true,
             spans: Vec::new(),
             values: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
@@ -222,7 +231,10 @@ impl<R: Read> CsvReader<R> {
             let reason = format!("value is longer than the limit of {} bytes", self.max_field);
             return Ok(Some(Err(RowError::new(line, name, reason))));
         }
-        let bytes = &self.data[..self.data_len];
+        let bytes = match self.in_place {
+            Some((start, end)) => self.src.consumed(start, end),
+            None => &self.data[..self.data_len],
+        };
         debug_assert!(std::str::from_utf8(bytes).is_ok(), "a record of valid UTF-8 input is valid UTF-8");
         // SAFETY: `Source` hands out only valid UTF-8 (it checks or transcodes the stream). The
         // parser copies it while dropping only ASCII bytes (quotes) and splitting only at ASCII
@@ -274,6 +286,14 @@ impl<R: Read> CsvReader<R> {
         self.blank_rows
     }
 
+    /// The same reader with every data record going through `csv_core` (the reference the
+    /// in-place reading is compared with).
+    #[cfg(test)]
+    pub(super) fn without_in_place_reading(mut self) -> Self {
+        self.read_in_place = false;
+        self
+    }
+
     #[cfg(test)]
     pub(super) fn record_buffer_len(&self) -> usize {
         self.data.len()
@@ -298,9 +318,13 @@ impl<R: Read> CsvReader<R> {
                 return Ok(None);
             }
             let start_line = self.current_line();
+            self.in_place = None;
             let parsed = match mode {
                 Mode::Header => self.parse_header_fields(start_line)?,
-                Mode::Data => self.parse_data_fields(start_line)?,
+                Mode::Data => match self.read_in_place.then(|| self.parse_line()).flatten() {
+                    Some(parsed) => Some(parsed),
+                    None => self.parse_data_fields(start_line)?,
+                },
             };
             let Some((parsed, has_content)) = parsed else {
                 return Ok(None);
@@ -325,6 +349,13 @@ impl<R: Read> CsvReader<R> {
             };
             if input.is_empty() {
                 return Ok(false);
+            }
+            // The common case: one LF, then the record.
+            if input.len() > 1 && input[0] == b'\n' && !matches!(input[1], b'\r' | b'\n') {
+                self.breaks += u64::from(!self.after_cr);
+                self.after_cr = false;
+                self.src.consume(1);
+                return Ok(true);
             }
             let skip = input.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(input.len());
             count_breaks(&mut self.breaks, &mut self.after_cr, &input[..skip]);
@@ -409,6 +440,61 @@ impl<R: Read> CsvReader<R> {
                 }
             }
         }
+    }
+
+    /// Reads the common record in place, without `csv_core` and without copying: a whole line
+    /// already in the buffer whose fields are unquoted, or quoted with no quote, CR or LF
+    /// inside and the closing quote right before a delimiter or the line's end. For such a line
+    /// this gives exactly what [`parse_data_fields`](Self::parse_data_fields) would. Any other
+    /// record (or a line not wholly buffered yet) gives `None`, with nothing consumed, for
+    /// that full parser. Consumes the line up to its line break, which the next
+    /// [`skip_blank_lines`](Self::skip_blank_lines) counts.
+    fn parse_line(&mut self) -> Option<(Parsed, bool)> {
+        let input = self.src.buffered();
+        let line = &input[..memchr::memchr2(b'\n', b'\r', input)?];
+        let mut field = 0;
+        let mut pos = 0;
+        let mut too_long = None;
+        let mut has_content = false;
+        self.spans.fill((0, 0));
+        loop {
+            let (start, end) = if line.get(pos) == Some(&QUOTE) {
+                let close = pos + 1 + memchr::memchr(QUOTE, &line[pos + 1..])?;
+                if close + 1 < line.len() && line[close + 1] != self.delimiter {
+                    return None;
+                }
+                (pos + 1, close)
+            } else {
+                let rest = &line[pos..];
+                (pos, pos + memchr::memchr(self.delimiter, rest).unwrap_or(rest.len()))
+            };
+            let bytes = &line[start..end];
+            match self.slot_of_field.get(field).copied().flatten() {
+                Some(_) if bytes.len() > self.max_field => {
+                    too_long.get_or_insert(field);
+                    has_content = true;
+                }
+                slot => {
+                    has_content = has_content || !blank(bytes);
+                    if let Some(slot) = slot {
+                        self.spans[slot] = (start, end);
+                    }
+                }
+            }
+            field += 1;
+            // Past the closing quote, if any: at the delimiter or the line's end.
+            pos = end + usize::from(start != pos);
+            if pos >= line.len() {
+                break;
+            }
+            pos += 1;
+        }
+        let (start, len) = (self.src.position(), line.len());
+        self.src.consume(len);
+        // The line is not empty (a record never starts at a line break) and holds none.
+        self.after_cr = false;
+        self.in_place = Some((start, start + len));
+        Some((Parsed { fields: field, too_long }, has_content))
     }
 
     /// Parses one data record with `csv_core`'s record reader (one call per record in the

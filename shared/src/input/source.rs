@@ -124,6 +124,18 @@ impl<R: Read> Source<R> {
         self.pos += n;
     }
 
+    /// Where the next unconsumed byte is in the buffer, for [`consumed`](Self::consumed).
+    pub(super) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Bytes consumed from [`position`](Self::position) `start` to `end`: valid until the
+    /// next read, which may move them.
+    pub(super) fn consumed(&self, start: usize, end: usize) -> &[u8] {
+        debug_assert!(start <= end && end <= self.pos);
+        &self.buf[start..end]
+    }
+
     /// Checked bytes buffered and not consumed (no reading).
     pub(super) fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..self.valid_end]

@@ -682,6 +682,37 @@ proptest! {
         prop_assert_eq!(run(&mut &input[..]), run(&mut Trickle { data: &input, chunk }));
     }
 
+    /// Reading records in place gives exactly what `csv_core` gives, rejections and file
+    /// errors included, whatever the bytes, the delimiter, the field limit and the read sizes.
+    #[test]
+    fn reading_in_place_gives_what_the_full_parser_gives(
+        body in prop_oneof![csvish_bytes(), prop::collection::vec(any::<u8>(), 0..400)],
+        delimiter in prop::sample::select(vec![b',', b';', b'\t']),
+        max_field_bytes in 1usize..12,
+        chunk in 1usize..40,
+    ) {
+        let mut input = vec![b'a', delimiter, b'b', delimiter, b'c', b'\n'];
+        input.extend_from_slice(&body);
+        let options = ReaderOptions { delimiter: Some(delimiter), max_field_bytes, ..Default::default() };
+        let columns = [ColumnSpec::optional("a"), ColumnSpec::optional("c"), ColumnSpec::optional("zz")];
+        let run = |in_place: bool| -> Vec<String> {
+            let reader = CsvReader::new(Trickle { data: &input, chunk }, &options, &columns).unwrap();
+            let reader = if in_place { reader } else { reader.without_in_place_reading() };
+            let mut reader = reader;
+            let mut items = Vec::new();
+            loop {
+                match reader.next_row() {
+                    Ok(None) => break,
+                    Ok(Some(item)) => items.push(format!("{item:?}")),
+                    Err(e) => items.push(format!("file error: {e}")),
+                }
+            }
+            items.push(format!("blank rows: {}", reader.blank_rows_skipped()));
+            items
+        };
+        prop_assert_eq!(run(true), run(false));
+    }
+
     /// Records written by the `csv` crate (any delimiter, any terminator, values with quotes,
     /// delimiters and newlines) read back unchanged, each on the line where it starts.
     #[test]
