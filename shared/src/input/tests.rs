@@ -682,6 +682,12 @@ proptest! {
         prop_assert_eq!(run(&mut &input[..]), run(&mut Trickle { data: &input, chunk }));
     }
 
+    /// The word-at-a-time search finds what a byte-by-byte search finds.
+    #[test]
+    fn find_byte_finds_the_first_occurrence(haystack in prop::collection::vec(prop_oneof![Just(b','), Just(b'"'), Just(0x80u8), Just(0xFFu8), Just(0u8), any::<u8>()], 0..40), byte in prop_oneof![Just(b','), Just(b'"'), Just(0u8), Just(0xFFu8)]) {
+        prop_assert_eq!(super::reader::find_byte(&haystack, byte), haystack.iter().position(|&b| b == byte));
+    }
+
     /// Reading records in place gives exactly what `csv_core` gives, rejections and file
     /// errors included, whatever the bytes, the delimiter, the field limit and the read sizes.
     #[test]
