@@ -510,7 +510,7 @@ proptest! {
         if how.is_none() {
             prop_assert_eq!(end, Some(Ok(())));
             prop_assert_eq!(accepted + rejected, data_rows);
-            let index = index_file(Cursor::new(&bytes), &ctx).expect("the first pass reads the same file");
+            let index = index_file(Cursor::new(bytes.clone()), &ctx).expect("the first pass reads the same file");
             prop_assert_eq!(index.valid_rows, accepted);
         }
 

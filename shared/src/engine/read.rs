@@ -13,7 +13,9 @@ use crate::config::{
     BoundTemplate, MappingConfig, ProfileStatus, ResolvedConfig, Template, UserStatus, normalize_column,
 };
 use crate::input::validate::{Field, RowFields, StatusSet};
-use crate::input::{ColumnSpec, CsvReader, FileError, LoginIndex, ReaderOptions, Row, RowError, RowValidator};
+use crate::input::{
+    ColumnSpec, CsvReader, FileError, LoginIndex, PipedRows, ReaderOptions, Row, RowError, RowValidator,
+};
 
 /// What one valid row asks NERM to hold. The second pass refills one of these for every row
 /// ([`EmployeeReader::read_into`]), so its strings keep their capacity from row to row.
@@ -93,8 +95,25 @@ impl<'c> ReadContext<'c> {
 
 /// Streams employees from one CSV, validating each row.
 pub struct EmployeeReader<'c, R> {
-    csv: CsvReader<R>,
+    csv: Rows<R>,
     rules: RowRules<'c>,
+}
+
+/// Where the rows come from: the CSV reader, or the CSV reader on a thread of its own
+/// ([`EmployeeReader::piped`]).
+enum Rows<R> {
+    Here(CsvReader<R>),
+    Piped(PipedRows),
+}
+
+impl<R: Read> Rows<R> {
+    #[allow(clippy::type_complexity)]
+    fn next_row(&mut self) -> Result<Option<Result<Row<'_>, RowError>>, FileError> {
+        match self {
+            Rows::Here(csv) => csv.next_row(),
+            Rows::Piped(piped) => piped.next_row(),
+        }
+    }
 }
 
 /// Everything that judges a row, apart from the CSV reader (so a row borrowed from the reader
@@ -182,7 +201,22 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             role_names: Vec::new(),
             last_status: (String::new(), m.user_status_for(""), m.profile_status_for("")),
         };
-        Ok(EmployeeReader { csv, rules })
+        Ok(EmployeeReader { csv: Rows::Here(csv), rules })
+    }
+
+    /// Moves the CSV parsing to a thread of its own, when the machine has more than one
+    /// core: parsing then overlaps with judging (the rows and their order are the same).
+    pub fn piped(self) -> Self
+    where
+        R: Send + 'static,
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        match self.csv {
+            Rows::Here(csv) if cores > 1 => {
+                EmployeeReader { csv: Rows::Piped(PipedRows::spawn(csv)), rules: self.rules }
+            }
+            csv => EmployeeReader { csv, rules: self.rules },
+        }
     }
 
     /// The next row: `Ok(None)` at the end; `Err` for a file-level problem (stop the run).
@@ -409,6 +443,6 @@ fn set(s: &mut String, value: &str) {
 
 /// The first pass: every row validated and file-level errors found before any write; logins
 /// and keys indexed for the planner.
-pub fn index_file<R: Read>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
-    EmployeeReader::new(input, ctx)?.index_rows(ctx.index_managers)
+pub fn index_file<R: Read + Send + 'static>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
+    EmployeeReader::new(input, ctx)?.piped().index_rows(ctx.index_managers)
 }

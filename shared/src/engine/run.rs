@@ -96,7 +96,7 @@ pub async fn plan_file<R, F, S>(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<PlannedRun, RunError>
 where
-    R: Read + Send,
+    R: Read + Send + 'static,
     F: Fn() -> io::Result<R>,
     S: PlanSink,
 {
@@ -133,7 +133,7 @@ where
             count(&p);
             sink.change(p).await?;
         }
-        let mut reader = EmployeeReader::new(open()?, &ctx)?.second_pass(&file.logins, &ctx);
+        let mut reader = EmployeeReader::new(open()?, &ctx)?.piped().second_pass(&file.logins, &ctx);
         let mut employee = Employee::default();
         while let Some(item) = reader.read_into(&mut employee)? {
             match settled_row(planner.plan_row(item.map(|()| &employee))) {
@@ -285,7 +285,7 @@ pub async fn run<R, F, J, C>(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(), RunError>
 where
-    R: Read + Send,
+    R: Read + Send + 'static,
     F: Fn() -> io::Result<R>,
     J: Write + Send,
     C: Write + Send,

@@ -12,10 +12,11 @@
 //! * [`RowError`] — one row is rejected, the others go on: wrong number of fields, a wanted
 //!   value longer than the field limit, and every rule of [`validate`].
 //!
-//! [`CsvReader`] does the reading; [`validate`] checks the logical fields of each row and tracks
+//! [`CsvReader`] does the reading (on its own thread through [`PipedRows`]); [`validate`] checks the logical fields of each row and tracks
 //! the logins seen ([`LoginIndex`]).
 
 mod index;
+mod piped;
 mod reader;
 mod source;
 pub mod validate;
@@ -27,6 +28,7 @@ use std::fmt;
 
 pub(crate) use index::LINE_MAX;
 pub use index::{KeyIndex, LoginIndex, LoginIndexFull, SeenLogin};
+pub use piped::PipedRows;
 pub use reader::{CsvReader, OwnedRow, OwnedRows, Row};
 pub use validate::RowValidator;
 

@@ -802,6 +802,16 @@ impl<'r> Row<'r> {
         self.values.is_empty()
     }
 
+    /// A row over `text` whose values are the ranges `values` of it.
+    pub(super) fn from_parts(line: u64, text: &'r str, values: &'r [(usize, usize)]) -> Self {
+        Row { line, text, values }
+    }
+
+    /// The row's text and its values' ranges in it.
+    pub(super) fn parts(&self) -> (&'r str, &'r [(usize, usize)]) {
+        (self.text, self.values)
+    }
+
     /// Copies the row out of the reader.
     pub fn to_owned_row(&self) -> OwnedRow {
         OwnedRow { line: self.line, values: (0..self.len()).map(|i| self.get(i).to_owned()).collect() }

@@ -766,3 +766,104 @@ fn the_fast_trim_trims_exactly_what_str_trim_trims() {
     }
     assert_eq!(trim(""), "");
 }
+
+// ---- the reader on its own thread -----------------------------------------------------------
+
+/// An owned reader handing out at most `chunk` bytes per call and counting what it handed out.
+struct Counted {
+    data: Vec<u8>,
+    at: usize,
+    chunk: usize,
+    read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.chunk.min(buf.len()).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn counted(data: Vec<u8>, chunk: usize) -> Counted {
+    Counted { data, at: 0, chunk, read: Default::default() }
+}
+
+/// Every item of a reader, or of the same reader piped, and the file error that ended it.
+fn items_of(mut next: impl FnMut() -> Result<Option<String>, FileError>) -> Vec<String> {
+    let mut items = Vec::new();
+    loop {
+        match next() {
+            Ok(None) => break,
+            Ok(Some(item)) => items.push(item),
+            Err(e) => {
+                items.push(format!("file error: {e}"));
+                break;
+            }
+        }
+    }
+    items
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Piped rows are the reader's rows, rejections and file error, in order, across batches.
+    #[test]
+    fn piped_rows_are_the_readers_rows_in_order(
+        good_rows in 0usize..700,
+        tail in prop_oneof![csvish_bytes(), prop::collection::vec(any::<u8>(), 0..400)],
+        max_field_bytes in 1usize..12,
+        chunk in 1usize..5000,
+    ) {
+        let mut input = b"a,b,c\n".to_vec();
+        for i in 0..good_rows {
+            input.extend_from_slice(format!("x{i},\"y, {i}\",{}\n", if i % 97 == 0 { "z,extra" } else { "z" }).as_bytes());
+        }
+        input.extend_from_slice(&tail);
+        let options = ReaderOptions { delimiter: Some(b','), max_field_bytes, ..Default::default() };
+        let columns = [ColumnSpec::optional("a"), ColumnSpec::optional("b"), ColumnSpec::optional("zz")];
+        let mut direct = CsvReader::new(counted(input.clone(), chunk), &options, &columns).unwrap();
+        let expected = items_of(|| direct.next_row().map(|item| item.map(|item| format!("{item:?}"))));
+        let mut piped = PipedRows::spawn(CsvReader::new(counted(input, chunk), &options, &columns).unwrap());
+        let got = items_of(|| piped.next_row().map(|item| item.map(|item| format!("{item:?}"))));
+        prop_assert_eq!(&got, &expected);
+        // And the end stays the end.
+        prop_assert!(piped.next_row().unwrap().is_none());
+    }
+}
+
+#[test]
+fn a_read_error_after_many_rows_comes_through_the_pipe_after_those_rows() {
+    let mut data = b"login\n".to_vec();
+    for i in 0..1000 {
+        data.extend_from_slice(format!("user{i}\n").as_bytes());
+    }
+    let data: &'static [u8] = Box::leak(data.into_boxed_slice());
+    let mut piped =
+        PipedRows::spawn(CsvReader::new(Failing(data), &Default::default(), &required(&["login"])).unwrap());
+    let items = items_of(|| piped.next_row().map(|item| item.map(|item| format!("{item:?}"))));
+    assert_eq!(items.len(), 1001);
+    assert!(items[999].contains("user999"), "{}", items[999]);
+    assert!(items[1000].starts_with("file error:") && items[1000].contains("connection reset"), "{}", items[1000]);
+}
+
+#[test]
+fn dropping_piped_rows_early_stops_the_reader_within_a_few_batches() {
+    let mut data = b"login\n".to_vec();
+    for i in 0..200_000 {
+        data.extend_from_slice(format!("user{i}\n").as_bytes());
+    }
+    let total = data.len();
+    let source = counted(data, 4096);
+    let read = source.read.clone();
+    let mut piped = PipedRows::spawn(CsvReader::new(source, &Default::default(), &required(&["login"])).unwrap());
+    for _ in 0..3 {
+        assert!(piped.next_row().unwrap().unwrap().is_ok());
+    }
+    drop(piped);
+    let after_drop = read.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(after_drop < total / 10, "read {after_drop} of {total} bytes after the consumer stopped");
+}

@@ -198,7 +198,8 @@ pub fn child(dir: &Path, csv: &Path) -> Result<ChildResult, String> {
 
     let t = Instant::now();
     let mut planner = Planner::new(&resolved, &snap, &file);
-    let mut reader = EmployeeReader::new(open()?, &ctx).map_err(|e| e.to_string())?;
+    let mut reader =
+        EmployeeReader::new(open()?, &ctx).map_err(|e| e.to_string())?.piped().second_pass(&file.logins, &ctx);
     let (mut unchanged, mut rejected) = (0u64, 0u64);
     let mut plans = Vec::new();
     let mut settled = Vec::new();

@@ -71,7 +71,8 @@ fn requests_of(stats: &Value) -> BTreeMap<String, u64> {
 async fn engine_run(client: &NermClient, csv: &str, config: &MappingConfig) -> Result<Summary, String> {
     let mut sink = ReportSink::new("bench", false, std::io::sink(), std::io::sink(), vec![TOKEN.into()])
         .map_err(|e| e.to_string())?;
-    let open = || Ok::<_, std::io::Error>(Cursor::new(csv.as_bytes()));
+    let csv = csv.as_bytes().to_vec();
+    let open = || Ok::<_, std::io::Error>(Cursor::new(csv.clone()));
     shared::engine::run(open, config, client, &mut sink, shared::engine::run::RunOptions::new(false), &|_: &str| {})
         .await
         .map_err(|e| e.to_string())?;

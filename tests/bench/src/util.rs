@@ -162,6 +162,18 @@ pub fn proc_status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time used by this process so far, all threads, user plus system (`/proc/self/stat`,
+/// in clock ticks of 1/100 s: `USER_HZ` is 100 on Linux's x86-64 and arm64).
+pub fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces, so split after its `)`).
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line; the first field after the name is 3.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 pub fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }

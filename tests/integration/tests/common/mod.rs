@@ -302,7 +302,8 @@ pub async fn run_once_chunked(
     let summary = {
         let mut sink = ReportSink::new("integration", dry_run, &mut jsonl, &mut csv_report, vec![TOKEN.to_string()])
             .expect("a report sink");
-        let open = || Ok::<_, std::io::Error>(Cursor::new(csv.as_bytes()));
+        let csv = csv.as_bytes().to_vec();
+        let open = || Ok::<_, std::io::Error>(Cursor::new(csv.clone()));
         let opts = shared::engine::run::RunOptions { dry_run, chunk };
         shared::engine::run(open, config, client, &mut sink, opts, progress).await?;
         sink.finish().expect("the report finishes")
