@@ -102,7 +102,7 @@ pub struct EmployeeReader<'c, R> {
 /// Where the rows come from: the CSV reader, or the CSV reader on a thread of its own
 /// ([`EmployeeReader::piped`]).
 enum Rows<R> {
-    Here(CsvReader<R>),
+    Here(Box<CsvReader<R>>),
     Piped(PipedRows),
 }
 
@@ -201,7 +201,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             role_names: Vec::new(),
             last_status: (String::new(), m.user_status_for(""), m.profile_status_for("")),
         };
-        Ok(EmployeeReader { csv: Rows::Here(csv), rules })
+        Ok(EmployeeReader { csv: Rows::Here(Box::new(csv)), rules })
     }
 
     /// Moves the CSV parsing to a thread of its own, when the machine has more than one
@@ -213,7 +213,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         match self.csv {
             Rows::Here(csv) if cores > 1 => {
-                EmployeeReader { csv: Rows::Piped(PipedRows::spawn(csv)), rules: self.rules }
+                EmployeeReader { csv: Rows::Piped(PipedRows::spawn(*csv)), rules: self.rules }
             }
             csv => EmployeeReader { csv, rules: self.rules },
         }
