@@ -596,3 +596,45 @@ fn the_byte_limit_of_the_config_stops_a_larger_file_naming_the_limit() {
     assert!(matches!(err, FileError::TooLarge { limit: 1_048_576 }), "{err:?}");
     assert_eq!(err.to_string(), "the file is larger than the limit of 1048576 bytes");
 }
+
+// ----- repeated values --------------------------------------------------------------------------
+
+#[test]
+fn a_repeated_roles_value_gives_the_same_roles_and_a_repeated_unknown_role_rejects_every_row() {
+    // GIVEN rows repeating a roles value, an unknown role twice in a row, then the good value again
+    let rows = [
+        ("E1", "Sponsor;Manager"),
+        ("E2", "Sponsor;Manager"),
+        ("E3", "Sponsor;Auditor"),
+        ("E4", "Sponsor;Auditor"),
+        ("E5", "Sponsor;Manager"),
+        ("E6", ""),
+        ("E7", "sponsor ; manager"),
+    ];
+    let mut file = header();
+    for (key, roles) in rows {
+        let login = key.to_lowercase();
+        file.push_str(&format!("{key},{login}@example.com,{login}@example.com,Ann,Lee,,,,Active,{roles}\n"));
+    }
+    let resolved = example_config().resolve(&demo_catalog()).expect("the example config resolves");
+    let ctx = ReadContext::new(&resolved);
+    let mut reader = EmployeeReader::new(Cursor::new(file), &ctx).expect("the header is fine");
+    // WHEN every row is read
+    let mut got = Vec::new();
+    while let Some(item) = reader.next_employee().expect("no file error") {
+        got.push(match item {
+            Ok(e) => (e.key, e.roles.join("+")),
+            Err(r) => (r.key, format!("rejected: {}", r.reasons.join("; "))),
+        });
+    }
+    // THEN each row has its own roles, and both rows naming the unknown role are rejected
+    let got: Vec<(&str, &str)> = got.iter().map(|(k, r)| (k.as_str(), r.as_str())).collect();
+    assert_eq!(got[0], ("E1", "Sponsor+Manager"));
+    assert_eq!(got[1], ("E2", "Sponsor+Manager"));
+    for row in &got[2..4] {
+        assert!(row.1.starts_with("rejected:") && row.1.contains("Auditor"), "{row:?}");
+    }
+    assert_eq!(got[4], ("E5", "Sponsor+Manager"));
+    assert_eq!(got[5], ("E6", ""));
+    assert_eq!(got[6], ("E7", "Sponsor+Manager"));
+}

@@ -133,6 +133,9 @@ struct RowRules<'c> {
     validator: RowValidator<'c>,
     /// The row's roles, as named in the catalog (refilled for every row).
     role_names: Vec<&'c str>,
+    /// Roles values seen, with their roles (all found in the catalog): exports repeat a few
+    /// combinations, so most rows skip the split and the lookups.
+    known_roles: Vec<(String, Vec<&'c str>)>,
     /// The last HR status mapped and what it maps to: exports hold a handful of statuses, so
     /// most rows repeat the previous row's.
     last_status: (String, Option<UserStatus>, Option<ProfileStatus>),
@@ -155,6 +158,9 @@ struct Templates {
     /// In the order of `ResolvedConfig::attributes`.
     attributes: Vec<BoundTemplate>,
 }
+
+/// How many distinct roles values [`RowRules`] remembers (a file with more looks the rest up).
+const KNOWN_ROLES: usize = 16;
 
 /// Most exports have one or two e-mail columns: their fields go on the stack.
 const INLINE_EMAILS: usize = 4;
@@ -199,6 +205,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             scratch: String::new(),
             validator: RowValidator::new(&ctx.statuses),
             role_names: Vec::new(),
+            known_roles: Vec::new(),
             last_status: (String::new(), m.user_status_for(""), m.profile_status_for("")),
         };
         Ok(EmployeeReader { csv: Rows::Here(Box::new(csv)), rules })
@@ -354,11 +361,23 @@ impl<'c> RowRules<'c> {
             }
         }
         self.role_names.clear();
-        if let Some(i) = self.roles {
-            for name in m.split_roles(row.get(i)) {
-                match cfg.lookup_role(name) {
-                    Ok(r) => self.role_names.push(&r.name),
-                    Err(e) => errors.push(RowError::new(line, m.columns.roles.as_deref(), e.to_string())),
+        if let Some(i) = self.roles.filter(|&i| !row.get(i).is_empty()) {
+            let value = row.get(i);
+            if let Some((_, names)) = self.known_roles.iter().find(|(known, _)| known == value) {
+                self.role_names.extend_from_slice(names);
+            } else {
+                let mut found = true;
+                for name in m.split_roles(value) {
+                    match cfg.lookup_role(name) {
+                        Ok(r) => self.role_names.push(&r.name),
+                        Err(e) => {
+                            found = false;
+                            errors.push(RowError::new(line, m.columns.roles.as_deref(), e.to_string()));
+                        }
+                    }
+                }
+                if found && self.known_roles.len() < KNOWN_ROLES {
+                    self.known_roles.push((value.to_owned(), self.role_names.clone()));
                 }
             }
         }

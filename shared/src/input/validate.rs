@@ -222,28 +222,25 @@ pub fn check_email(line: u64, field: Field<'_>) -> Result<(), RowError> {
 /// "look closer", not "invalid".
 fn plainly_valid_ascii_email(value: &str) -> bool {
     let bytes = value.as_bytes();
-    if bytes.len() > MAX_EMAIL_CHARS {
+    // Printable ASCII, no space: a check without an early exit, which compiles to wide compares.
+    let printable = bytes.iter().fold(true, |ok, &b| ok & (b.wrapping_sub(b'!') < 0x7F - b'!'));
+    if bytes.len() > MAX_EMAIL_CHARS || !printable {
         return false;
     }
-    let (mut at, mut prev, mut dotted) = (None, 0u8, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if b <= b' ' || b >= 0x7F {
-            return false; // whitespace, control or non-ASCII
-        }
-        if b == b'@' {
-            if at.is_some() {
-                return false;
-            }
-            at = Some(i);
-        } else if b == b'.' && at.is_some() {
-            if prev == b'.' || prev == b'@' {
-                return false;
-            }
-            dotted = true;
+    let Some(at) = bytes.iter().position(|&b| b == b'@') else { return false };
+    let domain = &bytes[at + 1..];
+    // No second `@`; dots, none first, last or doubled.
+    let (mut prev, mut dotted) = (b'@', false);
+    for &b in domain {
+        match b {
+            b'@' => return false,
+            b'.' if prev == b'.' || prev == b'@' => return false,
+            b'.' => dotted = true,
+            _ => {}
         }
         prev = b;
     }
-    matches!(at, Some(i) if i > 0 && i + 1 < bytes.len()) && dotted && prev != b'.'
+    at > 0 && dotted && prev != b'.'
 }
 
 fn email_problem(value: &str) -> Option<String> {
@@ -344,11 +341,11 @@ pub fn check_not_own_manager(line: u64, login: Field<'_>, manager: Field<'_>) ->
 
 /// Case-insensitive equality (Unicode simple lowercase, ASCII fast path).
 pub fn same_ignoring_case(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
-    }
+    // Equal but for ASCII case means equal lower-cased. Otherwise only non-ASCII text, whose
+    // lower case may differ in length, needs a closer look.
+    a.eq_ignore_ascii_case(b)
+        || (!(a.is_ascii() && b.is_ascii())
+            && a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase)))
 }
 
 /// The allowed status values, in their canonical spelling; matching ignores case.
