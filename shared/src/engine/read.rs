@@ -211,7 +211,7 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
         Ok(EmployeeReader { csv: Rows::Here(Box::new(csv)), rules })
     }
 
-    /// Moves the CSV parsing to a thread of its own when there is CPU for it ([`cores`]):
+    /// Moves the CSV parsing to a thread of its own when there is CPU for it (`cores`):
     /// parsing then overlaps with judging (the rows and their order are the same). The two
     /// threads use about 20% more CPU time in all, so on one core this would only cost.
     pub fn piped(self) -> Self

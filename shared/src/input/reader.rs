@@ -239,7 +239,8 @@ impl<R: Read> CsvReader<R> {
         // SAFETY: `Source` hands out only valid UTF-8 (it checks or transcodes the stream). The
         // parser copies it while dropping only ASCII bytes (quotes) and splitting only at ASCII
         // bytes (delimiters, line breaks), and compaction moves whole fields, so `bytes` is a
-        // concatenation of valid UTF-8 pieces. Checking again cost 7% of a first pass.
+        // concatenation of valid UTF-8 pieces. A record read in place is a line of the checked
+        // buffer, cut at an ASCII line break. Checking again cost 7% of a first pass.
         let text = unsafe { std::str::from_utf8_unchecked(bytes) };
         for (value, slot) in self.values.iter_mut().zip(&self.slot_of_column) {
             *value = match *slot {
