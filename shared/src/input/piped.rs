@@ -32,10 +32,11 @@ struct Batch {
 }
 
 enum Item {
-    /// A row whose values start at `values[at]`.
+    /// A row whose values start at `values[at]`, and what the precheck said of it.
     Row {
         line: u64,
         at: usize,
+        prechecked: bool,
     },
     Rejected(RowError),
     /// A rejection already handed out.
@@ -55,7 +56,18 @@ pub struct PipedRows {
 
 impl PipedRows {
     /// Moves `reader` (its header already read) to a new thread.
-    pub fn spawn<R: Read + Send + 'static>(mut reader: CsvReader<R>) -> Self {
+    pub fn spawn<R: Read + Send + 'static>(reader: CsvReader<R>) -> Self {
+        Self::spawn_with(reader, |_| false)
+    }
+
+    /// [`spawn`](Self::spawn), also running `precheck` on each row on the reader's thread:
+    /// its answer comes with the row as [`Row::prechecked`]. This moves checks that need
+    /// only the row off the consumer's thread.
+    pub fn spawn_with<R, P>(mut reader: CsvReader<R>, mut precheck: P) -> Self
+    where
+        R: Read + Send + 'static,
+        P: FnMut(&Row<'_>) -> bool + Send + 'static,
+    {
         let columns = reader.columns().len();
         let (full_tx, full) = sync_channel::<Batch>(AHEAD);
         let (spent, spent_rx) = sync_channel::<Batch>(AHEAD + 2);
@@ -68,7 +80,7 @@ impl PipedRows {
                         Err(TryRecvError::Empty) => Batch::default(),
                         Err(TryRecvError::Disconnected) => return,
                     };
-                    fill(&mut reader, &mut batch);
+                    fill(&mut reader, &mut precheck, &mut batch);
                     let last = batch.end.is_some();
                     if full_tx.send(batch).is_err() || last {
                         return;
@@ -107,8 +119,8 @@ impl PipedRows {
         let i = self.next;
         self.next += 1;
         Ok(Some(match &mut self.batch.items[i] {
-            &mut Item::Row { line, at } => {
-                Ok(Row::from_parts(line, &self.batch.text, &self.batch.values[at..at + self.columns]))
+            &mut Item::Row { line, at, prechecked } => {
+                Ok(Row::from_parts(line, &self.batch.text, &self.batch.values[at..at + self.columns], prechecked))
             }
             item => match std::mem::replace(item, Item::Taken) {
                 Item::Rejected(e) => Err(e),
@@ -133,7 +145,7 @@ impl Drop for PipedRows {
 }
 
 /// Reads the next items into `batch` (emptied first) until it is full or the reader ends.
-fn fill<R: Read>(reader: &mut CsvReader<R>, batch: &mut Batch) {
+fn fill<R: Read>(reader: &mut CsvReader<R>, precheck: &mut impl FnMut(&Row<'_>) -> bool, batch: &mut Batch) {
     batch.text.clear();
     batch.values.clear();
     batch.items.clear();
@@ -145,7 +157,7 @@ fn fill<R: Read>(reader: &mut CsvReader<R>, batch: &mut Batch) {
                 let (text, values) = row.parts();
                 batch.text.push_str(text);
                 batch.values.extend(values.iter().map(|&(start, end)| (base + start, base + end)));
-                batch.items.push(Item::Row { line: row.line(), at });
+                batch.items.push(Item::Row { line: row.line(), at, prechecked: precheck(&row) });
             }
             Ok(Some(Err(e))) => batch.items.push(Item::Rejected(e)),
             Ok(None) => {

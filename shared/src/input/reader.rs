@@ -248,7 +248,7 @@ impl<R: Read> CsvReader<R> {
                 None => (0, 0),
             };
         }
-        Ok(Some(Ok(Row { line, text, values: &self.values })))
+        Ok(Some(Ok(Row { line, text, values: &self.values, prechecked: false })))
     }
 
     /// Turns the reader into an iterator of owned rows (one allocation per value).
@@ -777,6 +777,9 @@ pub struct Row<'r> {
     text: &'r str,
     /// Per wanted column: the trimmed range of its value in `text`.
     values: &'r [(usize, usize)],
+    /// Whether the reader's thread found that the row passes the rules that need only the row
+    /// (see [`PipedRows::spawn_with`](super::PipedRows::spawn_with)).
+    prechecked: bool,
 }
 
 impl<'r> Row<'r> {
@@ -804,8 +807,14 @@ impl<'r> Row<'r> {
     }
 
     /// A row over `text` whose values are the ranges `values` of it.
-    pub(super) fn from_parts(line: u64, text: &'r str, values: &'r [(usize, usize)]) -> Self {
-        Row { line, text, values }
+    pub(super) fn from_parts(line: u64, text: &'r str, values: &'r [(usize, usize)], prechecked: bool) -> Self {
+        Row { line, text, values, prechecked }
+    }
+
+    /// Whether the row was found on the reader's thread to pass the checks given to
+    /// [`PipedRows::spawn_with`](super::PipedRows::spawn_with) (always `false` otherwise).
+    pub fn prechecked(&self) -> bool {
+        self.prechecked
     }
 
     /// The row's text and its values' ranges in it.

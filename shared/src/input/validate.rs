@@ -52,6 +52,9 @@ pub struct RowFields<'a> {
     pub emails: &'a [Field<'a>],
     /// Status: must be one of the allowed values.
     pub status: Option<Field<'a>>,
+    /// The row already passed [`passes_row_rules`] (on the reader's thread): `check` skips
+    /// those rules.
+    pub prechecked: bool,
 }
 
 /// What a valid row yields besides "valid".
@@ -131,13 +134,11 @@ impl<'s> RowValidator<'s> {
         let line = row.line;
         let mut errors = Vec::new();
         let mut note = |result: Result<(), RowError>| result.map_err(|e| errors.push(e)).is_ok();
-        for &field in row.required {
-            note(check_required(line, field));
-        }
-        let login = row.login.filter(|login| !login.value.is_empty()).filter(|&login| note(check_login(line, login)));
-        for &email in row.emails {
-            note(check_email(line, email));
-        }
+        let login = if row.prechecked {
+            row.login.filter(|login| !login.value.is_empty())
+        } else {
+            required_login_and_emails(row, &mut note)
+        };
         let statuses: &'s StatusSet = self.statuses;
         let mut status = None;
         if let Some(field) = row.status {
@@ -152,11 +153,8 @@ impl<'s> RowValidator<'s> {
                 }
             }
         }
-        if let Some(manager) = row.manager_login.filter(|m| !m.value.is_empty())
-            && note(check_login(line, manager))
-            && let Some(login) = login
-        {
-            note(check_not_own_manager(line, login, manager));
+        if !row.prechecked {
+            manager(row, login, &mut note);
         }
         if self.deferred {
             self.pending_login = login.is_some();
@@ -197,6 +195,47 @@ impl<'s> RowValidator<'s> {
     /// Ends validation, keeping the logins seen (for the planner).
     pub fn into_logins(self) -> LoginIndex {
         self.logins
+    }
+}
+
+/// Whether `row` passes every rule that needs nothing but the row itself: required values,
+/// login, e-mail and manager syntax, and no one managing themselves. Those are the rules
+/// [`RowValidator::check`] skips for a row marked [`prechecked`](RowFields::prechecked), so a
+/// reader thread can run them ahead (statuses and duplicates still need the validator).
+pub fn passes_row_rules(row: &RowFields<'_>) -> bool {
+    let mut failed = false;
+    let mut note = |result: Result<(), RowError>| {
+        failed |= result.is_err();
+        result.is_ok()
+    };
+    let login = required_login_and_emails(row, &mut note);
+    manager(row, login, &mut note);
+    !failed
+}
+
+/// The rules before the status: required values, then the login's and the e-mails' syntax.
+/// Returns the login if it is there and valid.
+fn required_login_and_emails<'a>(
+    row: &RowFields<'a>,
+    note: &mut impl FnMut(Result<(), RowError>) -> bool,
+) -> Option<Field<'a>> {
+    for &field in row.required {
+        note(check_required(row.line, field));
+    }
+    let login = row.login.filter(|login| !login.value.is_empty()).filter(|&login| note(check_login(row.line, login)));
+    for &email in row.emails {
+        note(check_email(row.line, email));
+    }
+    login
+}
+
+/// The rules after the status: the manager's login syntax, and not the employee's own.
+fn manager(row: &RowFields<'_>, login: Option<Field<'_>>, note: &mut impl FnMut(Result<(), RowError>) -> bool) {
+    if let Some(manager) = row.manager_login.filter(|m| !m.value.is_empty())
+        && note(check_login(row.line, manager))
+        && let Some(login) = login
+    {
+        note(check_not_own_manager(row.line, login, manager));
     }
 }
 
@@ -587,6 +626,7 @@ mod tests {
             manager_login: Some(Field::new("manager", "ann")),
             emails: &emails,
             status: Some(Field::new("status", "active")),
+            prechecked: false,
         };
         assert_eq!(validator.check(&row), Ok(Checked { status: Some("Active") }));
         assert_eq!(validator.logins().get("BOB"), Some(SeenLogin { line: 2, accepted: true }));
@@ -681,6 +721,7 @@ mod tests {
             manager_login: Some(Field::new("manager", "bob")),
             emails: &emails,
             status: Some(Field::new("status", "gone")),
+            prechecked: false,
         };
         let columns: Vec<_> =
             validator.check(&row).unwrap_err().into_iter().map(|e| (e.line, e.column.unwrap())).collect();
@@ -701,6 +742,7 @@ mod tests {
             manager_login: None,
             emails: &[],
             status: None,
+            prechecked: false,
         };
         let mut first = RowValidator::new(&set);
         assert!(first.check(&row(2, "bob")).is_ok());
@@ -716,5 +758,41 @@ mod tests {
         let err = second.check(&row(5, "BOB")).unwrap_err();
         assert!(err[0].to_string().contains("already appeared on line 2"), "{err:?}");
         assert!(second.logins().is_empty());
+    }
+
+    proptest::proptest! {
+        /// A row marked prechecked when [`passes_row_rules`] says so is judged exactly as an
+        /// unmarked one: same errors, same status, same logins recorded.
+        #[test]
+        fn a_prechecked_row_is_judged_as_an_unchecked_one(
+            key in "[a-z ]{0,2}",
+            login in "(bob|Bob|b b|é|)",
+            manager in "(bob|ann|a@b|x y|)",
+            email in "(a@b\\.c|a@b|@b\\.c| |)",
+            status in "(active|gone|)",
+            line in 2u64..5,
+        ) {
+            let set = statuses();
+            let required = [Field::new("key", &key), Field::new("login", &login), Field::new("status", &status)];
+            let emails: Vec<Field<'_>> =
+                [Field::new("email", email.as_str())].into_iter().filter(|f| !f.value.is_empty()).collect();
+            let row = RowFields {
+                line,
+                required: &required,
+                login: Some(Field::new("login", &login)),
+                manager_login: Some(Field::new("manager", &manager)),
+                emails: &emails,
+                status: Some(Field::new("status", &status)),
+                prechecked: false,
+            };
+            let prechecked = RowFields { prechecked: passes_row_rules(&row), ..row };
+            let (mut plain, mut fast) = (RowValidator::new(&set), RowValidator::new(&set));
+            // A login seen on line 1 makes duplicates possible.
+            for v in [&mut plain, &mut fast] {
+                v.logins.insert("bob", 1, true).unwrap();
+            }
+            proptest::prop_assert_eq!(plain.check(&row), fast.check(&prechecked));
+            proptest::prop_assert_eq!(plain.logins().get(&login), fast.logins().get(&login));
+        }
     }
 }
