@@ -12,8 +12,8 @@
 //! * [`RowError`] — one row is rejected, the others go on: wrong number of fields, a wanted
 //!   value longer than the field limit, and every rule of [`validate`].
 //!
-//! [`CsvReader`] does the reading (on its own thread through [`PipedRows`]); [`validate`] checks the logical fields of each row and tracks
-//! the logins seen ([`LoginIndex`]).
+//! [`CsvReader`] does the reading (on its own thread through [`PipedRows`]); [`validate`]
+//! checks the logical fields of each row and tracks the logins seen ([`LoginIndex`]).
 
 mod index;
 mod piped;
