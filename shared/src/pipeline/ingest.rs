@@ -185,6 +185,8 @@ struct IngestSink<'a, S, Q> {
     run: &'a str,
     /// `None` in a dry run: plans are reported, not queued.
     target: Option<Target>,
+    /// Begins every part name of this attempt (see [`Manifest::attempt`]).
+    attempt: String,
     rows: Vec<RowReport>,
     parts: usize,
     plans: Vec<EmployeePlan>,
@@ -202,7 +204,7 @@ impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.rows);
-        let part = format!("ingest{:05}", self.parts);
+        let part = format!("{}.ingest{:05}", self.attempt, self.parts);
         self.parts += 1;
         write_part(self.store, self.settings, self.run, &part, &rows).await.map_err(sink_error)
     }
@@ -214,7 +216,8 @@ impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
         }
         let plans = std::mem::take(&mut self.plans);
         let per_message = self.settings.items_per_message;
-        let mut messages = WorkMessage::batch_from(self.run, "m", target, plans, per_message, self.messages);
+        let prefix = format!("{}.m", self.attempt);
+        let mut messages = WorkMessage::batch_from(self.run, &prefix, target, plans, per_message, self.messages);
         self.messages += messages.len();
         // The parts of the managers in this go first: a plan's manager may come later in it.
         for m in &messages {
@@ -288,6 +291,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         settings,
         run,
         target: None,
+        attempt: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
         rows: Vec::new(),
         parts: 0,
         plans: Vec::new(),
@@ -323,8 +327,10 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             let reason = format!(
                 "{t}. To apply anyway, upload the file again with the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE}"
             );
-            let manifest =
-                Manifest { quarantined: Some(reason.clone()), ..empty_manifest(run, key, dry_run, started_at) };
+            let manifest = Manifest {
+                quarantined: Some(reason.clone()),
+                ..empty_manifest(run, key, dry_run, started_at, &sink.attempt)
+            };
             put_manifest(store, settings, &manifest).await.map_err(transient)?;
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
             return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
@@ -341,7 +347,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             let message = e.to_string();
             let manifest = Manifest {
                 warnings: vec![format!("the run did not start: {message}")],
-                ..empty_manifest(run, key, dry_run, started_at)
+                ..empty_manifest(run, key, dry_run, started_at, &sink.attempt)
             };
             put_manifest(store, settings, &manifest).await.map_err(transient)?;
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
@@ -356,6 +362,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         source_key: key.to_string(),
         dry_run,
         started_at: started_at.to_string(),
+        attempt: sink.attempt.clone(),
         expected_rows: rows,
         messages: messages as u64,
         warnings: {
@@ -381,12 +388,13 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
 }
 
 /// A manifest for a run that applies nothing (quarantined, or never started).
-fn empty_manifest(run: &str, key: &str, dry_run: bool, started_at: &str) -> Manifest {
+fn empty_manifest(run: &str, key: &str, dry_run: bool, started_at: &str, attempt: &str) -> Manifest {
     Manifest {
         run_id: run.to_string(),
         source_key: key.to_string(),
         dry_run,
         started_at: started_at.to_string(),
+        attempt: attempt.to_string(),
         expected_rows: 0,
         messages: 0,
         warnings: vec![],

@@ -8,7 +8,9 @@
 //!   of the same object is a no-op); `{state}{run}/manifest.json`: what the run expects;
 //!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`;
 //!   `{state}{run}/ids/{part}.json`: the NERM ids of a part's employees, written once it is applied
-//!   (other parts read their managers' ids there, see [`ids`]).
+//!   (other parts read their managers' ids there, see [`ids`]); `{state}{run}/claims/{part}.json`:
+//!   what the first receive of a part decided to report (see [`provision`]: SQS may deliver a
+//!   message more than once, and each part is reported once).
 //! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows; `{reports}{run}/report.jsonl`,
 //!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
 
@@ -82,14 +84,29 @@ impl Settings {
     pub fn ids_key(&self, run: &str, part: &str) -> String {
         format!("{}{run}/ids/{part}.json", self.run_state_prefix)
     }
+    /// What the first receive of a part decided (see [`provision`]).
+    pub fn claim_key(&self, run: &str, part: &str) -> String {
+        format!("{}{run}/claims/{part}.json", self.run_state_prefix)
+    }
     pub fn notified_key(&self, run: &str) -> String {
         format!("{}{run}/notified", self.run_state_prefix)
     }
     pub fn parts_prefix(&self, run: &str) -> String {
         format!("{}{run}/parts/", self.report_prefix)
     }
+    /// The parts that count toward a run (see [`Manifest::attempt`]).
+    fn counted_parts_prefix(&self, manifest: &Manifest) -> String {
+        match manifest.attempt.as_str() {
+            "" => self.parts_prefix(&manifest.run_id),
+            attempt => format!("{}{attempt}.", self.parts_prefix(&manifest.run_id)),
+        }
+    }
     pub fn report_key(&self, run: &str, name: &str) -> String {
         format!("{}{run}/{name}", self.report_prefix)
+    }
+    /// One part of the report; its name carries its row count so completion is a listing.
+    pub fn part_key(&self, run: &str, part: &str, rows: usize) -> String {
+        format!("{}{part}-{rows}.jsonl", self.parts_prefix(run))
     }
 }
 
@@ -100,6 +117,13 @@ pub struct Manifest {
     pub source_key: String,
     pub dry_run: bool,
     pub started_at: String,
+    /// The ingest attempt that planned the run: every part name it made begins `{attempt}.`,
+    /// and only those parts count. An attempt that died before writing the manifest may have
+    /// queued messages; they are applied (NERM writes are idempotent) but not reported, since
+    /// the attempt that finished planned every row again. Empty in a manifest from before
+    /// attempts were named: every part counts.
+    #[serde(default)]
+    pub attempt: String,
     /// Rows the run must report: every input row plus every full-sync leaver.
     pub expected_rows: u64,
     pub messages: u64,
@@ -123,7 +147,7 @@ impl PartStats {
     }
 }
 
-/// Writes one part of the report; its name carries its row count so completion is a listing.
+/// Writes one part of the report (see [`Settings::part_key`]).
 pub(crate) async fn write_part<S: ObjectStore>(
     store: &S,
     settings: &Settings,
@@ -136,13 +160,12 @@ pub(crate) async fn write_part<S: ObjectStore>(
         w.write(r).map_err(|e| PortError::new("report", e.to_string(), false))?;
     }
     let body = w.finish().map_err(|e| PortError::new("report", e.to_string(), false))?;
-    let key = format!("{}{part}-{}.jsonl", settings.parts_prefix(run), rows.len());
-    store.put(&key, body, "application/x-ndjson").await
+    store.put(&settings.part_key(run, part, rows.len()), body, "application/x-ndjson").await
 }
 
-/// Rows reported so far, from the part names.
-async fn rows_reported<S: ObjectStore>(store: &S, settings: &Settings, run: &str) -> Result<u64, PortError> {
-    let prefix = settings.parts_prefix(run);
+/// Rows reported so far, from the names of the parts that count.
+async fn rows_reported<S: ObjectStore>(store: &S, settings: &Settings, manifest: &Manifest) -> Result<u64, PortError> {
+    let prefix = settings.counted_parts_prefix(manifest);
     let keys = store.list(&prefix).await?;
     Ok(keys
         .iter()
@@ -163,7 +186,7 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| PortError::new("manifest", format!("{}: {e}", settings.manifest_key(run)), false))?;
-    if rows_reported(store, settings, run).await? < manifest.expected_rows {
+    if rows_reported(store, settings, &manifest).await? < manifest.expected_rows {
         return Ok(None);
     }
     let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
@@ -255,8 +278,7 @@ async fn merge_parts<S: ObjectStore>(
     let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
     let mut index: Vec<MergeEntry> = Vec::new();
     let mut offset = 0u64;
-    let prefix = settings.parts_prefix(run);
-    for key in store.list(&prefix).await? {
+    for key in store.list(&settings.counted_parts_prefix(manifest)).await? {
         store.download(&key, &part_path).await?;
         let mut lines = BufReader::new(std::fs::File::open(&part_path).map_err(disk)?);
         let mut line = Vec::new();

@@ -4,6 +4,7 @@
 use super::ids::{PartIds, managers_to_resolve, seed_manager_ids, write_ids};
 use super::message::WorkMessage;
 use super::{PartStats, Settings, finish_if_complete, write_part};
+use crate::engine::apply::waiting_rest;
 use crate::engine::run::outcome_row;
 use crate::engine::{Applier, EmployeePlan, Ids, ItemError};
 use crate::nerm::NermClient;
@@ -43,6 +44,16 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     last_attempt: bool,
 ) -> Result<(), ProvisionError> {
     let storage = |e: PortError| ProvisionError::Storage(e, msg.run_id.clone(), msg.part.clone());
+    // A part an earlier receive reported without a failure needs nothing more from NERM; one
+    // with failed rows (say, its last receive before the DLQ, now redriven) is applied again.
+    let earlier = standing(store, settings, &msg).await.map_err(storage)?;
+    if let Some((d, true)) = &earlier
+        && !d.failed()
+    {
+        tracing::warn!(run_id = %msg.run_id, part = %msg.part, "this part was reported before: nothing to do");
+        finish_if_complete(store, notifier, settings, &msg.run_id).await.map_err(storage)?;
+        return Ok(());
+    }
     let before = client.stats();
     let target = &msg.target;
     let applier = Applier::new(
@@ -85,20 +96,38 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         write_ids(store, settings, &msg.run_id, &msg.part, &PartIds::of(&msg.items, &ids)).await.map_err(storage)?;
     }
     let mut rows: Vec<RowReport> = Vec::new();
-    let mut waiting: Vec<EmployeePlan> = Vec::new();
-    for (plan, r) in msg.items.iter().cloned().zip(results) {
+    let mut waiting: Vec<usize> = Vec::new();
+    for (at, (plan, r)) in msg.items.iter().zip(results).enumerate() {
         match r {
-            None => rows.push(outcome_row(plan, None)),
-            Some(ItemError::Failed(e)) => rows.push(outcome_row(plan, Some(e))),
+            None => rows.push(outcome_row(plan.clone(), None)),
+            Some(ItemError::Failed(e)) => rows.push(outcome_row(plan.clone(), Some(e))),
             Some(ItemError::Waiting(why)) if msg.attempt + 1 < settings.max_wait_attempts => {
-                waiting.push(waiting_part(plan, &ids, &why));
+                tracing::info!(login = %plan.login, reason = why, "plan waits for its manager");
+                waiting.push(at);
             }
             Some(ItemError::Waiting(why)) => {
-                rows.push(outcome_row(plan, Some(format!("{why}: it never appeared in NERM"))));
+                rows.push(outcome_row(plan.clone(), Some(format!("{why}: it never appeared in NERM"))));
             }
         }
     }
-    if !waiting.is_empty() {
+    // The first receive to get here decides what the part reports and what waits; a later
+    // receive (SQS delivers at least once) repeats that decision, so no row is reported twice.
+    // A decision with failed rows is replaced, and its report part with it.
+    let ours = Decision { rows, waiting };
+    let (decision, replaced) = match earlier {
+        Some((d, _)) if d.failed() => {
+            let body = serde_json::to_vec(&ours).map_err(|e| storage(PortError::new("claim", e.to_string(), false)))?;
+            store.put(&settings.claim_key(&msg.run_id, &msg.part), body, "application/json").await.map_err(storage)?;
+            (ours, Some(settings.part_key(&msg.run_id, &msg.part, d.rows.len())))
+        }
+        _ => (claim(store, settings, &msg, ours).await.map_err(storage)?, None),
+    };
+    let rows = decision.rows;
+    let part_key = settings.part_key(&msg.run_id, &msg.part, rows.len());
+    // Waits are queued before the part is written: once it is there, they were queued.
+    if !decision.waiting.is_empty() && (replaced.is_some() || store.get(&part_key).await.map_err(storage)?.is_none()) {
+        let waiting: Vec<EmployeePlan> =
+            decision.waiting.iter().map(|at| waiting_rest(msg.items[*at].clone(), &ids)).collect();
         let needed: std::collections::HashSet<String> = waiting.iter().flat_map(managers_to_resolve).collect();
         let next = WorkMessage {
             version: super::message::VERSION,
@@ -117,6 +146,9 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         queue.send(vec![next.to_body()], settings.wait_delay_seconds).await.map_err(storage)?;
     }
     write_part(store, settings, &msg.run_id, &msg.part, &rows).await.map_err(storage)?;
+    if let Some(old) = replaced.filter(|old| *old != part_key) {
+        store.delete(&old).await.map_err(storage)?;
+    }
     finish_if_complete(store, notifier, settings, &msg.run_id).await.map_err(storage)?;
     if all_failed {
         // The last receive: the rows are reported failed, and the message goes on to the DLQ.
@@ -125,9 +157,74 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     Ok(())
 }
 
-fn waiting_part(plan: EmployeePlan, ids: &Ids, why: &str) -> EmployeePlan {
-    tracing::info!(login = %plan.login, reason = why, "plan waits for its manager");
-    crate::engine::apply::waiting_rest(plan, ids)
+/// What a receive of a part reports: its rows, and which of the message's plans (by position)
+/// wait for their manager and go on in the part's next message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Decision {
+    rows: Vec<RowReport>,
+    waiting: Vec<usize>,
+}
+
+impl Decision {
+    fn failed(&self) -> bool {
+        self.rows.iter().any(|r| r.outcome == crate::report::Outcome::Failed)
+    }
+}
+
+/// Stores `ours` as the part's decision unless an earlier receive stored one; returns the one
+/// that stands.
+async fn claim<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    msg: &WorkMessage,
+    ours: Decision,
+) -> Result<Decision, PortError> {
+    let key = settings.claim_key(&msg.run_id, &msg.part);
+    let body = serde_json::to_vec(&ours).map_err(|e| PortError::new("claim", e.to_string(), false))?;
+    if store.put_if_absent(&key, body, "application/json").await? {
+        return Ok(ours);
+    }
+    let earlier = read_claim(store, &key, msg.items.len()).await?;
+    tracing::warn!(
+        run_id = %msg.run_id,
+        part = %msg.part,
+        rows = earlier.rows.len(),
+        waiting = earlier.waiting.len(),
+        "this part was received before: reporting what that receive decided"
+    );
+    Ok(earlier)
+}
+
+/// What an earlier receive of the part decided, and whether it wrote the report part.
+async fn standing<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    msg: &WorkMessage,
+) -> Result<Option<(Decision, bool)>, PortError> {
+    let key = settings.claim_key(&msg.run_id, &msg.part);
+    let Some(bytes) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    let d = parse_claim(&key, &bytes, msg.items.len())?;
+    let written = store.get(&settings.part_key(&msg.run_id, &msg.part, d.rows.len())).await?.is_some();
+    Ok(Some((d, written)))
+}
+
+async fn read_claim<S: ObjectStore>(store: &S, key: &str, items: usize) -> Result<Decision, PortError> {
+    let bytes = store
+        .get(key)
+        .await?
+        .ok_or_else(|| PortError::new("claim", format!("{key} vanished after it was found taken"), true))?;
+    parse_claim(key, &bytes, items)
+}
+
+fn parse_claim(key: &str, bytes: &[u8], items: usize) -> Result<Decision, PortError> {
+    let d: Decision =
+        serde_json::from_slice(bytes).map_err(|e| PortError::new("claim", format!("{key}: {e}"), false))?;
+    if let Some(bad) = d.waiting.iter().find(|at| **at >= items) {
+        return Err(PortError::new("claim", format!("{key}: plan {bad} waits, but the message has {items}"), false));
+    }
+    Ok(d)
 }
 
 impl Target {

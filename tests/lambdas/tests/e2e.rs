@@ -750,7 +750,8 @@ async fn a_row_waiting_for_its_manager_whose_own_link_failed_is_reported_failed(
     // (the employee's part ran before the manager's: the manager did not exist yet)
     let parts: Vec<&str> =
         drain.batches.iter().flat_map(|b| b.received.iter().map(|(_, _, body)| body.as_str())).collect();
-    let first_of = |part: &str| parts.iter().position(|b| b.contains(&format!("\"part\":\"{part}\"")));
+    // (part names begin with the ingest attempt's tag: `{tag}.m00000`)
+    let first_of = |part: &str| parts.iter().position(|b| b.contains(&format!(".{part}\",")));
     assert!(first_of("m00000") < first_of("m00001") && first_of("m00000").is_some(), "order of the parts: {parts:#?}");
 
     // THEN NERM refused the employee's owner link ...

@@ -258,6 +258,53 @@ async fn lambdas_retry_of_a_killed_ingest_takes_the_run_over_but_another_deliver
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_retried_ingest_whose_first_attempt_queued_work_reports_each_row_once() {
+    // GIVEN an ingest attempt that queued 5 messages of 8 employees and died before writing
+    // its manifest, and a provisioner that already worked 2 of those messages
+    let stack = Stack::new("requeued").await;
+    let people = employees(40);
+    let mut cfg = stack.ingest_config();
+    cfg.settings.items_per_message = 8;
+    let ingest = stack.ingest_with(cfg);
+    let provisioner = stack.provisioner();
+    let up = stack.upload("incoming/hr.csv", to_csv(&people), None).await;
+    let first = csv_ingest::handler::handle_invocation(&ingest, stack.s3_event(&[&up]), "req-died")
+        .await
+        .expect("no invocation error");
+    let run = run_of(&first, "started");
+    let settings = stack.settings();
+    stack.aws.s3.delete_object().bucket(&stack.bucket).key(settings.manifest_key(&run)).send().await.expect("delete");
+    let early = stack.receive_up_to(&stack.queue, 2, 1).await;
+    assert_eq!(early.len(), 2, "two of the first attempt's messages");
+    let worked = stack.provision_batch(&provisioner, &early).await;
+    assert!(worked.failed.is_empty(), "{worked:?}");
+    assert!(stack.summary(&run).await.is_none(), "no manifest, no summary");
+
+    // WHEN Lambda retries the invocation, and the provisioners work off both attempts' messages
+    let retry = csv_ingest::handler::handle_invocation(&ingest, stack.s3_event(&[&up]), "req-died")
+        .await
+        .expect("no invocation error");
+    assert_eq!(run_of(&retry, "started"), run);
+    let drain = stack.drain(&provisioner).await;
+
+    // THEN NERM holds every employee once, and the report has every row once: the retry's
+    // outcomes, not the first attempt's as well
+    assert!(drain.failures().is_empty(), "{drain:#?}");
+    let state = stack.sim.state().await;
+    assert_nerm_matches(&state, &people);
+    assert_no_strays(&state, &people);
+    let rows = assert_report_accounts_for(&stack, &settings, &run, &people).await;
+    assert!(rows.iter().all(|r| r.outcome.is_done()), "{rows:#?}");
+    let summary = stack.summary(&run).await.expect("a summary");
+    assert_eq!(summary.counts.values().sum::<u64>(), 40, "{summary:#?}");
+    // (the retry planned against what the first attempt's two messages did: 16 employees were
+    // there, some still without their manager link)
+    assert_eq!(summary.count_of(Outcome::Created), 24, "{summary:#?}");
+    assert_eq!(stack.notifications().await.len(), 1, "announced once");
+    stack.sim.assert_no_spec_violations().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_poisoned_message_goes_to_the_dlq() {
     // GIVEN a message of an unknown version and a garbage one on the work queue
     let stack = Stack::new("poison").await;
