@@ -187,7 +187,9 @@ impl<R: Read> Source<R> {
     }
 
     fn check_utf8(&mut self) {
-        match std::str::from_utf8(&self.buf[self.valid_end..self.end]) {
+        // simdutf8 checks 32 bytes per step where the standard library checks 16 at best; its
+        // `compat` flavour says where the valid part ends, as `std::str::from_utf8` does.
+        match simdutf8::compat::from_utf8(&self.buf[self.valid_end..self.end]) {
             Ok(_) => self.valid_end = self.end,
             Err(e) => {
                 self.valid_end += e.valid_up_to();
