@@ -172,8 +172,8 @@ impl Template {
     /// let t = Template::parse("{first_name} {last_name}").unwrap();
     /// let bound = t.bind(|column| ["last_name", "first_name"].iter().position(|c| *c == column));
     /// let row = ["Lovelace ", " Ada"];
-    /// let (mut scratch, mut out) = (String::new(), String::new());
-    /// bound.render_trimmed_into(|i| row[i], &mut scratch, &mut out);
+    /// let mut out = String::new();
+    /// bound.render_trimmed_into(|i| row[i], &mut out);
     /// assert_eq!(out, "Ada Lovelace");
     /// ```
     pub fn bind(&self, mut position: impl FnMut(&str) -> Option<usize>) -> BoundTemplate {
@@ -221,20 +221,25 @@ impl BoundTemplate {
         }
     }
 
-    /// Replaces `out` with the rendered template, trimmed. `out` and `scratch` keep their
-    /// capacity, so a reader that reuses them from row to row allocates only for a longer value.
-    /// A single placeholder or literal is trimmed and copied directly; anything else is rendered
-    /// into `scratch` first.
-    pub fn render_trimmed_into<'v>(&self, value: impl Fn(usize) -> &'v str, scratch: &mut String, out: &mut String) {
+    /// Replaces `out` with the rendered template, trimmed. `out` keeps its capacity, so a
+    /// reader that reuses it from row to row allocates only for a longer value, and a template
+    /// that renders blank into an `out` without capacity allocates nothing. A single placeholder
+    /// or literal is trimmed and copied; anything else is rendered into `out` and trimmed there.
+    pub fn render_trimmed_into<'v>(&self, value: impl Fn(usize) -> &'v str, out: &mut String) {
         out.clear();
         match self.parts.as_slice() {
             [] => {}
             [BoundPart::Column(i)] => out.push_str(crate::input::trim(value(*i))),
             [BoundPart::Literal(text)] => out.push_str(text.trim()),
+            _ if out.capacity() == 0 && self.renders_empty(&value) => {}
             _ => {
-                scratch.clear();
-                self.render(value, scratch);
-                out.push_str(scratch.trim());
+                self.render(&value, out);
+                let kept = crate::input::trim(out);
+                let start = kept.as_ptr() as usize - out.as_ptr() as usize;
+                out.truncate(start + kept.len());
+                if start > 0 {
+                    out.drain(..start);
+                }
             }
         }
     }
@@ -324,9 +329,8 @@ mod tests {
         let t = Template::parse(text).unwrap();
         let by_name = |c: &str| position(c).map(|i| values[i]);
         let bound = t.bind(position);
-        let mut scratch = String::from("left over from the previous row");
         let mut out = String::from("the previous row's value");
-        bound.render_trimmed_into(|i| values[i], &mut scratch, &mut out);
+        bound.render_trimmed_into(|i| values[i], &mut out);
         (t.render_to_string(by_name).trim().to_owned(), out)
     }
 
@@ -357,7 +361,7 @@ mod tests {
             for text in ["{first_name} {last_name}", "  ", "", "{nope}", " <{nope}> ", "{first name}", "{last_name}."] {
                 let bound = Template::parse(text).unwrap().bind(position);
                 let mut rendered = String::new();
-                bound.render_trimmed_into(|i| values[i], &mut String::new(), &mut rendered);
+                bound.render_trimmed_into(|i| values[i], &mut rendered);
                 assert_eq!(bound.renders_empty(|i| values[i]), rendered.is_empty(), "{text:?} with {values:?}");
             }
         }
@@ -366,8 +370,8 @@ mod tests {
     #[test]
     fn a_bound_template_renders_blank_values_as_an_empty_string_without_capacity() {
         let t = Template::parse(" {first_name} {last_name} ").unwrap();
-        let (mut scratch, mut out) = (String::new(), String::new());
-        t.bind(position).render_trimmed_into(|_| " ", &mut scratch, &mut out);
+        let mut out = String::new();
+        t.bind(position).render_trimmed_into(|_| " ", &mut out);
         assert_eq!(out, "");
         assert_eq!(out.capacity(), 0, "an empty result allocates nothing");
     }
@@ -385,18 +389,20 @@ mod tests {
     }
 
     #[test]
-    fn a_bound_template_appends_untrimmed_and_reuses_the_scratch_and_output_buffers() {
+    fn a_bound_template_appends_untrimmed_and_reuses_the_output_buffer() {
         let bound = Template::parse("{first_name} {last_name}").unwrap().bind(position);
         let mut out = String::from(">");
         bound.render(|i| ["Lovelace ", "", " Ada"][i], &mut out);
         assert_eq!(out, "> Ada Lovelace ");
-        let (mut scratch, mut out) = (String::with_capacity(64), String::with_capacity(64));
-        let before = (scratch.as_ptr(), out.as_ptr());
-        bound.render_trimmed_into(|i| ["Hopper", "", "Grace"][i], &mut scratch, &mut out);
+        let mut out = String::with_capacity(64);
+        let before = out.as_ptr();
+        bound.render_trimmed_into(|i| ["Hopper", "", "Grace"][i], &mut out);
         assert_eq!(out, "Grace Hopper");
-        bound.render_trimmed_into(|i| ["Lovelace ", "", " Ada"][i], &mut scratch, &mut out);
+        bound.render_trimmed_into(|i| ["Lovelace ", "", " Ada"][i], &mut out);
         assert_eq!(out, "Ada Lovelace", "the previous value is replaced");
-        assert_eq!((scratch.as_ptr(), out.as_ptr()), before, "neither buffer is reallocated");
+        bound.render_trimmed_into(|i| ["  ", "", " "][i], &mut out);
+        assert_eq!(out, "", "a blank rendering is trimmed away");
+        assert_eq!(out.as_ptr(), before, "the buffer is never reallocated");
     }
 
     #[test]

@@ -122,8 +122,6 @@ struct RowRules<'c> {
     cfg: &'c ResolvedConfig,
     names: Vec<String>,
     templates: Templates,
-    /// Where templates with several parts are rendered before the trimmed copy.
-    scratch: String,
     key: usize,
     login: usize,
     status: usize,
@@ -202,7 +200,6 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             email_columns,
             cfg,
             templates,
-            scratch: String::new(),
             validator: RowValidator::new(&ctx.statuses),
             role_names: Vec::new(),
             known_roles: Vec::new(),
@@ -455,15 +452,15 @@ impl<'c> RowRules<'c> {
 
     /// Refills `e` with what a row judged valid asks for.
     fn fill(&mut self, row: &Row<'_>, verdict: &Verdict, e: &mut Employee) {
-        let (t, scratch) = (&self.templates, &mut self.scratch);
+        let t = &self.templates;
         let value = |i: usize| row.get(i);
-        let mut render = |t: &BoundTemplate, out: &mut String| t.render_trimmed_into(value, scratch, out);
+        let render = |t: &BoundTemplate, out: &mut String| t.render_trimmed_into(value, out);
         e.line = row.line();
         set(&mut e.login, row.get(self.login));
         set(&mut e.key, row.get(self.key));
         render(&t.name, &mut e.name);
         render(&t.email, &mut e.email);
-        let mut optional = |t: &Option<BoundTemplate>, out: &mut Option<String>| match t {
+        let optional = |t: &Option<BoundTemplate>, out: &mut Option<String>| match t {
             Some(t) => {
                 let s = out.get_or_insert_default();
                 render(t, s);
