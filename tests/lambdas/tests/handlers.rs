@@ -219,6 +219,15 @@ async fn the_same_s3_event_delivered_twice_runs_once() {
     stack.sim.assert_no_spec_violations().await;
 }
 
+/// Works the queue off without a failure and checks that NERM holds exactly `people`, each once.
+async fn drain_and_check_nerm_holds(stack: &Stack, provisioner: &nerm_provisioner::handler::Deps, people: &[HrRow]) {
+    let drain = stack.drain(provisioner).await;
+    assert!(drain.failures().is_empty(), "{drain:#?}");
+    let state = stack.sim.state().await;
+    assert_nerm_matches(&state, people);
+    assert_no_strays(&state, people);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lambdas_retry_of_a_killed_ingest_takes_the_run_over_but_another_delivery_does_not() {
     // GIVEN an uploaded file whose ingest was killed after claiming the run (its marker names
@@ -248,11 +257,7 @@ async fn lambdas_retry_of_a_killed_ingest_takes_the_run_over_but_another_deliver
 
     // THEN the retry takes the run on and everybody is provisioned once
     assert_eq!(run_of(&retry, "started"), run);
-    let drain = stack.drain(&provisioner).await;
-    assert!(drain.failures().is_empty(), "{drain:#?}");
-    let state = stack.sim.state().await;
-    assert_nerm_matches(&state, &people);
-    assert_no_strays(&state, &people);
+    drain_and_check_nerm_holds(&stack, &provisioner, &people).await;
     assert_eq!(stack.summary(&run).await.expect("a summary").count_of(Outcome::Created), 10);
     stack.sim.assert_no_spec_violations().await;
 }
@@ -285,14 +290,10 @@ async fn a_retried_ingest_whose_first_attempt_queued_work_reports_each_row_once(
         .await
         .expect("no invocation error");
     assert_eq!(run_of(&retry, "started"), run);
-    let drain = stack.drain(&provisioner).await;
 
     // THEN NERM holds every employee once, and the report has every row once: the retry's
     // outcomes, not the first attempt's as well
-    assert!(drain.failures().is_empty(), "{drain:#?}");
-    let state = stack.sim.state().await;
-    assert_nerm_matches(&state, &people);
-    assert_no_strays(&state, &people);
+    drain_and_check_nerm_holds(&stack, &provisioner, &people).await;
     let rows = assert_report_accounts_for(&stack, &settings, &run, &people).await;
     assert!(rows.iter().all(|r| r.outcome.is_done()), "{rows:#?}");
     let summary = stack.summary(&run).await.expect("a summary");
