@@ -9,9 +9,10 @@
 //!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`;
 //!   `{state}{run}/ids/{part}.json`: the NERM ids of a part's employees, written once it is applied
 //!   (other parts read their managers' ids there, see [`ids`]); `{state}{run}/claims/{part}.json`:
-//!   what the first receive of a part decided to report (see [`provision`]: SQS may deliver a
+//!   what the first receive of a part decided to report (see [`provision()`]: SQS may deliver a
 //!   message more than once, and each part is reported once).
-//! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows; `{reports}{run}/report.jsonl`,
+//! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows (part names begin with the ingest
+//!   attempt's tag, see [`Manifest::attempt`]); `{reports}{run}/report.jsonl`,
 //!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
 
 pub mod ids;
@@ -84,7 +85,7 @@ impl Settings {
     pub fn ids_key(&self, run: &str, part: &str) -> String {
         format!("{}{run}/ids/{part}.json", self.run_state_prefix)
     }
-    /// What the first receive of a part decided (see [`provision`]).
+    /// What the first receive of a part decided (see [`provision()`]).
     pub fn claim_key(&self, run: &str, part: &str) -> String {
         format!("{}{run}/claims/{part}.json", self.run_state_prefix)
     }

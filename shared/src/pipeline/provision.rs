@@ -116,7 +116,7 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let ours = Decision { rows, waiting };
     let (decision, replaced) = match earlier {
         Some((d, _)) if d.failed() => {
-            let body = serde_json::to_vec(&ours).map_err(|e| storage(PortError::new("claim", e.to_string(), false)))?;
+            let body = ours.to_body().map_err(storage)?;
             store.put(&settings.claim_key(&msg.run_id, &msg.part), body, "application/json").await.map_err(storage)?;
             (ours, Some(settings.part_key(&msg.run_id, &msg.part, d.rows.len())))
         }
@@ -169,6 +169,11 @@ impl Decision {
     fn failed(&self) -> bool {
         self.rows.iter().any(|r| r.outcome == crate::report::Outcome::Failed)
     }
+
+    /// The claim object's body.
+    fn to_body(&self) -> Result<Vec<u8>, PortError> {
+        serde_json::to_vec(self).map_err(|e| PortError::new("claim", e.to_string(), false))
+    }
 }
 
 /// Stores `ours` as the part's decision unless an earlier receive stored one; returns the one
@@ -180,8 +185,7 @@ async fn claim<S: ObjectStore>(
     ours: Decision,
 ) -> Result<Decision, PortError> {
     let key = settings.claim_key(&msg.run_id, &msg.part);
-    let body = serde_json::to_vec(&ours).map_err(|e| PortError::new("claim", e.to_string(), false))?;
-    if store.put_if_absent(&key, body, "application/json").await? {
+    if store.put_if_absent(&key, ours.to_body()?, "application/json").await? {
         return Ok(ours);
     }
     let earlier = read_claim(store, &key, msg.items.len()).await?;
