@@ -61,13 +61,16 @@ impl Adapters {
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// For console links; `None` when the SDK config names no region.
+    region: Option<String>,
 }
 
 impl S3Store {
     pub fn new(config: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         // Path-style addressing works with every endpoint, moto included.
         let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(true).build();
-        S3Store { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.into() }
+        let region = config.region().map(|r| r.to_string());
+        S3Store { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.into(), region }
     }
 
     fn err<E: std::error::Error + 'static>(
@@ -207,6 +210,18 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.err("get tags of", key, &e))?;
         Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    fn console_url(&self, prefix: &str) -> Option<String> {
+        let region = self.region.as_deref()?;
+        let mut url = url::Url::parse("https://console.aws.amazon.com/s3/buckets/").ok()?;
+        url.path_segments_mut().ok()?.pop_if_empty().push(&self.bucket);
+        url.query_pairs_mut().append_pair("region", region).append_pair("prefix", prefix);
+        Some(url.into())
     }
 }
 

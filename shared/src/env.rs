@@ -27,30 +27,8 @@ pub fn number(name: &str, default: u32) -> Result<u32, String> {
     }
 }
 
-/// Writes CloudWatch metrics in Embedded Metric Format: one JSON line on stdout, which Lambda's
-/// log pipeline turns into metrics (namespace `NermEmployeeSync`, dimension `Function`).
-/// Outside Lambda (tests, the local demo) the line goes to the debug log instead.
+/// Writes a function's CloudWatch metrics (counts, dimension `Function`); see [`crate::metrics`].
 pub fn emit_metrics(function: &str, metrics: &[(&str, u64)]) {
-    let mut line = serde_json::json!({
-        "_aws": {
-            "Timestamp": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            "CloudWatchMetrics": [{
-                "Namespace": "NermEmployeeSync",
-                "Dimensions": [["Function"]],
-                "Metrics": metrics.iter().map(|(name, _)| serde_json::json!({ "Name": name, "Unit": "Count" })).collect::<Vec<_>>(),
-            }]
-        },
-        "Function": function,
-    });
-    for (name, value) in metrics {
-        line[*name] = serde_json::json!(value);
-    }
-    if var_opt("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        println!("{line}");
-    } else {
-        tracing::debug!(metrics = %line, "metrics");
-    }
+    let counts: Vec<_> = metrics.iter().map(|&(name, value)| crate::metrics::Metric::count(name, value)).collect();
+    crate::metrics::emit(&[("Function", function)], &counts);
 }

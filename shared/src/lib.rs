@@ -12,6 +12,7 @@ pub mod env;
 pub mod input;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod metrics;
 pub mod nerm;
 pub mod pipeline;
 pub mod ports;

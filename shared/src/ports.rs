@@ -54,6 +54,10 @@ pub trait ObjectStore: Send + Sync {
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
     /// An object's tags.
     fn tags(&self, key: &str) -> impl Future<Output = Result<Vec<(String, String)>, PortError>> + Send;
+    /// Where an operator finds the object (`s3://bucket/key` for S3), for notifications.
+    fn uri(&self, key: &str) -> String;
+    /// A web console page listing the objects under `prefix`, when the store has one.
+    fn console_url(&self, prefix: &str) -> Option<String>;
 }
 
 /// The queue that carries work from the ingest to the provisioners.
@@ -90,6 +94,12 @@ pub mod memory {
     }
 
     impl ObjectStore for MemoryStore {
+        fn uri(&self, key: &str) -> String {
+            format!("memory:///{key}")
+        }
+        fn console_url(&self, _: &str) -> Option<String> {
+            None
+        }
         async fn download(&self, key: &str, path: &std::path::Path) -> Result<ObjectInfo, PortError> {
             let body = self.objects.lock().unwrap().get(key).cloned();
             let body = body.ok_or_else(|| PortError::new("memory", format!("no object {key}"), false))?;

@@ -182,24 +182,55 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     settings: &Settings,
     run: &str,
 ) -> Result<Option<Summary>, PortError> {
-    let Some(bytes) = store.get(&settings.manifest_key(run)).await? else {
+    let Some(manifest) = read_manifest(store, settings, run).await? else {
         return Ok(None);
     };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| PortError::new("manifest", format!("{}: {e}", settings.manifest_key(run)), false))?;
     if rows_reported(store, settings, &manifest).await? < manifest.expected_rows {
         return Ok(None);
     }
     let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
-    let merged = merge_parts(store, settings, run, &work, &manifest).await;
-    let summary_rows = match merged {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(e);
-        }
+    let merged = merge_and_upload(store, settings, run, &work, &manifest).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let mut summary = merged?;
+    add_run_facts(&mut summary, &manifest, run_stats(store, settings, run).await?);
+    store
+        .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
+        .await?;
+    if store.put_if_absent(&settings.notified_key(run), b"{}".to_vec(), "application/json").await? {
+        announce(store, notifier, settings, &summary).await?;
+    }
+    Ok(Some(summary))
+}
+
+async fn read_manifest<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    run: &str,
+) -> Result<Option<Manifest>, PortError> {
+    let Some(bytes) = store.get(&settings.manifest_key(run)).await? else {
+        return Ok(None);
     };
-    let mut summary = summary_rows;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| PortError::new("manifest", format!("{}: {e}", settings.manifest_key(run)), false))
+}
+
+/// Merges the parts in `work` and uploads `report.jsonl` and `report.csv`; the summary counts rows.
+async fn merge_and_upload<S: ObjectStore>(
+    store: &S,
+    settings: &Settings,
+    run: &str,
+    work: &std::path::Path,
+    manifest: &Manifest,
+) -> Result<Summary, PortError> {
+    let summary = merge_parts(store, settings, run, work, manifest).await?;
+    store.upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson").await?;
+    store.upload(&settings.report_key(run, "report.csv"), &work.join("report.csv"), "text/csv").await?;
+    Ok(summary)
+}
+
+/// The NERM requests of every receive of every part, added up.
+async fn run_stats<S: ObjectStore>(store: &S, settings: &Settings, run: &str) -> Result<PartStats, PortError> {
     let mut stats = PartStats::default();
     for key in store.list(&settings.stats_prefix(run)).await? {
         if let Some(b) = store.get(&key).await?
@@ -212,6 +243,11 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
             stats.retries += s.retries;
         }
     }
+    Ok(stats)
+}
+
+/// What the summary says beyond the row counts: requests, warnings, the plan, timing.
+fn add_run_facts(summary: &mut Summary, manifest: &Manifest, stats: PartStats) {
     summary.requests_total = stats.requests.values().sum();
     summary.requests_by_endpoint = stats.requests;
     summary.rate_limited = stats.rate_limited;
@@ -223,29 +259,47 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     summary.planned = manifest.planned.clone();
     summary.finished_at = crate::report::now_rfc3339();
     summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
-    let uploaded = async {
-        store
-            .upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson")
-            .await?;
-        store.upload(&settings.report_key(run, "report.csv"), &work.join("report.csv"), "text/csv").await
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&work);
-    uploaded?;
-    store
-        .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
-        .await?;
-    if store.put_if_absent(&settings.notified_key(run), b"{}".to_vec(), "application/json").await? {
-        let subject = format!(
-            "nerm-employee-sync run {}: {} rows, {} failed, {} rejected",
-            short(run),
-            summary.rows_total,
-            summary.count_of(Outcome::Failed),
-            summary.count_of(Outcome::Rejected)
-        );
-        notifier.publish(&subject, &summary.to_json_pretty()).await?;
-    }
-    Ok(Some(summary))
+}
+
+/// The report files of a finished run, by name, as the store addresses them.
+pub const REPORT_FILES: [&str; 3] = ["report.jsonl", "report.csv", "summary.json"];
+
+/// What the run's notification carries: the summary's fields, where the report files are, and
+/// (in AWS) a console page listing them, so an operator can open the report from the message.
+#[derive(Debug, Serialize)]
+struct Announcement<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
+    report_files: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_console_url: Option<String>,
+}
+
+/// Publishes the run's notification and its CloudWatch metrics; called once per run.
+async fn announce<S: ObjectStore, N: Notifier>(
+    store: &S,
+    notifier: &N,
+    settings: &Settings,
+    summary: &Summary,
+) -> Result<(), PortError> {
+    let run = &summary.run_id;
+    let subject = format!(
+        "nerm-employee-sync run {}: {} rows, {} failed, {} rejected",
+        short(run),
+        summary.rows_total,
+        summary.count_of(Outcome::Failed),
+        summary.count_of(Outcome::Rejected)
+    );
+    let announcement = Announcement {
+        summary,
+        report_files: REPORT_FILES.iter().map(|&f| (f, store.uri(&settings.report_key(run, f)))).collect(),
+        report_console_url: store.console_url(&settings.report_key(run, "")),
+    };
+    let message = serde_json::to_string_pretty(&announcement)
+        .map_err(|e| PortError::new("report", format!("the run notification: {e}"), false))?;
+    notifier.publish(&subject, &message).await?;
+    crate::metrics::emit_run(summary);
+    Ok(())
 }
 
 /// Where one report row is in the merged parts file, and what it sorts by.
