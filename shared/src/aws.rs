@@ -216,11 +216,11 @@ impl ObjectStore for S3Store {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    fn console_url(&self, prefix: &str) -> Option<String> {
+    fn console_url(&self, key: &str) -> Option<String> {
         let region = self.region.as_deref()?;
-        let mut url = url::Url::parse("https://console.aws.amazon.com/s3/buckets/").ok()?;
+        let mut url = url::Url::parse("https://console.aws.amazon.com/s3/object/").ok()?;
         url.path_segments_mut().ok()?.pop_if_empty().push(&self.bucket);
-        url.query_pairs_mut().append_pair("region", region).append_pair("prefix", prefix);
+        url.query_pairs_mut().append_pair("region", region).append_pair("prefix", key);
         Some(url.into())
     }
 }

@@ -17,3 +17,4 @@ pub mod nerm;
 pub mod pipeline;
 pub mod ports;
 pub mod report;
+pub mod report_page;

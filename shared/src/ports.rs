@@ -56,8 +56,8 @@ pub trait ObjectStore: Send + Sync {
     fn tags(&self, key: &str) -> impl Future<Output = Result<Vec<(String, String)>, PortError>> + Send;
     /// Where an operator finds the object (`s3://bucket/key` for S3), for notifications.
     fn uri(&self, key: &str) -> String;
-    /// A web console page listing the objects under `prefix`, when the store has one.
-    fn console_url(&self, prefix: &str) -> Option<String>;
+    /// The object's page in a web console, when the store has one.
+    fn console_url(&self, key: &str) -> Option<String>;
 }
 
 /// The queue that carries work from the ingest to the provisioners.

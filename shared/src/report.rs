@@ -282,6 +282,7 @@ pub struct ReportSink<J: Write, C: Write> {
     summary: Summary,
     secrets: Vec<String>,
     started: Instant,
+    listed: crate::report_page::ListedRows,
 }
 
 impl<J: Write, C: Write> ReportSink<J, C> {
@@ -294,6 +295,7 @@ impl<J: Write, C: Write> ReportSink<J, C> {
             summary: Summary::new(run_id, now_rfc3339(), dry_run),
             secrets,
             started: Instant::now(),
+            listed: Default::default(),
         })
     }
 
@@ -304,8 +306,14 @@ impl<J: Write, C: Write> ReportSink<J, C> {
             let clean = self.clean(&error);
             row.error = Some(truncate_chars(&clean, MAX_ERROR_CHARS).into_owned());
         }
+        self.listed.note(&row);
         self.jsonl.write(&row)?;
         self.csv.write(&row)
+    }
+
+    /// The rows `report.html` lists (see [`crate::report_page`]), taken out of the sink.
+    pub fn take_listed(&mut self) -> crate::report_page::ListedRows {
+        std::mem::take(&mut self.listed)
     }
 
     /// Adds a run-level warning (redacted).

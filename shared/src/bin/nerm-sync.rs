@@ -39,7 +39,7 @@ struct Args {
     /// NERM API base URL, e.g. https://acme.nonemployee.com/api (http only for loopback).
     #[arg(long)]
     nerm_url: String,
-    /// Where report.jsonl, report.csv and summary.json are written.
+    /// Where report.jsonl, report.csv, summary.json and report.html are written.
     #[arg(long)]
     report_dir: PathBuf,
     /// Read the token from this file instead of the NERM_TOKEN environment variable.
@@ -111,12 +111,20 @@ async fn main() -> ExitCode {
     if let Err(e) = result {
         return fail(e);
     }
+    let listed = sink.take_listed();
     let summary = match sink.finish() {
         Ok(s) => s,
         Err(e) => return fail(format!("writing the report failed: {e}")),
     };
     if let Err(e) = std::fs::write(args.report_dir.join("summary.json"), summary.to_json_pretty()) {
         return fail(format!("writing summary.json failed: {e}"));
+    }
+    let page = shared::report_page::render(&summary, &args.csv.display().to_string(), &listed);
+    if let Err(e) = page
+        .map_err(|e| e.to_string())
+        .and_then(|html| std::fs::write(args.report_dir.join("report.html"), html).map_err(|e| e.to_string()))
+    {
+        return fail(format!("writing report.html failed: {e}"));
     }
     eprintln!("{summary}");
     eprintln!("nerm-sync: report in {}", args.report_dir.display());

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ports::{Notifier, ObjectStore, PortError};
 use crate::report::{CsvReportWriter, JsonlWriter, Outcome, RowReport, Summary};
+use crate::report_page::ListedRows;
 
 pub use ingest::{IngestError, IngestOutcome, ingest};
 pub use message::{MessageError, WorkMessage};
@@ -191,8 +192,11 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
     let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
     let merged = merge_and_upload(store, settings, run, &work, &manifest).await;
     let _ = std::fs::remove_dir_all(&work);
-    let mut summary = merged?;
+    let (mut summary, listed) = merged?;
     add_run_facts(&mut summary, &manifest, run_stats(store, settings, run).await?);
+    let page = crate::report_page::render(&summary, &store.uri(&manifest.source_key), &listed)
+        .map_err(|e| PortError::new("report", format!("report.html: {e}"), false))?;
+    store.put(&settings.report_key(run, "report.html"), page.into_bytes(), "text/html; charset=utf-8").await?;
     store
         .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
         .await?;
@@ -215,18 +219,19 @@ async fn read_manifest<S: ObjectStore>(
         .map_err(|e| PortError::new("manifest", format!("{}: {e}", settings.manifest_key(run)), false))
 }
 
-/// Merges the parts in `work` and uploads `report.jsonl` and `report.csv`; the summary counts rows.
+/// Merges the parts in `work` and uploads `report.jsonl` and `report.csv`; the summary counts
+/// rows, and the listed rows are those `report.html` shows.
 async fn merge_and_upload<S: ObjectStore>(
     store: &S,
     settings: &Settings,
     run: &str,
     work: &std::path::Path,
     manifest: &Manifest,
-) -> Result<Summary, PortError> {
-    let summary = merge_parts(store, settings, run, work, manifest).await?;
+) -> Result<(Summary, ListedRows), PortError> {
+    let merged = merge_parts(store, settings, run, work, manifest).await?;
     store.upload(&settings.report_key(run, "report.jsonl"), &work.join("report.jsonl"), "application/x-ndjson").await?;
     store.upload(&settings.report_key(run, "report.csv"), &work.join("report.csv"), "text/csv").await?;
-    Ok(summary)
+    Ok(merged)
 }
 
 /// The NERM requests of every receive of every part, added up.
@@ -262,10 +267,10 @@ fn add_run_facts(summary: &mut Summary, manifest: &Manifest, stats: PartStats) {
 }
 
 /// The report files of a finished run, by name, as the store addresses them.
-pub const REPORT_FILES: [&str; 3] = ["report.jsonl", "report.csv", "summary.json"];
+pub const REPORT_FILES: [&str; 4] = ["report.html", "report.csv", "report.jsonl", "summary.json"];
 
 /// What the run's notification carries: the summary's fields, where the report files are, and
-/// (in AWS) a console page listing them, so an operator can open the report from the message.
+/// (in AWS) the console page of `report.html`, so an operator can open the report from the message.
 #[derive(Debug, Serialize)]
 struct Announcement<'a> {
     #[serde(flatten)]
@@ -293,7 +298,7 @@ async fn announce<S: ObjectStore, N: Notifier>(
     let announcement = Announcement {
         summary,
         report_files: REPORT_FILES.iter().map(|&f| (f, store.uri(&settings.report_key(run, f)))).collect(),
-        report_console_url: store.console_url(&settings.report_key(run, "")),
+        report_console_url: store.console_url(&settings.report_key(run, "report.html")),
     };
     let message = serde_json::to_string_pretty(&announcement)
         .map_err(|e| PortError::new("report", format!("the run notification: {e}"), false))?;
@@ -321,7 +326,7 @@ async fn merge_parts<S: ObjectStore>(
     run: &str,
     work: &std::path::Path,
     manifest: &Manifest,
-) -> Result<Summary, PortError> {
+) -> Result<(Summary, ListedRows), PortError> {
     use std::io::{BufRead, BufReader, BufWriter, Write};
     use std::os::unix::fs::FileExt;
     let disk = |e: std::io::Error| PortError::new("local disk", format!("{}: {e}", work.display()), true);
@@ -370,6 +375,7 @@ async fn merge_parts<S: ObjectStore>(
     let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
         .map_err(report)?;
     let mut buf = Vec::new();
+    let mut listed = ListedRows::default();
     for entry in &index {
         buf.resize(entry.len as usize, 0);
         all.read_exact_at(&mut buf, entry.at).map_err(disk)?;
@@ -377,11 +383,12 @@ async fn merge_parts<S: ObjectStore>(
         let row: RowReport =
             serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
         csv.write(&row).map_err(report)?;
+        listed.note(&row);
     }
     jsonl.flush().map_err(disk)?;
     csv.finish().map_err(report)?.flush().map_err(disk)?;
     let _ = std::fs::remove_file(&all_path);
-    Ok(summary)
+    Ok((summary, listed))
 }
 
 fn short(run: &str) -> &str {

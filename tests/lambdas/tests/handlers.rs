@@ -122,7 +122,7 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
     assert!(subject.contains(&run[..12]) && subject.contains("62 rows"), "{subject}");
     let announced: shared::report::Summary = serde_json::from_str(message).expect("the message is the summary");
     assert_eq!(announced.count_of(Outcome::Created), 60);
-    // AND it says where every report file is, and links the S3 console's listing of them
+    // AND it says where every report file is, and links report.html's page in the S3 console
     let message: serde_json::Value = serde_json::from_str(message).expect("JSON");
     for file in shared::pipeline::REPORT_FILES {
         let uri = format!("s3://{}/reports/{run}/{file}", stack.bucket);
@@ -132,8 +132,8 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
     }
     let console = message["report_console_url"].as_str().unwrap_or_default();
     assert!(
-        console.starts_with(&format!("https://console.aws.amazon.com/s3/buckets/{}?region=", stack.bucket))
-            && console.ends_with(&format!("&prefix=reports%2F{run}%2F")),
+        console.starts_with(&format!("https://console.aws.amazon.com/s3/object/{}?region=", stack.bucket))
+            && console.ends_with(&format!("&prefix=reports%2F{run}%2Freport.html")),
         "{console}"
     );
 
