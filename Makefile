@@ -18,6 +18,8 @@ help:
 # Needs only the Rust toolchain, Python 3 and pip: with-moto.sh installs moto (pinned) and
 # stops it afterwards; the simulator and the handlers run inside the demo process.
 demo:
+	@echo "== building the demo (a cold build compiles the AWS SDK: several minutes on 2 cores)"
+	$(CARGO) build --locked -p lambda-tests --bin local-demo
 	infra/local/with-moto.sh $(CARGO) run --locked -q -p lambda-tests --bin local-demo
 
 bench:

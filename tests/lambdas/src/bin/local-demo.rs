@@ -20,7 +20,9 @@ use common::{Stack, nerm_writes, run_of};
 const EMPLOYEES: usize = 300;
 const KEY: &str = "incoming/hr export.csv";
 
-async fn drop_and_run(stack: &Stack, csv: &str, out: &std::path::Path) -> shared::report::Summary {
+/// Drops the file, drains the queue, copies the report into `out/<run>/`; returns the summary and
+/// where the local copy is.
+async fn drop_and_run(stack: &Stack, csv: &str, out: &std::path::Path) -> (shared::report::Summary, PathBuf) {
     let ingest = stack.ingest();
     let (answer, _) = stack.drop_csv(&ingest, KEY, csv).await;
     // A run with nothing to apply is finished by the ingest itself.
@@ -30,7 +32,7 @@ async fn drop_and_run(stack: &Stack, csv: &str, out: &std::path::Path) -> shared
     let summary = stack.summary(&run).await.expect("the run completed: summary.json exists");
     let dir = out.join(&run);
     std::fs::create_dir_all(&dir).expect("a local report directory");
-    for name in ["summary.json", "report.csv", "report.jsonl"] {
+    for name in shared::pipeline::REPORT_FILES {
         let key = stack.settings().report_key(&run, name);
         std::fs::write(dir.join(name), stack.text(&key).await).expect("the report copied locally");
     }
@@ -42,7 +44,7 @@ async fn drop_and_run(stack: &Stack, csv: &str, out: &std::path::Path) -> shared
         stack.settings().report_key(&run, ""),
         dir.display()
     );
-    summary
+    (summary, dir)
 }
 
 #[tokio::main]
@@ -66,7 +68,7 @@ async fn main() {
     assert!(output.status.success(), "gen_hr.py failed: {}", String::from_utf8_lossy(&output.stderr));
     let csv = String::from_utf8(output.stdout).expect("the generator writes UTF-8");
     println!("\n== 1. HR drops {KEY:?}: {EMPLOYEES} employees and 3 bad rows");
-    let first = drop_and_run(&stack, &csv, &out).await;
+    let (first, first_dir) = drop_and_run(&stack, &csv, &out).await;
     let stats = stack.sim.stats().await;
     println!(
         "  NERM now holds {} users; simulator spec violations: {}",
@@ -76,7 +78,7 @@ async fn main() {
     stack.sim.reset_stats().await;
 
     println!("\n== 2. HR drops the same file again (a new S3 version, so a new run)");
-    let second = drop_and_run(&stack, &csv, &out).await;
+    let (second, second_dir) = drop_and_run(&stack, &csv, &out).await;
     let writes = nerm_writes(&stack.sim).await;
     println!("  NERM writes in the second run: {} ({writes:?})", writes.values().sum::<u64>());
 
@@ -88,6 +90,8 @@ async fn main() {
         if ok { "OK" } else { "UNEXPECTED" },
         writes.values().sum::<u64>()
     );
+    let page = |dir: &std::path::Path| std::path::absolute(dir.join("report.html")).unwrap_or(dir.join("report.html"));
+    println!("== open the reports in a browser:\n   {}\n   {}", page(&first_dir).display(), page(&second_dir).display());
     if !ok {
         std::process::exit(1);
     }
