@@ -3,10 +3,11 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help demo bench build test lint template-checks unit-and-integration fmt sim
+.PHONY: help demo report-screenshot bench build test lint template-checks unit-and-integration fmt sim
 
 help:
 	@echo "make demo             - the main job locally: moto + NERM simulator + the real Lambda handlers, two drops of an HR export"
+	@echo "make report-screenshot - after make demo: renders the demo's report.html in headless Chromium to docs/report-screenshot.png"
 	@echo "make bench            - the benchmark suite: prints a table and rewrites the results in BENCHMARKS.md"
 	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
 	@echo "make lint             - rustfmt check and clippy with warnings as errors"
@@ -21,6 +22,9 @@ demo:
 	@echo "== building the demo (a cold build compiles the AWS SDK: several minutes on 2 cores)"
 	$(CARGO) build --locked -p lambda-tests --bin local-demo
 	infra/local/with-moto.sh $(CARGO) run --locked -q -p lambda-tests --bin local-demo
+
+report-screenshot:
+	infra/local/report-screenshot.sh
 
 bench:
 	infra/bench.sh
