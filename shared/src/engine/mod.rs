@@ -3,6 +3,7 @@
 //! mapping config, report and NERM client below.
 
 pub mod apply;
+pub mod check;
 pub mod plan;
 pub mod read;
 pub mod run;

@@ -91,7 +91,11 @@ async fn main() {
         writes.values().sum::<u64>()
     );
     let page = |dir: &std::path::Path| std::path::absolute(dir.join("report.html")).unwrap_or(dir.join("report.html"));
-    println!("== open the reports in a browser:\n   {}\n   {}", page(&first_dir).display(), page(&second_dir).display());
+    println!(
+        "== open the reports in a browser:\n   {}\n   {}",
+        page(&first_dir).display(),
+        page(&second_dir).display()
+    );
     if !ok {
         std::process::exit(1);
     }
