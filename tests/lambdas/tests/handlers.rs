@@ -578,7 +578,7 @@ async fn a_full_sync_threshold_breach_is_quarantined() {
     stack.sim.reset_stats().await;
 
     // WHEN a file with only 10 of them arrives (10 leavers: 50 % > the 10 % threshold)
-    let ten = employees(10);
+    let ten = twenty[..10].to_vec();
     let (answer, _) = stack.drop_csv(&full, "incoming/hr.csv", &to_csv(&ten)).await;
 
     // THEN the run is quarantined, saying how to override it; nothing queued or written
