@@ -208,6 +208,8 @@ pub struct Planner<'a> {
     warnings: Vec<String>,
     /// Profile id per user id, via the self link (to find managers' profiles outside the file).
     profile_of_user: HashMap<String, String>,
+    /// The profile attribute filled from the login column, if the config has one.
+    login_attr: Option<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -235,7 +237,8 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        Planner { cfg, snap, file, self_rel, extra, warnings, profile_of_user }
+        let login_attr = login_attribute(cfg);
+        Planner { cfg, snap, file, self_rel, extra, warnings, profile_of_user, login_attr }
     }
 
     /// Warnings found while planning (for the report summary).
@@ -316,8 +319,11 @@ impl<'a> Planner<'a> {
     }
 
     /// The user a profile belongs to: the one user linked to it with the self-link
-    /// relationship, apart from the configured extra contributors. `None` without a self
-    /// link, or when several users qualify (which one is the employee cannot be told).
+    /// relationship, apart from the configured extra contributors, and — when the config
+    /// writes the login into a profile attribute — whose login the profile holds. `None`
+    /// without a self link, or when several users qualify (which one is the employee cannot be
+    /// told), or when the profile names another login (its owner is someone else, e.g. the
+    /// administrator who created it by hand: never renamed).
     fn own_user(&self, p: &crate::nerm::model::Profile) -> Option<&'a crate::nerm::model::User> {
         let rel = self.self_rel?;
         let snap: &'a Snapshot = self.snap;
@@ -328,7 +334,17 @@ impl<'a> Planner<'a> {
         if linked.next().is_some() {
             return None;
         }
-        snap.user_by_id(&only.user_id)
+        let user = snap.user_by_id(&only.user_id)?;
+        let recorded = self.login_attr.as_ref().and_then(|a| p.attributes.get(a));
+        match recorded {
+            Some(login)
+                if !login.trim().eq_ignore_ascii_case(user.login.trim())
+                    && login_key(login) != login_key(&user.login) =>
+            {
+                None
+            }
+            _ => Some(user),
+        }
     }
 
     /// Judges the row's manager reference. A bad one (malformed, the employee's own login, part
@@ -669,7 +685,7 @@ impl<'a> Planner<'a> {
         }
         let user_status = m.sync.leaver_user_status.as_str();
         let profile_status = m.sync.leaver_profile_status.as_str();
-        let login_attr = self.login_attribute();
+        let login_attr = self.login_attr.clone();
         let mut plans = Vec::new();
         let mut managed = 0usize;
         let mut keyed: Vec<(&str, &crate::nerm::model::Profile)> = self.snap.keyed_profiles().collect();
@@ -729,16 +745,6 @@ impl<'a> Planner<'a> {
         Ok(plans)
     }
 
-    /// The attribute filled from the login column, if the config has one.
-    fn login_attribute(&self) -> Option<String> {
-        let login_col = crate::config::normalize_column(&self.cfg.config().columns.login);
-        self.cfg
-            .attributes()
-            .iter()
-            .find(|a| a.template.single_column() == Some(login_col.as_str()))
-            .map(|a| a.uid.clone())
-    }
-
     /// A leaver profile's user: through the self link, else through the login attribute.
     fn leaver_user(
         &self,
@@ -753,6 +759,12 @@ impl<'a> Planner<'a> {
         }
         login_attr.and_then(|a| p.attributes.get(a)).and_then(|login| self.snap.user_by_login(login))
     }
+}
+
+/// The attribute filled from the login column, if the config has one.
+fn login_attribute(cfg: &ResolvedConfig) -> Option<String> {
+    let login_col = crate::config::normalize_column(&cfg.config().columns.login);
+    cfg.attributes().iter().find(|a| a.template.single_column() == Some(login_col.as_str())).map(|a| a.uid.clone())
 }
 
 enum ManagerProfile<'a> {
@@ -1137,6 +1149,21 @@ mod tests {
         assert_eq!(patch.len(), 1, "{patch:?}");
         assert_eq!(patch["login"], "ann.renamed");
         assert_eq!(p.changes[0], "login ann → ann.renamed");
+    }
+
+    #[test]
+    fn a_profile_owned_by_someone_whose_login_it_does_not_hold_is_no_rename() {
+        // GIVEN ann's profile owned by an administrator (the profile's login attribute says ann)
+        let cfg = resolved(EXAMPLE);
+        let ann = employee(2, "ann", "E1", None);
+        let (mut u, p, l) = provisioned(&ann, 1);
+        u.login = "admin".into();
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let file = file_of(&[&ann]);
+        // WHEN ann's row is planned, THEN her own user is created and the administrator is left alone
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&ann)));
+        assert!(matches!(&p.ops[0], Op::CreateUser { user } if user.login == "ann"), "{:?}", p.ops);
+        assert!(!p.ops.iter().any(|o| matches!(o, Op::PatchUser { .. })), "{:?}", p.ops);
     }
 
     #[test]
