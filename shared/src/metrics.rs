@@ -5,7 +5,7 @@
 //! Two families, both charted by the dashboard in `template.yaml`:
 //! - per invocation, with the dimension `Function` (rows ingested, NERM requests, 429s, ...);
 //! - per run, without dimensions, written once when the run's summary is announced: rows by
-//!   outcome, the run's NERM requests and 429s, and its duration.
+//!   outcome, rows with warnings, the run's NERM requests and 429s, and its duration.
 
 use serde_json::{Value, json};
 
@@ -79,6 +79,7 @@ pub fn rows_metric(outcome: Outcome) -> &'static str {
 pub fn run_metrics(summary: &Summary) -> Vec<Metric<'static>> {
     let mut metrics: Vec<_> =
         Outcome::ALL.iter().map(|&o| Metric::count(rows_metric(o), summary.count_of(o))).collect();
+    metrics.push(Metric::count("RowsWithWarnings", summary.rows_with_warnings));
     metrics.push(Metric::count("RunNermRequests", summary.requests_total));
     metrics.push(Metric::count("RunNermThrottled", summary.rate_limited));
     metrics.push(Metric::millis("RunDuration", summary.duration_ms));
@@ -128,6 +129,6 @@ mod tests {
             .map(|m| (m["Name"].as_str().unwrap().to_string(), m["Unit"].as_str().unwrap().to_string()))
             .collect();
         assert!(units.contains(&("RunDuration".into(), "Milliseconds".into())), "{units:?}");
-        assert_eq!(units.len(), 9);
+        assert_eq!(units.len(), 10);
     }
 }

@@ -83,6 +83,11 @@ pub struct RowReport {
     pub changes: Vec<String>,
     /// Why the row was rejected or failed. Must not contain secrets; see the module docs.
     pub error: Option<String>,
+    /// What was left out of a row that was otherwise imported, e.g. a manager link that could
+    /// not be set (`line 7, column "manager_login": manager "ghost" is neither in the file nor a
+    /// NERM user; ...`). Left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Longest `error` text kept in a [`RowReport`], in characters (including the `…` marker).
@@ -151,14 +156,14 @@ impl<W: Write> JsonlWriter<W> {
     }
 }
 
-/// Writes the report as CSV with header `line,login,employee_key,outcome,changes,error`.
-/// `changes` are joined with `"; "`; every cell goes through [`neutralise`].
+/// Writes the report as CSV with header `line,login,employee_key,outcome,changes,error,warnings`.
+/// `changes` and `warnings` are joined with `"; "`; every cell goes through [`neutralise`].
 pub struct CsvReportWriter<W: Write> {
     out: csv::Writer<W>,
 }
 
 impl<W: Write> CsvReportWriter<W> {
-    pub const HEADER: [&'static str; 6] = ["line", "login", "employee_key", "outcome", "changes", "error"];
+    pub const HEADER: [&'static str; 7] = ["line", "login", "employee_key", "outcome", "changes", "error", "warnings"];
 
     /// Writes the header right away, so a run with no rows still yields a valid CSV.
     pub fn new(out: W) -> io::Result<Self> {
@@ -170,6 +175,7 @@ impl<W: Write> CsvReportWriter<W> {
     pub fn write(&mut self, row: &RowReport) -> io::Result<()> {
         let line = row.line.to_string();
         let changes = row.changes.join("; ");
+        let warnings = row.warnings.join("; ");
         let cells = [
             line.as_str(),
             &row.login,
@@ -177,6 +183,7 @@ impl<W: Write> CsvReportWriter<W> {
             row.outcome.as_str(),
             &changes,
             row.error.as_deref().unwrap_or(""),
+            &warnings,
         ];
         self.out.write_record(cells.iter().map(|c| neutralise(c).into_owned()))?;
         Ok(())
@@ -203,6 +210,9 @@ pub struct Summary {
     pub rows_total: u64,
     /// Rows per outcome; all six are always present.
     pub counts: BTreeMap<Outcome, u64>,
+    /// Rows that carry at least one warning (their outcome is counted in `counts` as usual).
+    #[serde(default)]
+    pub rows_with_warnings: u64,
     pub requests_total: u64,
     /// `"GET /users"` → requests sent (each attempt counts).
     pub requests_by_endpoint: BTreeMap<String, u64>,
@@ -224,6 +234,7 @@ impl Summary {
             dry_run,
             rows_total: 0,
             counts: Outcome::ALL.iter().map(|&o| (o, 0)).collect(),
+            rows_with_warnings: 0,
             requests_total: 0,
             requests_by_endpoint: BTreeMap::new(),
             rate_limited: 0,
@@ -239,6 +250,14 @@ impl Summary {
         self.rows_total += 1;
     }
 
+    /// Counts one report row: its outcome, and whether it carries warnings.
+    pub fn count_row(&mut self, row: &RowReport) {
+        self.count(row.outcome);
+        if !row.warnings.is_empty() {
+            self.rows_with_warnings += 1;
+        }
+    }
+
     /// Rows with this outcome.
     pub fn count_of(&self, outcome: Outcome) -> u64 {
         self.counts.get(&outcome).copied().unwrap_or(0)
@@ -249,6 +268,8 @@ impl Summary {
     }
 
     /// Process exit code: 0 when every row is done, 2 when any row was rejected or failed.
+    /// Warnings alone leave it at 0: a row with a warning reached the state the file asks for,
+    /// except for the part the warning names.
     pub fn exit_code(&self) -> i32 {
         if Outcome::ALL.iter().any(|&o| !o.is_done() && self.count_of(o) > 0) { 2 } else { 0 }
     }
@@ -260,6 +281,9 @@ impl fmt::Display for Summary {
         writeln!(f, "run {}{dry}: {} rows", self.run_id, self.rows_total)?;
         let counts: Vec<String> = Outcome::ALL.iter().map(|&o| format!("{} {o}", self.count_of(o))).collect();
         writeln!(f, "  {}", counts.join(", "))?;
+        if self.rows_with_warnings > 0 {
+            writeln!(f, "  rows with warnings: {} (see the report's warnings column)", self.rows_with_warnings)?;
+        }
         if !self.planned.is_empty() {
             let planned: Vec<String> = self.planned.iter().map(|(k, n)| format!("{n} {k}")).collect();
             writeln!(f, "  planned: {}", planned.join(", "))?;
@@ -299,12 +323,16 @@ impl<J: Write, C: Write> ReportSink<J, C> {
         })
     }
 
-    /// Counts the row, then writes it to both outputs (error redacted and capped).
+    /// Counts the row, then writes it to both outputs (error and warnings redacted and capped).
     pub fn record(&mut self, mut row: RowReport) -> io::Result<()> {
-        self.summary.count(row.outcome);
+        self.summary.count_row(&row);
         if let Some(error) = row.error.take() {
             let clean = self.clean(&error);
             row.error = Some(truncate_chars(&clean, MAX_ERROR_CHARS).into_owned());
+        }
+        for warning in &mut row.warnings {
+            let clean = self.clean(warning);
+            *warning = truncate_chars(&clean, MAX_ERROR_CHARS).into_owned();
         }
         self.listed.note(&row);
         self.jsonl.write(&row)?;
@@ -384,6 +412,7 @@ mod tests {
             outcome,
             changes: vec![],
             error: None,
+            warnings: vec![],
         }
     }
 
@@ -455,7 +484,33 @@ mod tests {
     #[test]
     fn an_empty_csv_report_still_has_its_header() {
         let bytes = CsvReportWriter::new(Vec::new()).unwrap().finish().unwrap();
-        assert_eq!(String::from_utf8(bytes).unwrap(), "line,login,employee_key,outcome,changes,error\n");
+        assert_eq!(String::from_utf8(bytes).unwrap(), "line,login,employee_key,outcome,changes,error,warnings\n");
+    }
+
+    #[test]
+    fn a_row_with_warnings_is_counted_and_shows_them_in_both_outputs() {
+        // GIVEN a created row with two warnings (one quoting the token) and a plain row
+        let (mut jsonl, mut csv) = (Vec::new(), Vec::new());
+        let mut sink = ReportSink::new("run", false, &mut jsonl, &mut csv, vec!["s3cr3t-token".into()]).unwrap();
+        let mut warned = row(7, Outcome::Created);
+        warned.warnings =
+            vec!["line 7, column \"manager\": manager \"ghost\" is unknown".into(), "s3cr3t-token".into()];
+        sink.record(warned).unwrap();
+        sink.record(row(8, Outcome::Created)).unwrap();
+        // WHEN the report is finished
+        let summary = sink.finish().unwrap();
+        // THEN the summary counts one row with warnings, the exit code stays 0
+        assert_eq!((summary.count_of(Outcome::Created), summary.rows_with_warnings), (2, 1));
+        assert_eq!(summary.exit_code(), 0);
+        assert!(summary.to_string().contains("rows with warnings: 1"), "{summary}");
+        // AND the JSON carries them (redacted) only where there are any, the CSV in its last column
+        let lines: Vec<&str> = std::str::from_utf8(&jsonl).unwrap().lines().collect();
+        let first: RowReport = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first.warnings, ["line 7, column \"manager\": manager \"ghost\" is unknown", "***"]);
+        assert!(!lines[1].contains("warnings"), "{}", lines[1]);
+        let records = parse_csv(&csv);
+        assert_eq!(&records[0][6], "line 7, column \"manager\": manager \"ghost\" is unknown; ***");
+        assert_eq!(&records[1][6], "");
     }
 
     #[test]

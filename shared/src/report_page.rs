@@ -5,8 +5,8 @@
 //! download or an S3 console link. It is rendered with minijinja from `templates/report.html`,
 //! whose `.html` name turns on auto-escaping: every HR value (a name such as
 //! `<script>…</script>`) shows as text. Its size is bounded whatever the file's: it lists at most
-//! [`MAX_LISTED_ROWS`] rejected or failed rows (and, for a dry run, rows with changes) and says
-//! how many more the CSV holds.
+//! [`MAX_LISTED_ROWS`] rows per table (rejected or failed rows, rows with warnings and, for a dry
+//! run, rows with changes) and says how many more the CSV holds.
 
 use std::collections::BTreeMap;
 
@@ -25,24 +25,35 @@ pub struct ListedRows {
     /// The first rejected or failed rows, in the order they were noted.
     pub problems: Vec<RowReport>,
     pub more_problems: u64,
+    /// The first rows that were done but carry warnings (e.g. a manager link left out).
+    pub warned: Vec<RowReport>,
+    pub more_warned: u64,
     /// The first rows with changes (created, updated, disabled), for a dry run's page.
     pub changes: Vec<RowReport>,
     pub more_changes: u64,
 }
 
 impl ListedRows {
-    /// Keeps the row if its table has room, else counts it.
+    /// Keeps the row in each table it belongs to while that table has room, else counts it.
     pub fn note(&mut self, row: &RowReport) {
-        let (list, more) = match row.outcome {
-            Outcome::Rejected | Outcome::Failed => (&mut self.problems, &mut self.more_problems),
-            Outcome::Created | Outcome::Updated | Outcome::Disabled => (&mut self.changes, &mut self.more_changes),
-            Outcome::Unchanged => return,
-        };
-        if list.len() < MAX_LISTED_ROWS {
-            list.push(row.clone());
-        } else {
-            *more += 1;
+        if !row.outcome.is_done() {
+            keep(&mut self.problems, &mut self.more_problems, row);
+            return;
         }
+        if !row.warnings.is_empty() {
+            keep(&mut self.warned, &mut self.more_warned, row);
+        }
+        if row.outcome != Outcome::Unchanged {
+            keep(&mut self.changes, &mut self.more_changes, row);
+        }
+    }
+}
+
+fn keep(list: &mut Vec<RowReport>, more: &mut u64, row: &RowReport) {
+    if list.len() < MAX_LISTED_ROWS {
+        list.push(row.clone());
+    } else {
+        *more += 1;
     }
 }
 
@@ -79,6 +90,8 @@ struct Page<'a> {
     planned: Vec<Planned<'a>>,
     problems: &'a [RowReport],
     more_problems: u64,
+    warned: &'a [RowReport],
+    more_warned: u64,
     /// Rows with changes; listed for a dry run only (a real run's are in the CSV).
     changes: &'a [RowReport],
     more_changes: u64,
@@ -99,6 +112,8 @@ pub fn render(summary: &Summary, source: &str, rows: &ListedRows) -> Result<Stri
         planned: summary.planned.iter().map(|(kind, &count)| Planned { kind, count }).collect(),
         problems: &rows.problems,
         more_problems: rows.more_problems,
+        warned: &rows.warned,
+        more_warned: rows.more_warned,
         changes: if dry { &rows.changes } else { &[] },
         more_changes: if dry { rows.more_changes } else { 0 },
     };

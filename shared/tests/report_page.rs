@@ -12,6 +12,7 @@ fn row(line: u64, login: &str, outcome: Outcome, error: Option<&str>, changes: &
         outcome,
         changes: changes.iter().map(|c| c.to_string()).collect(),
         error: error.map(String::from),
+        warnings: vec![],
     }
 }
 
@@ -19,7 +20,7 @@ fn summary_of(rows: &[RowReport], dry_run: bool) -> (Summary, ListedRows) {
     let mut summary = Summary::new("run-0123456789abcdef", "2026-12-07T10:00:00Z", dry_run);
     let mut listed = ListedRows::default();
     for r in rows {
-        summary.count(r.outcome);
+        summary.count_row(r);
         listed.note(r);
     }
     summary.finished_at = "2026-12-07T10:01:05Z".into();
@@ -75,6 +76,11 @@ fn the_page_shows_the_counts_requests_and_problem_rows_of_the_run() {
         row(5, "dee", Outcome::Failed, Some("NERM answered 500"), &[]),
         row(6, "ed", Outcome::Rejected, Some("column \"email\": not an e-mail address"), &[]),
     ];
+    let mut warned = row(7, "fay", Outcome::Updated, None, &["user.title: 'Dev' -> 'Lead'"]);
+    warned
+        .warnings
+        .push("line 7, column \"manager_login\": manager \"ghost\" is neither in the file nor a NERM user".into());
+    let rows: Vec<RowReport> = rows.into_iter().chain([warned]).collect();
     let (mut summary, listed) = summary_of(&rows, false);
     summary.warnings.push("2 roles are granted by SSO groups".into());
 
@@ -87,17 +93,22 @@ fn the_page_shows_the_counts_requests_and_problem_rows_of_the_run() {
         (count("created"), count("unchanged"), count("failed"), count("rejected")),
         ("2".into(), "1".into(), "1".into(), "1".into())
     );
-    assert_eq!(count("updated"), "0");
-    assert_eq!(text(&select(&page, "#rows-total")[0]), "5");
+    assert_eq!(count("updated"), "1");
+    assert_eq!(text(&select(&page, "#rows-total")[0]), "6");
     let segments: Vec<_> =
         select(&page, ".bar span").iter().map(|s| s.value().attr("class").unwrap().to_string()).collect();
-    assert_eq!(segments, ["created", "unchanged", "rejected", "failed"]);
+    assert_eq!(segments, ["created", "updated", "unchanged", "rejected", "failed"]);
     // AND the requests by endpoint, the warning, and the two problem rows in file order
     let endpoints: Vec<String> = select(&page, "#requests tbody tr").iter().map(text).collect();
     assert_eq!(endpoints, ["GET /users3", "POST /users2"]);
     assert_eq!(text(&select(&page, "#warnings li")[0]), "2 roles are granted by SSO groups");
     let lines: Vec<String> = select(&page, "#problems tbody tr td:first-child").iter().map(text).collect();
     assert_eq!(lines, ["5", "6"]);
+    // AND the row done with a warning, with its warning
+    let warned: Vec<String> = select(&page, "#warned tbody tr td").iter().map(text).collect();
+    assert_eq!(warned[0], "7");
+    assert!(warned[3].contains("manager \"ghost\""), "{warned:?}");
+    assert_eq!(text(&select(&page, "#rows-warned")[0]), "1");
     // AND a real run lists no planned changes
     assert!(select(&page, "#changes, #dry-run").is_empty());
 }

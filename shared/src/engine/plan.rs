@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use super::read::{Employee, Rejection};
 use super::snapshot::{Snapshot, login_key};
 use crate::config::{CatalogRole, ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
-use crate::input::{KeyIndex, LoginIndex, LoginIndexFull};
+use crate::input::validate::{Field, check_login, check_not_own_manager};
+use crate::input::{KeyIndex, LoginIndex, LoginIndexFull, RowError};
 use crate::nerm::model::{NewProfile, NewUser, Patch};
 
 /// One NERM write for one employee. The employee's own user and profile are implied.
@@ -105,12 +106,21 @@ pub struct EmployeePlan {
     pub ops: Vec<Op>,
     /// Human-readable list of what changes, for the report.
     pub changes: Vec<String>,
+    /// What the row asked for but does not get (a bad manager reference), for the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The planner's verdict on one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowPlan {
-    Unchanged { line: u64, login: String, key: String },
+    /// Nothing to write; `warnings` as in [`EmployeePlan::warnings`].
+    Unchanged {
+        line: u64,
+        login: String,
+        key: String,
+        warnings: Vec<String>,
+    },
     Rejected(Rejection),
     Change(EmployeePlan),
 }
@@ -143,6 +153,9 @@ pub struct FileIndex {
     pub keys: KeyIndex,
     /// Logins named as a manager on accepted rows: a run applied in chunks keeps their ids.
     pub managers: LoginIndex,
+    /// Accepted logins (lower-cased) whose chain of managers in the file comes back to them
+    /// (usually none): their manager links are left out.
+    pub in_manager_cycles: std::collections::HashSet<String>,
     pub valid_rows: u64,
 }
 
@@ -170,6 +183,10 @@ impl FileIndex {
     pub fn login_as_written(&self, login: &str) -> Option<String> {
         self.logins.as_written(login).map(String::from)
     }
+    /// Whether following the managers from `login`'s row comes back to it.
+    pub fn in_manager_cycle(&self, login: &str) -> bool {
+        !self.in_manager_cycles.is_empty() && self.in_manager_cycles.contains(&login.to_lowercase())
+    }
     pub fn has_key(&self, key: &str) -> bool {
         self.keys.contains(key)
     }
@@ -191,6 +208,8 @@ pub struct Planner<'a> {
     warnings: Vec<String>,
     /// Profile id per user id, via the self link (to find managers' profiles outside the file).
     profile_of_user: HashMap<String, String>,
+    /// The profile attribute filled from the login column, if the config has one.
+    login_attr: Option<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -218,7 +237,8 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        Planner { cfg, snap, file, self_rel, extra, warnings, profile_of_user }
+        let login_attr = login_attribute(cfg);
+        Planner { cfg, snap, file, self_rel, extra, warnings, profile_of_user, login_attr }
     }
 
     /// Warnings found while planning (for the report summary).
@@ -233,67 +253,161 @@ impl<'a> Planner<'a> {
             Ok(e) => e,
             Err(r) => return RowPlan::Rejected(r),
         };
-        let reject = |reason: String| {
-            RowPlan::Rejected(Rejection {
-                line: e.line,
-                login: e.login.clone(),
-                key: e.key.clone(),
-                reasons: vec![reason],
-            })
+        let found = self.check_first_of_key(e).and_then(|()| self.identity(e.line, &e.login, &e.key));
+        let id = match found {
+            Ok(id) => id,
+            Err(reason) => {
+                return RowPlan::Rejected(Rejection {
+                    line: e.line,
+                    login: e.login.clone(),
+                    key: e.key.clone(),
+                    reasons: vec![reason],
+                });
+            }
         };
-        let m = self.cfg.config();
-        if let Some(first) = self.file.keys.first_accepted(&e.key)
-            && first != e.line.min(crate::input::LINE_MAX)
-        {
-            return reject(format!(
+        let mut draft = Draft::default();
+        let manager = self.manager_reference(e, &mut draft.warnings);
+        self.plan_user(e, &id, &mut draft);
+        self.plan_profile(e, id.profile, manager.as_ref(), &mut draft);
+        self.plan_links(&id, manager.as_ref(), &mut draft);
+        finish_row(e, &id, draft)
+    }
+
+    /// Only the first accepted row of an employee key is used.
+    fn check_first_of_key(&self, e: &Employee) -> Result<(), String> {
+        match self.file.keys.first_accepted(&e.key) {
+            Some(first) if first != e.line.min(crate::input::LINE_MAX) => Err(format!(
                 "line {}, column {:?}: employee key {:?} already appeared on line {first}; only the first row is used",
-                e.line, m.columns.key, e.key
+                e.line,
+                self.cfg.config().columns.key,
+                e.key
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Who the row with this login and key is in NERM. The key is the identity: a profile with
+    /// the key whose own user (see [`own_user`](Self::own_user)) has another login is the same
+    /// employee renamed, so that user is kept and its login changed. A rename is refused
+    /// (`Err`, naming both logins) when the new login belongs to another NERM user, or when
+    /// another row of the file still uses the old one.
+    fn identity(&self, line: u64, login: &str, key: &str) -> Result<Identity<'a>, String> {
+        let profile = self.snap.profile_by_key(key);
+        let by_login = self.snap.user_by_login(login);
+        let renamed = profile.and_then(|p| self.own_user(p)).filter(|owner| by_login.is_none_or(|u| u.id != owner.id));
+        let Some(owner) = renamed else {
+            return Ok(Identity { user: by_login, profile, renamed_from: None });
+        };
+        let column = &self.cfg.config().columns.login;
+        if let Some(other) = by_login {
+            return Err(format!(
+                "line {line}, column {column:?}: employee key {key:?} belongs to NERM user {:?}, which cannot be \
+                 renamed to {login:?}: that login already belongs to another NERM user ({:?}); nothing was written \
+                 for this row",
+                owner.login, other.login
             ));
         }
-        let user = self.snap.user_by_login(&e.login);
-        // Two different people may not share one NERM profile.
-        let profile = self.snap.profile_by_key(&e.key);
-        if let Some(manager) = &e.manager_login {
-            let in_file = self.file.logins.get(manager);
-            let in_nerm = self.snap.user_by_login(manager).is_some();
-            match in_file {
-                Some(seen) if !seen.accepted && !in_nerm => {
-                    return reject(format!(
-                        "line {}, column {:?}: manager {manager:?} is on line {}, which was rejected",
-                        e.line,
-                        m.columns.manager.as_deref().unwrap_or_default(),
-                        seen.line
-                    ));
-                }
-                None if !in_nerm => {
-                    return reject(format!(
-                        "line {}, column {:?}: manager {manager:?} is neither in the file nor a NERM user",
-                        e.line,
-                        m.columns.manager.as_deref().unwrap_or_default()
-                    ));
-                }
-                _ => {}
+        if let Some(seen) = self.file.logins.get(&owner.login).filter(|s| s.line != line.min(crate::input::LINE_MAX)) {
+            return Err(format!(
+                "line {line}, column {column:?}: employee key {key:?} belongs to NERM user {:?}, which cannot be \
+                 renamed to {login:?}: line {} of this file still uses the login {:?}; nothing was written for \
+                 this row",
+                owner.login, seen.line, owner.login
+            ));
+        }
+        Ok(Identity { user: Some(owner), profile, renamed_from: Some(owner.login.as_str()) })
+    }
+
+    /// The user a profile belongs to: the one user linked to it with the self-link
+    /// relationship, apart from the configured extra contributors, and — when the config
+    /// writes the login into a profile attribute — whose login the profile holds. `None`
+    /// without a self link, or when several users qualify (which one is the employee cannot be
+    /// told), or when the profile names another login (its owner is someone else, e.g. the
+    /// administrator who created it by hand: never renamed).
+    fn own_user(&self, p: &crate::nerm::model::Profile) -> Option<&'a crate::nerm::model::User> {
+        let rel = self.self_rel?;
+        let snap: &'a Snapshot = self.snap;
+        let mut linked = snap
+            .links_of(&p.id)
+            .filter(|l| l.relationship_type == rel && !self.extra.iter().any(|(id, _)| *id == l.user_id));
+        let only = linked.next()?;
+        if linked.next().is_some() {
+            return None;
+        }
+        let user = snap.user_by_id(&only.user_id)?;
+        let recorded = self.login_attr.as_ref().and_then(|a| p.attributes.get(a));
+        match recorded {
+            Some(login)
+                if !login.trim().eq_ignore_ascii_case(user.login.trim())
+                    && login_key(login) != login_key(&user.login) =>
+            {
+                None
+            }
+            _ => Some(user),
+        }
+    }
+
+    /// Judges the row's manager reference. A bad one (malformed, the employee's own login, part
+    /// of a manager cycle, on a rejected row, unknown) costs only the manager link: `None`, and
+    /// a warning naming line, column and reason. The manager links NERM holds stay as they are.
+    fn manager_reference<'e>(&self, e: &'e Employee, warnings: &mut Vec<String>) -> Option<Manager<'e, 'a>> {
+        let value = e.manager_login.as_deref()?;
+        let m = self.cfg.config();
+        let field = Field::new(m.columns.manager.as_deref().unwrap_or_default(), value);
+        let judged = check_login(e.line, field)
+            .and_then(|()| check_not_own_manager(e.line, Field::new(&m.columns.login, &e.login), field))
+            .and_then(|()| self.manager_user(e, field));
+        match judged {
+            Ok(user) => Some(Manager { login: value, user }),
+            Err(err) => {
+                warnings.push(format!("{err}; the employee is imported without this manager link"));
+                None
             }
         }
+    }
 
-        let mut ops = Vec::new();
-        let mut changes = Vec::new();
-        // Borrowed from the snapshot and the config: most rows are unchanged, and an unchanged
-        // row's report needs only its login and key.
-        let user_id = user.map(|u| u.id.as_str());
-        let profile_id = profile.map(|p| p.id.as_str());
+    /// The NERM user of a manager the row may link to (`None`: created in this run), or why it
+    /// may not. A manager whose row is in the file is found like that row's own employee (by
+    /// key first, so a renamed manager is the same user).
+    fn manager_user(&self, e: &Employee, field: Field<'_>) -> Result<Option<&'a crate::nerm::model::User>, RowError> {
+        let manager = field.value;
+        let warn = |reason: String| RowError::new(e.line, Some(field.column), reason);
+        if self.file.in_manager_cycle(&e.login) {
+            return Err(warn(format!(
+                "manager {manager:?} leads back to this employee: the managers named in the file form a cycle"
+            )));
+        }
+        let in_nerm = || self.snap.user_by_login(manager).map(Some);
+        let rejected = |line: u64| warn(format!("manager {manager:?} is on line {line}, which was rejected"));
+        match self.file.logins.get(manager) {
+            None => {
+                in_nerm().ok_or_else(|| warn(format!("manager {manager:?} is neither in the file nor a NERM user")))
+            }
+            Some(seen) if !seen.accepted => in_nerm().ok_or_else(|| rejected(seen.line)),
+            Some(seen) => {
+                let key = self.file.key_of(manager).unwrap_or_default();
+                if self.file.keys.first_accepted(key).is_some_and(|first| first != seen.line) {
+                    return in_nerm().ok_or_else(|| rejected(seen.line));
+                }
+                // A refused rename: the login in NERM is someone else's, so never link to it.
+                self.identity(seen.line, manager, key).map(|id| id.user).map_err(|_| rejected(seen.line))
+            }
+        }
+    }
 
-        // --- user and roles ---------------------------------------------------------------
+    /// The user and, under `user_role`, its role assignments.
+    fn plan_user(&self, e: &Employee, id: &Identity<'a>, d: &mut Draft) {
+        let m = self.cfg.config();
         let roles = self.wanted_roles(e);
         let groups = match m.roles.strategy {
             RoleStrategy::GroupStrings => {
-                Some(self.wanted_groups(&roles, user.and_then(|u| u.group_strings.as_deref())))
+                Some(self.wanted_groups(&roles, id.user.and_then(|u| u.group_strings.as_deref())).join(","))
             }
             RoleStrategy::UserRole => None,
         };
-        match user {
+        match id.user {
             None => {
-                ops.push(Op::CreateUser {
+                d.ops.push(Op::CreateUser {
                     user: NewUser {
                         name: e.name.clone(),
                         email: e.email.clone(),
@@ -302,197 +416,209 @@ impl<'a> Planner<'a> {
                         status: Some(e.user_status.clone()),
                         title: e.title.clone(),
                         locale: e.locale.clone(),
-                        group_strings: groups.as_ref().map(|g| g.join(",")).filter(|g| !g.is_empty()),
+                        group_strings: groups.filter(|g| !g.is_empty()),
                         sailpoint_identity_id: e.sailpoint_identity_id.clone(),
                     },
                 });
-                changes.push("user created".into());
+                d.changes.push("user created".into());
             }
-            Some(u) => {
-                let mut patch = Patch::new();
-                diff_field(&mut patch, &mut changes, "name", Some(&u.name), Some(&e.name));
-                diff_field(&mut patch, &mut changes, "email", Some(&u.email), Some(&e.email));
-                diff_field(&mut patch, &mut changes, "status", u.status.as_deref(), Some(&e.user_status));
-                diff_field(&mut patch, &mut changes, "title", u.title.as_deref(), e.title.as_deref());
-                diff_field(&mut patch, &mut changes, "locale", u.locale.as_deref(), e.locale.as_deref());
-                if e.sailpoint_identity_id.is_some() {
-                    diff_field(
-                        &mut patch,
-                        &mut changes,
-                        "sailpoint_identity_id",
-                        u.sailpoint_identity_id.as_deref(),
-                        e.sailpoint_identity_id.as_deref(),
-                    );
-                }
-                if let Some(g) = &groups
-                    && !same_groups(u.group_strings.as_deref().unwrap_or(""), g)
-                {
-                    let g = g.join(",");
-                    diff_field(&mut patch, &mut changes, "group_strings", u.group_strings.as_deref(), Some(&g));
-                }
-                if !patch.is_empty() {
-                    ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
-                }
-            }
+            Some(u) => self.patch_user(e, u, id.renamed_from, groups.as_deref(), d),
         }
         if m.roles.strategy == RoleStrategy::UserRole {
-            let held: Vec<(&str, &str)> = user_id
-                .map(|id| self.snap.roles_of(id).map(|r| (r.id.as_str(), r.role_id.as_str())).collect())
-                .unwrap_or_default();
-            for r in &roles {
-                if !held.iter().any(|(_, held)| *held == r.id) {
-                    ops.push(Op::AssignRole { role_id: r.id.clone(), role_name: r.name.clone() });
-                    changes.push(format!("role {} assigned", r.name));
-                }
+            self.plan_roles(&roles, id.user.map(|u| u.id.as_str()), d);
+        }
+    }
+
+    /// Patches the fields of an existing user that differ from the row (its login too, for a
+    /// renamed employee).
+    fn patch_user(
+        &self,
+        e: &Employee,
+        u: &crate::nerm::model::User,
+        renamed_from: Option<&str>,
+        groups: Option<&str>,
+        d: &mut Draft,
+    ) {
+        let mut patch = Patch::new();
+        let changes = &mut d.changes;
+        if let Some(old) = renamed_from {
+            patch.insert("login".into(), json!(e.login));
+            changes.push(format!("login {old} → {}", e.login));
+        }
+        diff_field(&mut patch, changes, "name", Some(&u.name), Some(&e.name));
+        diff_field(&mut patch, changes, "email", Some(&u.email), Some(&e.email));
+        diff_field(&mut patch, changes, "status", u.status.as_deref(), Some(&e.user_status));
+        diff_field(&mut patch, changes, "title", u.title.as_deref(), e.title.as_deref());
+        diff_field(&mut patch, changes, "locale", u.locale.as_deref(), e.locale.as_deref());
+        if e.sailpoint_identity_id.is_some() {
+            let (have, want) = (u.sailpoint_identity_id.as_deref(), e.sailpoint_identity_id.as_deref());
+            diff_field(&mut patch, changes, "sailpoint_identity_id", have, want);
+        }
+        if let Some(g) = groups
+            && !same_groups(u.group_strings.as_deref().unwrap_or(""), &[g])
+        {
+            diff_field(&mut patch, changes, "group_strings", u.group_strings.as_deref(), Some(g));
+        }
+        if !patch.is_empty() {
+            d.ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
+        }
+    }
+
+    /// `user_role` strategy: assigns the wanted roles the user lacks and, if roles are managed,
+    /// removes the others.
+    fn plan_roles(&self, roles: &[&'a CatalogRole], user_id: Option<&str>, d: &mut Draft) {
+        let held: Vec<(&str, &str)> = user_id
+            .map(|id| self.snap.roles_of(id).map(|r| (r.id.as_str(), r.role_id.as_str())).collect())
+            .unwrap_or_default();
+        for r in roles {
+            if !held.iter().any(|(_, held)| *held == r.id) {
+                d.ops.push(Op::AssignRole { role_id: r.id.clone(), role_name: r.name.clone() });
+                d.changes.push(format!("role {} assigned", r.name));
             }
-            if m.roles.managed {
-                for (ur_id, role_id) in held {
-                    if !roles.iter().any(|r| r.id == role_id) {
-                        let name =
-                            self.cfg.roles().iter().find(|r| r.id == role_id).map_or(role_id, |r| r.name.as_str());
-                        ops.push(Op::RemoveRole { user_role_id: ur_id.to_string(), role_name: name.to_string() });
-                        changes.push(format!("role {name} removed"));
-                    }
+        }
+        if self.cfg.config().roles.managed {
+            for (ur_id, role_id) in held {
+                if !roles.iter().any(|r| r.id == role_id) {
+                    let name = self.cfg.roles().iter().find(|r| r.id == role_id).map_or(role_id, |r| r.name.as_str());
+                    d.ops.push(Op::RemoveRole { user_role_id: ur_id.to_string(), role_name: name.to_string() });
+                    d.changes.push(format!("role {name} removed"));
                 }
             }
         }
+    }
 
-        // --- profile ----------------------------------------------------------------------
-        let manager_attr = self.cfg.manager_attribute().map(|a| a.uid.as_str());
-        let manager_target = e.manager_login.as_deref().and_then(|ml| self.manager_profile(ml));
-        match profile {
-            None => {
-                let mut attributes: BTreeMap<String, String> = e.attributes.iter().cloned().collect();
-                let mut deferred_manager = None;
-                if let (Some(attr), Some(ml)) = (manager_attr, &e.manager_login) {
-                    match manager_target {
-                        Some(ManagerProfile::Existing { id, .. }) => {
-                            attributes.insert(attr.to_string(), id.to_string());
-                        }
-                        Some(ManagerProfile::InFile { key }) => {
-                            deferred_manager = Some((self.canonical_login(ml), key.to_string()))
-                        }
-                        None => changes.push(format!(
-                            "manager {ml:?} has no {} profile; profile manager not set",
-                            self.type_name()
-                        )),
-                    }
-                }
-                ops.push(Op::CreateProfile {
-                    profile: NewProfile {
-                        profile_type_id: self.cfg.profile_type().id.clone(),
-                        status: e.profile_status.clone(),
-                        name: e.profile_name.clone(),
-                        attributes,
-                    },
-                });
-                changes.push("profile created".into());
-                if let Some((manager_login, manager_key)) = deferred_manager {
-                    ops.push(Op::SetProfileManager { manager_login, manager_key });
-                }
-            }
-            Some(p) => {
-                let mut patch = Patch::new();
-                if p.status != e.profile_status {
-                    patch.insert("status".into(), json!(e.profile_status));
-                    changes.push(format!("profile.status: {:?} -> {:?}", p.status, e.profile_status));
-                }
-                let mut attrs = serde_json::Map::new();
-                for a in self.cfg.attributes() {
-                    // A handful of attributes: a linear search beats building a map per row.
-                    let want = e.attributes.iter().find(|(k, _)| *k == a.uid).map_or("", |(_, v)| v.as_str());
-                    let have = p.attributes.get(&a.uid).map(String::as_str).unwrap_or("");
-                    if want != have {
-                        attrs.insert(a.uid.clone(), json!(want));
-                        changes.push(format!("profile.{}: {have:?} -> {want:?}", a.uid));
-                    }
-                }
-                if let (Some(attr), Some(ml)) = (manager_attr, &e.manager_login) {
-                    let have = p.attributes.get(attr).map(String::as_str).unwrap_or("");
-                    match manager_target {
-                        Some(ManagerProfile::Existing { id, name }) if have != name => {
-                            attrs.insert(attr.to_string(), json!(id));
-                            changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
-                        }
-                        Some(ManagerProfile::InFile { key }) => {
-                            ops.push(Op::SetProfileManager {
-                                manager_login: self.canonical_login(ml),
-                                manager_key: key.to_string(),
-                            });
-                            changes.push(format!("profile.{attr} -> manager {ml:?}"));
-                        }
-                        _ => {}
-                    }
-                }
-                if !attrs.is_empty() {
-                    patch.insert("attributes".into(), Value::Object(attrs));
-                }
-                if !patch.is_empty() {
-                    ops.insert(
-                        ops.iter().position(|o| matches!(o, Op::SetProfileManager { .. })).unwrap_or(ops.len()),
-                        Op::PatchProfile { profile_id: p.id.clone(), patch },
-                    );
-                }
+    /// The employee's profile: created with its attributes (and the manager, when NERM has the
+    /// manager's profile already), or patched where it differs.
+    fn plan_profile(
+        &self,
+        e: &Employee,
+        profile: Option<&'a crate::nerm::model::Profile>,
+        manager: Option<&Manager<'_, 'a>>,
+        d: &mut Draft,
+    ) {
+        let target = manager.and_then(|m| Some((m.login, self.manager_profile(m.login)?)));
+        let Some(p) = profile else {
+            self.create_profile(e, manager.map(|m| m.login), target, d);
+            return;
+        };
+        let mut patch = Patch::new();
+        if p.status != e.profile_status {
+            patch.insert("status".into(), json!(e.profile_status));
+            d.changes.push(format!("profile.status: {:?} -> {:?}", p.status, e.profile_status));
+        }
+        let mut attrs = serde_json::Map::new();
+        for a in self.cfg.attributes() {
+            // A handful of attributes: a linear search beats building a map per row.
+            let want = e.attributes.iter().find(|(k, _)| *k == a.uid).map_or("", |(_, v)| v.as_str());
+            let have = p.attributes.get(&a.uid).map(String::as_str).unwrap_or("");
+            if want != have {
+                attrs.insert(a.uid.clone(), json!(want));
+                d.changes.push(format!("profile.{}: {have:?} -> {want:?}", a.uid));
             }
         }
+        if let (Some(attr), Some((ml, target))) = (self.cfg.manager_attribute().map(|a| a.uid.as_str()), target) {
+            let have = p.attributes.get(attr).map(String::as_str).unwrap_or("");
+            match target {
+                ManagerProfile::Existing { id, name } if have != name => {
+                    attrs.insert(attr.to_string(), json!(id));
+                    d.changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
+                }
+                ManagerProfile::InFile { key } => {
+                    d.ops.push(Op::SetProfileManager {
+                        manager_login: self.canonical_login(ml),
+                        manager_key: key.to_string(),
+                    });
+                    d.changes.push(format!("profile.{attr} -> manager {ml:?}"));
+                }
+                ManagerProfile::Existing { .. } => {}
+            }
+        }
+        if !attrs.is_empty() {
+            patch.insert("attributes".into(), Value::Object(attrs));
+        }
+        if !patch.is_empty() {
+            let at = d.ops.iter().position(|o| matches!(o, Op::SetProfileManager { .. })).unwrap_or(d.ops.len());
+            d.ops.insert(at, Op::PatchProfile { profile_id: p.id.clone(), patch });
+        }
+    }
 
-        // --- links ------------------------------------------------------------------------
+    /// A new profile; a manager whose profile this run creates is linked after it.
+    fn create_profile(
+        &self,
+        e: &Employee,
+        manager: Option<&str>,
+        target: Option<(&str, ManagerProfile<'a>)>,
+        d: &mut Draft,
+    ) {
+        let mut attributes: BTreeMap<String, String> = e.attributes.iter().cloned().collect();
+        let mut deferred_manager = None;
+        if let (Some(attr), Some(ml)) = (self.cfg.manager_attribute().map(|a| a.uid.as_str()), manager) {
+            match target {
+                Some((_, ManagerProfile::Existing { id, .. })) => {
+                    attributes.insert(attr.to_string(), id.to_string());
+                }
+                Some((_, ManagerProfile::InFile { key })) => {
+                    deferred_manager = Some((self.canonical_login(ml), key.to_string()))
+                }
+                None => d
+                    .changes
+                    .push(format!("manager {ml:?} has no {} profile; profile manager not set", self.type_name())),
+            }
+        }
+        d.ops.push(Op::CreateProfile {
+            profile: NewProfile {
+                profile_type_id: self.cfg.profile_type().id.clone(),
+                status: e.profile_status.clone(),
+                name: e.profile_name.clone(),
+                attributes,
+            },
+        });
+        d.changes.push("profile created".into());
+        if let Some((manager_login, manager_key)) = deferred_manager {
+            d.ops.push(Op::SetProfileManager { manager_login, manager_key });
+        }
+    }
+
+    /// The self link, the configured contributors and the user_manager link.
+    fn plan_links(&self, id: &Identity<'a>, manager: Option<&Manager<'_, 'a>>, d: &mut Draft) {
+        let user_id = id.user.map(|u| u.id.as_str());
         let links = || {
-            profile_id
+            id.profile
                 .into_iter()
-                .flat_map(|pid| self.snap.links_of(pid))
+                .flat_map(|p| self.snap.links_of(&p.id))
                 .map(|l| (l.user_id.as_str(), l.relationship_type.as_str()))
         };
         if let Some(rel) = self.self_rel {
             let linked = user_id.is_some_and(|uid| links().any(|(u, r)| u == uid && r == rel));
             let other_owner = rel == "owner" && links().any(|(u, r)| r == "owner" && Some(u) != user_id);
             if other_owner {
-                changes.push("profile already has another owner; self link not changed".into());
+                d.changes.push("profile already has another owner; self link not changed".into());
             } else if !linked {
-                ops.push(Op::LinkSelf { relationship: rel.to_string() });
-                changes.push(format!("user linked as {rel} of the profile"));
+                d.ops.push(Op::LinkSelf { relationship: rel.to_string() });
+                d.changes.push(format!("user linked as {rel} of the profile"));
             }
         }
         for (cid, clogin) in &self.extra {
             if !links().any(|(u, r)| u == cid && r == "contributor") {
-                ops.push(Op::LinkContributor { contributor_user_id: cid.clone(), contributor_login: clogin.clone() });
-                changes.push(format!("{clogin} linked as contributor"));
+                d.ops.push(Op::LinkContributor { contributor_user_id: cid.clone(), contributor_login: clogin.clone() });
+                d.changes.push(format!("{clogin} linked as contributor"));
             }
         }
-        if m.managers.user_manager
-            && let Some(ml) = &e.manager_login
+        if self.cfg.config().managers.user_manager
+            && let Some(m) = manager
         {
-            let manager_id = self.snap.user_by_login(ml).map(|u| u.id.as_str());
+            let manager_id = m.user.map(|u| u.id.as_str());
             let existing = || user_id.into_iter().flat_map(|uid| self.snap.managers_of(uid));
             let already = manager_id.is_some_and(|mid| existing().any(|l| l.manager_id == mid));
             if !already {
-                ops.push(Op::SetUserManager {
-                    manager_login: self.canonical_login(ml),
+                d.ops.push(Op::SetUserManager {
+                    manager_login: self.canonical_login(m.login),
                     manager_user_id: manager_id.map(String::from),
                     existing_link_id: existing().next().map(|l| l.id.clone()),
                 });
-                changes.push(format!("user manager -> {ml}"));
+                d.changes.push(format!("user manager -> {}", m.login));
             }
         }
-
-        if ops.is_empty() {
-            return RowPlan::Unchanged { line: e.line, login: e.login.clone(), key: e.key.clone() };
-        }
-        let kind = if ops.iter().any(|o| matches!(o, Op::CreateUser { .. } | Op::CreateProfile { .. })) {
-            PlanKind::Create
-        } else {
-            PlanKind::Update
-        };
-        RowPlan::Change(EmployeePlan {
-            line: e.line,
-            login: e.login.clone(),
-            key: e.key.clone(),
-            user_id: user_id.map(String::from),
-            profile_id: profile_id.map(String::from),
-            kind,
-            ops,
-            changes,
-        })
     }
 
     fn type_name(&self) -> &str {
@@ -559,7 +685,7 @@ impl<'a> Planner<'a> {
         }
         let user_status = m.sync.leaver_user_status.as_str();
         let profile_status = m.sync.leaver_profile_status.as_str();
-        let login_attr = self.login_attribute();
+        let login_attr = self.login_attr.clone();
         let mut plans = Vec::new();
         let mut managed = 0usize;
         let mut keyed: Vec<(&str, &crate::nerm::model::Profile)> = self.snap.keyed_profiles().collect();
@@ -598,6 +724,7 @@ impl<'a> Planner<'a> {
                 kind: PlanKind::Disable,
                 ops,
                 changes,
+                warnings: Vec::new(),
             });
         }
         if plans.is_empty() {
@@ -618,16 +745,6 @@ impl<'a> Planner<'a> {
         Ok(plans)
     }
 
-    /// The attribute filled from the login column, if the config has one.
-    fn login_attribute(&self) -> Option<String> {
-        let login_col = crate::config::normalize_column(&self.cfg.config().columns.login);
-        self.cfg
-            .attributes()
-            .iter()
-            .find(|a| a.template.single_column() == Some(login_col.as_str()))
-            .map(|a| a.uid.clone())
-    }
-
     /// A leaver profile's user: through the self link, else through the login attribute.
     fn leaver_user(
         &self,
@@ -644,9 +761,62 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The attribute filled from the login column, if the config has one.
+fn login_attribute(cfg: &ResolvedConfig) -> Option<String> {
+    let login_col = crate::config::normalize_column(&cfg.config().columns.login);
+    cfg.attributes().iter().find(|a| a.template.single_column() == Some(login_col.as_str())).map(|a| a.uid.clone())
+}
+
 enum ManagerProfile<'a> {
     Existing { id: &'a str, name: &'a str },
     InFile { key: &'a str },
+}
+
+/// Who a row is in NERM (see [`Planner::identity`]).
+struct Identity<'s> {
+    user: Option<&'s crate::nerm::model::User>,
+    profile: Option<&'s crate::nerm::model::Profile>,
+    /// The user's login in NERM, when the row renames it.
+    renamed_from: Option<&'s str>,
+}
+
+/// A manager the row may link to (see [`Planner::manager_reference`]).
+struct Manager<'e, 's> {
+    /// As written on the row.
+    login: &'e str,
+    /// `None`: this run creates the manager.
+    user: Option<&'s crate::nerm::model::User>,
+}
+
+/// What planning one row collects, step by step.
+#[derive(Default)]
+struct Draft {
+    ops: Vec<Op>,
+    changes: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// The planner's verdict once every step has added its part: unchanged without operations.
+fn finish_row(e: &Employee, id: &Identity<'_>, d: Draft) -> RowPlan {
+    if d.ops.is_empty() {
+        return RowPlan::Unchanged { line: e.line, login: e.login.clone(), key: e.key.clone(), warnings: d.warnings };
+    }
+    let kind = if d.ops.iter().any(|o| matches!(o, Op::CreateUser { .. } | Op::CreateProfile { .. })) {
+        PlanKind::Create
+    } else {
+        PlanKind::Update
+    };
+    RowPlan::Change(EmployeePlan {
+        line: e.line,
+        login: e.login.clone(),
+        key: e.key.clone(),
+        user_id: id.user.map(|u| u.id.clone()),
+        profile_id: id.profile.map(|p| p.id.clone()),
+        kind,
+        ops: d.ops,
+        changes: d.changes,
+        warnings: d.warnings,
+    })
 }
 
 fn split_groups(s: &str) -> impl Iterator<Item = &str> {
@@ -751,9 +921,10 @@ mod tests {
         let mut f = FileIndex::default();
         for e in employees {
             f.logins.insert(&e.login, e.line, true).unwrap();
-            f.logins.accept(&e.login, &e.key).unwrap();
+            f.logins.accept(&e.login, &e.key, e.manager_login.as_deref().unwrap_or_default()).unwrap();
             f.add_accepted_key(&e.key, e.line).unwrap();
         }
+        f.in_manager_cycles = f.logins.logins_in_manager_cycles();
         f
     }
 
@@ -844,16 +1015,178 @@ mod tests {
         assert!(!p.ops.iter().any(|o| o.kind() == "set_profile_manager"));
     }
 
+    /// The plan of a change, or of an unchanged row (no operations), with its warnings.
+    fn planned(plan: RowPlan) -> (Vec<Op>, Vec<String>) {
+        match plan {
+            RowPlan::Change(p) => (p.ops, p.warnings),
+            RowPlan::Unchanged { warnings, .. } => (vec![], warnings),
+            RowPlan::Rejected(r) => panic!("rejected: {r:?}"),
+        }
+    }
+
+    fn manager_ops(ops: &[Op]) -> Vec<&Op> {
+        ops.iter().filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. })).collect()
+    }
+
     #[test]
-    fn an_unknown_manager_rejects_the_row_with_line_and_column() {
+    fn an_unknown_manager_costs_the_link_and_leaves_a_warning_with_line_and_column() {
+        // GIVEN an empty tenant and an employee whose manager is nowhere
         let cfg = resolved(EXAMPLE);
         let snap = Snapshot::default();
         let e = employee(7, "bob", "E2", Some("ghost"));
         let file = file_of(&[&e]);
-        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)) else { panic!() };
-        assert_eq!(r.line, 7);
-        assert!(r.reasons[0].contains("line 7") && r.reasons[0].contains("manager_login"), "{:?}", r.reasons);
-        assert!(r.reasons[0].contains("neither in the file nor a NERM user"));
+        // WHEN it is planned
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&e)));
+        // THEN the employee is created without a manager, and the warning says why
+        assert_eq!(p.kind, PlanKind::Create);
+        assert!(manager_ops(&p.ops).is_empty(), "{:?}", p.ops);
+        let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else { panic!() };
+        assert!(!profile.attributes.contains_key("manager"));
+        assert_eq!(
+            p.warnings,
+            [
+                r#"line 7, column "manager_login": manager "ghost" is neither in the file nor a NERM user; the employee is imported without this manager link"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_self_manager_a_malformed_manager_and_a_rejected_managers_row_each_cost_only_the_link() {
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let own = employee(2, "ann", "E1", Some("ANN"));
+        let malformed = employee(3, "bea", "E2", Some("not a login"));
+        let under_rejected = employee(4, "cid", "E3", Some("dee"));
+        let mut file = file_of(&[&own, &malformed, &under_rejected]);
+        file.logins.insert("dee", 5, false).unwrap();
+        let mut planner = Planner::new(&cfg, &snap, &file);
+        for (e, reason) in [
+            (&own, r#"column "manager_login": "ANN" is the employee's own login"#),
+            (&malformed, r#"column "manager_login": "not a login" is not a valid login"#),
+            (&under_rejected, r#"column "manager_login": manager "dee" is on line 5, which was rejected"#),
+        ] {
+            let p = change(planner.plan_row(Ok(e)));
+            assert_eq!(p.kind, PlanKind::Create, "{}", e.login);
+            assert!(manager_ops(&p.ops).is_empty(), "{}: {:?}", e.login, p.ops);
+            assert_eq!(p.warnings.len(), 1, "{}", e.login);
+            assert!(p.warnings[0].starts_with(&format!("line {}, ", e.line)), "{:?}", p.warnings);
+            assert!(p.warnings[0].contains(reason), "{:?}", p.warnings);
+        }
+    }
+
+    #[test]
+    fn two_new_employees_managing_each_other_are_created_without_either_link() {
+        // GIVEN ann managed by bob and bob by ann, and cid managed by ann (outside the cycle)
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let ann = employee(2, "ann", "E1", Some("bob"));
+        let bob = employee(3, "bob", "E2", Some("Ann"));
+        let cid = employee(4, "cid", "E3", Some("ann"));
+        let file = file_of(&[&ann, &bob, &cid]);
+        let mut planner = Planner::new(&cfg, &snap, &file);
+        // THEN the two in the cycle lose their link with a warning; cid keeps his
+        for e in [&ann, &bob] {
+            let p = change(planner.plan_row(Ok(e)));
+            assert!(manager_ops(&p.ops).is_empty(), "{}: {:?}", e.login, p.ops);
+            assert!(p.warnings[0].contains("form a cycle"), "{:?}", p.warnings);
+        }
+        let p = change(planner.plan_row(Ok(&cid)));
+        assert_eq!(manager_ops(&p.ops).len(), 2, "{:?}", p.ops);
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_bad_manager_reference_leaves_the_manager_link_nerm_holds_alone() {
+        // GIVEN bob in NERM with ann as manager (profile attribute and user_manager)
+        let cfg = resolved(EXAMPLE);
+        let ann = employee(3, "ann", "E1", None);
+        let bob = employee(2, "bob", "E2", Some("ann"));
+        let (au, mut ap, al) = provisioned(&ann, 1);
+        let (bu, mut bp, bl) = provisioned(&bob, 2);
+        ap.name = "ann Doe".into();
+        bp.attributes.insert("manager".into(), ap.name.clone());
+        let link = UserManager { id: "m-1".into(), user_id: bu.id.clone(), manager_id: au.id.clone() };
+        let snap = Snapshot::from_parts(vec![au, bu], vec![ap, bp], vec![], vec![al, bl], vec![link], "employee_id");
+        // WHEN the file names a manager nobody knows
+        let mut ghostly = bob.clone();
+        ghostly.manager_login = Some("ghost".into());
+        let file = file_of(&[&ghostly, &ann]);
+        let (ops, warnings) = planned(Planner::new(&cfg, &snap, &file).plan_row(Ok(&ghostly)));
+        // THEN nothing is written, and the row carries the warning
+        assert!(ops.is_empty(), "{ops:?}");
+        assert_eq!(warnings.len(), 1);
+    }
+
+    /// Ann (E1) in NERM as `ann`, with her profile, owner link and the rest as `provisioned`.
+    fn renamed_ann() -> (Employee, Snapshot) {
+        let ann = employee(2, "ann", "E1", None);
+        let (u, p, l) = provisioned(&ann, 1);
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let mut renamed = ann.clone();
+        renamed.login = "ann.renamed".into();
+        renamed.email = ann.email.clone();
+        renamed.attributes.retain(|(k, _)| k != "login");
+        renamed.attributes.push(("login".into(), "ann.renamed".into()));
+        (renamed, snap)
+    }
+
+    #[test]
+    fn a_new_login_on_a_known_key_renames_the_user_instead_of_creating_a_second() {
+        // GIVEN ann in NERM, and a file where her key comes with a new login
+        let cfg = resolved(EXAMPLE);
+        let (renamed, snap) = renamed_ann();
+        let file = file_of(&[&renamed]);
+        // WHEN it is planned
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&renamed)));
+        // THEN her own user gets the new login, and nothing is created
+        assert_eq!(
+            (p.kind, p.user_id.as_deref(), p.profile_id.as_deref()),
+            (PlanKind::Update, Some("u-1"), Some("p-1"))
+        );
+        let kinds: Vec<&str> = p.ops.iter().map(Op::kind).collect();
+        assert_eq!(kinds, ["update_user", "update_profile"]);
+        let Op::PatchUser { patch, .. } = &p.ops[0] else { unreachable!() };
+        assert_eq!(patch.len(), 1, "{patch:?}");
+        assert_eq!(patch["login"], "ann.renamed");
+        assert_eq!(p.changes[0], "login ann → ann.renamed");
+    }
+
+    #[test]
+    fn a_profile_owned_by_someone_whose_login_it_does_not_hold_is_no_rename() {
+        // GIVEN ann's profile owned by an administrator (the profile's login attribute says ann)
+        let cfg = resolved(EXAMPLE);
+        let ann = employee(2, "ann", "E1", None);
+        let (mut u, p, l) = provisioned(&ann, 1);
+        u.login = "admin".into();
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        let file = file_of(&[&ann]);
+        // WHEN ann's row is planned, THEN her own user is created and the administrator is left alone
+        let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&ann)));
+        assert!(matches!(&p.ops[0], Op::CreateUser { user } if user.login == "ann"), "{:?}", p.ops);
+        assert!(!p.ops.iter().any(|o| matches!(o, Op::PatchUser { .. })), "{:?}", p.ops);
+    }
+
+    #[test]
+    fn a_rename_to_a_login_another_user_holds_is_rejected_naming_both() {
+        // GIVEN ann in NERM, and another user already holding the new login
+        let cfg = resolved(EXAMPLE);
+        let (renamed, snap) = renamed_ann();
+        let (other, _, _) = provisioned(&employee(9, "ann.renamed", "E9", None), 9);
+        let mut users = snap.users.clone();
+        users.push(other);
+        let snap = Snapshot::from_parts(
+            users,
+            snap.profiles.clone(),
+            vec![],
+            snap.user_profiles.clone(),
+            vec![],
+            "employee_id",
+        );
+        let file = file_of(&[&renamed]);
+        // WHEN it is planned, THEN the row is rejected naming both logins
+        let RowPlan::Rejected(r) = Planner::new(&cfg, &snap, &file).plan_row(Ok(&renamed)) else { panic!() };
+        assert!(r.reasons[0].starts_with(r#"line 2, column "login""#), "{:?}", r.reasons);
+        assert!(r.reasons[0].contains(r#""ann""#) && r.reasons[0].contains(r#""ann.renamed""#), "{:?}", r.reasons);
     }
 
     #[test]

@@ -284,18 +284,22 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             rules.validator.prefetch_login(login);
             index.keys.prefetch(key);
             let valid = rules.judge(&row).is_ok();
+            let manager = rules.manager.map_or("", |i| row.get(i));
             // A login seen before makes the row a duplicate: rejected, as the second pass says.
-            let first = rules.validator.record(login, line, valid.then_some(key)).map_err(full)?;
+            let first = rules.validator.record(login, line, valid.then_some((key, manager))).map_err(full)?;
             if !valid || first.is_some() {
                 index.add_rejected_key(key, line).map_err(full)?;
                 continue;
             }
             index.add_accepted_key(key, line).map_err(full)?;
-            if let Some(manager) = rules.manager.map(|i| row.get(i)).filter(|m| index_managers && !m.is_empty()) {
+            if index_managers && !manager.is_empty() {
                 index.managers.insert(manager, line, true).map_err(full)?;
             }
         }
         index.logins = self.rules.validator.into_logins();
+        if self.rules.manager.is_some() {
+            index.in_manager_cycles = index.logins.logins_in_manager_cycles();
+        }
         Ok(index)
     }
 
@@ -311,7 +315,7 @@ impl<'c> RowRules<'c> {
     /// The rules that need only the row ([`passes_row_rules`]), for the reader's thread: the
     /// same fields as [`judge`](Self::judge) checks (column names matter only in errors).
     fn precheck(&self) -> impl FnMut(&Row<'_>) -> bool + Send + 'static {
-        let (key, login, status, manager) = (self.key, self.login, self.status, self.manager);
+        let (key, login, status) = (self.key, self.login, self.status);
         let email_columns = self.email_columns.clone();
         move |row: &Row<'_>| {
             let field = |i: usize| Field::new("", row.get(i));
@@ -332,7 +336,6 @@ impl<'c> RowRules<'c> {
                 line: row.line(),
                 required: &required,
                 login: Some(field(login)),
-                manager_login: manager.map(field),
                 emails: &inline[..n],
                 status: None,
                 prechecked: false,
@@ -378,9 +381,6 @@ impl<'c> RowRules<'c> {
             line,
             required: &required,
             login: Some(Field::new(&m.columns.login, login)),
-            manager_login: self
-                .manager
-                .map(|i| Field::new(m.columns.manager.as_deref().unwrap_or_default(), row.get(i))),
             emails,
             status: Some(Field::new(&m.columns.status, hr_status)),
             prechecked: row.prechecked(),

@@ -63,9 +63,15 @@ pub trait PlanSink: Send {
 /// The report row of a row the planner settled.
 fn settled_row(plan: RowPlan) -> Result<RowReport, Box<EmployeePlan>> {
     match plan {
-        RowPlan::Unchanged { line, login, key } => {
-            Ok(RowReport { line, login, employee_key: key, outcome: Outcome::Unchanged, changes: vec![], error: None })
-        }
+        RowPlan::Unchanged { line, login, key, warnings } => Ok(RowReport {
+            line,
+            login,
+            employee_key: key,
+            outcome: Outcome::Unchanged,
+            changes: vec![],
+            error: None,
+            warnings,
+        }),
         RowPlan::Rejected(r) => Ok(RowReport {
             line: r.line,
             login: r.login,
@@ -73,6 +79,7 @@ fn settled_row(plan: RowPlan) -> Result<RowReport, Box<EmployeePlan>> {
             outcome: Outcome::Rejected,
             changes: vec![],
             error: Some(r.reasons.join("; ")),
+            warnings: vec![],
         }),
         RowPlan::Change(p) => Err(Box::new(p)),
     }
@@ -161,7 +168,15 @@ pub fn outcome_row(p: EmployeePlan, error: Option<String>) -> RowReport {
         (None, PlanKind::Update) => Outcome::Updated,
         (None, PlanKind::Disable) => Outcome::Disabled,
     };
-    RowReport { line: p.line, login: p.login, employee_key: p.key, outcome, changes: p.changes, error }
+    RowReport {
+        line: p.line,
+        login: p.login,
+        employee_key: p.key,
+        outcome,
+        changes: p.changes,
+        error,
+        warnings: p.warnings,
+    }
 }
 
 /// The CLI's sink: report rows go straight to the report; plans are applied in chunks.

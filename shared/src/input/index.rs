@@ -296,14 +296,15 @@ fn push_lowercase(dst: &mut String, s: &str) {
     }
 }
 
-/// Appends an accepted login's length-prefixed key and spelling (`""` when it is written
-/// lower-case) to the arena; returns where they start. The caller checked [`room`].
-fn push_accepted(arena: &mut String, key: &str, written: &str) -> u32 {
+/// Appends an accepted login's length-prefixed key, spelling (`""` when it is written
+/// lower-case) and manager login (as written, `""` for none) to the arena; returns where they
+/// start. The caller checked [`room`].
+fn push_accepted(arena: &mut String, key: &str, written: &str, manager: &str) -> u32 {
     let start = arena.len() as u32;
-    push_len(arena, key.len());
-    arena.push_str(key);
-    push_len(arena, written.len());
-    arena.push_str(written);
+    for text in [key, written, manager] {
+        push_len(arena, text.len());
+        arena.push_str(text);
+    }
     start
 }
 
@@ -324,12 +325,14 @@ fn lowered(login: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A login's slot data: line and accepted flag, and where its accepted row's employee key
-/// (and its spelling, when not lower-case) is, if [`LoginIndex::accept`] recorded one.
+/// (its spelling, when not lower-case, and its manager) is, if [`LoginIndex::accept`]
+/// recorded one.
 #[derive(Debug, Clone, Copy, Default)]
 struct LoginMeta {
     line: u32,
     /// Arena position of the length-prefixed key, then the length-prefixed login as written
-    /// (empty when it is written lower-case), or [`NONE`].
+    /// (empty when it is written lower-case), then the manager's login (empty: none), or
+    /// [`NONE`].
     accepted: u32,
 }
 
@@ -362,9 +365,16 @@ impl LoginIndex {
     }
 
     /// [`insert`](Self::insert) and [`accept`](Self::accept) in one step, for a row already
-    /// known to be accepted: a login new to the index is recorded with its employee `key`.
-    pub fn insert_accepted(&mut self, login: &str, line: u64, key: &str) -> Result<Option<SeenLogin>, LoginIndexFull> {
-        self.insert_entry(login, line, true, Some(key))
+    /// known to be accepted: a login new to the index is recorded with its employee `key` and
+    /// its `manager`'s login (`""`: none).
+    pub fn insert_accepted(
+        &mut self,
+        login: &str,
+        line: u64,
+        key: &str,
+        manager: &str,
+    ) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        self.insert_entry(login, line, true, Some((key, manager)))
     }
 
     fn insert_entry(
@@ -372,17 +382,18 @@ impl LoginIndex {
         login: &str,
         line: u64,
         accepted: bool,
-        key: Option<&str>,
+        key: Option<(&str, &str)>,
     ) -> Result<Option<SeenLogin>, LoginIndexFull> {
         let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) | if accepted { ACCEPTED_BIT } else { 0 };
-        if let Some(key) = key {
-            // Lower-casing grows a text at most threefold; then the key and two prefixes.
-            room(&self.logins.arena, login.len() * 4 + key.len() + 32)?;
+        if let Some((key, manager)) = key {
+            // Lower-casing grows a text at most threefold; then the key, the manager and three
+            // prefixes.
+            room(&self.logins.arena, login.len() * 4 + key.len() + manager.len() + 48)?;
         }
         let new_meta = |arena: &mut String, text: Range<usize>| {
-            let accepted = key.map_or(NONE, |key| {
+            let accepted = key.map_or(NONE, |(key, manager)| {
                 let written = if arena[text] == *login { "" } else { login };
-                push_accepted(arena, key, written)
+                push_accepted(arena, key, written, manager)
             });
             LoginMeta { line, accepted }
         };
@@ -391,17 +402,18 @@ impl LoginIndex {
         Ok(found.map(seen))
     }
 
-    /// Records the employee key of the row that first had `login`, once it is accepted as a
-    /// whole (the first call wins). `false` if the login was never inserted.
-    pub fn accept(&mut self, login: &str, key: &str) -> Result<bool, LoginIndexFull> {
+    /// Records the employee key (and the manager's login, `""` for none) of the row that first
+    /// had `login`, once it is accepted as a whole (the first call wins). `false` if the login
+    /// was never inserted.
+    pub fn accept(&mut self, login: &str, key: &str, manager: &str) -> Result<bool, LoginIndexFull> {
         let lower = lowered(login);
         let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
         if slot.meta.accepted != NONE {
             return Ok(true);
         }
-        room(&self.logins.arena, key.len() + login.len() + 16)?;
+        room(&self.logins.arena, key.len() + login.len() + manager.len() + 24)?;
         let written = if *lower == *login { "" } else { login };
-        let start = push_accepted(&mut self.logins.arena, key, written);
+        let start = push_accepted(&mut self.logins.arena, key, written, manager);
         if let Some(slot) = self.logins.find_mut(&lower) {
             slot.meta.accepted = start;
         }
@@ -413,28 +425,78 @@ impl LoginIndex {
         self.logins.find(&lowered(login)).map(|slot| seen(slot.meta))
     }
 
-    /// The key and the spelling (`""` when lower-case) recorded for an accepted login, and
-    /// the login lower-cased.
-    fn accepted_of(&self, login: &str) -> Option<(&str, &str, &str)> {
+    /// What was recorded for an accepted login, and the login lower-cased.
+    fn accepted_of(&self, login: &str) -> Option<(Accepted<'_>, &str)> {
         let slot = self.logins.find(&lowered(login))?;
+        Some((self.accepted_at(slot)?, self.logins.text(slot)))
+    }
+
+    fn accepted_at(&self, slot: &Slot<LoginMeta>) -> Option<Accepted<'_>> {
         if slot.meta.accepted == NONE {
             return None;
         }
         let arena = &self.logins.arena;
         let (key, next) = text_at(arena, slot.meta.accepted as usize);
-        let (written, _) = text_at(arena, next);
-        Some((key, written, self.logins.text(slot)))
+        let (written, next) = text_at(arena, next);
+        let (manager, _) = text_at(arena, next);
+        Some(Accepted { key, written, manager })
     }
 
     /// The employee key recorded by [`accept`](Self::accept) for `login` (ignoring case).
     pub fn key_of(&self, login: &str) -> Option<&str> {
-        self.accepted_of(login).map(|(key, _, _)| key)
+        self.accepted_of(login).map(|(a, _)| a.key)
+    }
+
+    /// The manager's login recorded for an accepted `login` (ignoring case), if it has one.
+    pub fn manager_of(&self, login: &str) -> Option<&str> {
+        self.accepted_of(login).map(|(a, _)| a.manager).filter(|m| !m.is_empty())
     }
 
     /// The login as written on its accepted row (for `login` in any case).
     pub fn as_written(&self, login: &str) -> Option<&str> {
-        let (_, written, lower) = self.accepted_of(login)?;
-        Some(if written.is_empty() { lower } else { written })
+        let (a, lower) = self.accepted_of(login)?;
+        Some(if a.written.is_empty() { lower } else { a.written })
+    }
+
+    /// The accepted logins (lower-cased) whose chain of managers, followed through the
+    /// accepted rows, comes back to them: the members of every manager cycle (someone who
+    /// is their own manager is a cycle of one). Linear in the logins: each is walked once,
+    /// with two bits of state per slot.
+    pub fn logins_in_manager_cycles(&self) -> std::collections::HashSet<String> {
+        const NEW: u8 = 0;
+        const ON_PATH: u8 = 1;
+        const DONE: u8 = 2;
+        let slots = &self.logins.table.slots;
+        let next = |at: usize| -> Option<usize> {
+            let manager = self.accepted_at(&slots[at])?.manager;
+            if manager.is_empty() {
+                return None;
+            }
+            let lower = lowered(manager);
+            self.logins.table.get(self.logins.tag(&lower), |s| self.logins.text(s) == &*lower)
+        };
+        let mut state = vec![NEW; slots.len()];
+        let mut cycles = std::collections::HashSet::new();
+        let mut path = Vec::new();
+        for start in 0..slots.len() {
+            if slots[start].tag == 0 || state[start] != NEW {
+                continue;
+            }
+            let mut at = Some(start);
+            while let Some(i) = at.filter(|&i| state[i] == NEW) {
+                state[i] = ON_PATH;
+                path.push(i);
+                at = next(i);
+            }
+            if let Some(i) = at.filter(|&i| state[i] == ON_PATH) {
+                let from = path.iter().position(|&p| p == i).unwrap_or(0);
+                cycles.extend(path[from..].iter().map(|&p| self.logins.text(&slots[p]).to_owned()));
+            }
+            for p in path.drain(..) {
+                state[p] = DONE;
+            }
+        }
+        cycles
     }
 
     /// Hint: `login` will be inserted or looked up soon (ignored for a login with upper
@@ -464,6 +526,15 @@ impl LoginIndex {
     pub fn heap_bytes(&self) -> usize {
         self.logins.heap_bytes()
     }
+}
+
+/// What [`LoginIndex::accept`] recorded for a login.
+struct Accepted<'a> {
+    key: &'a str,
+    /// `""` when the login is written lower-case.
+    written: &'a str,
+    /// `""` when the row names no manager.
+    manager: &'a str,
 }
 
 fn seen(meta: LoginMeta) -> SeenLogin {
@@ -594,11 +665,11 @@ mod tests {
         let mut index = LoginIndex::new();
         index.insert("Bob.Smith@Corp", 2, true).unwrap();
         index.insert("ann", 3, true).unwrap();
-        assert!(index.accept("ann", "E-2").unwrap());
-        assert!(index.accept("BOB.SMITH@corp", "E-1").unwrap(), "the login is found ignoring case");
-        assert!(index.accept("bob.smith@corp", "E-other").unwrap(), "a second accept changes nothing");
+        assert!(index.accept("ann", "E-2", "").unwrap());
+        assert!(index.accept("BOB.SMITH@corp", "E-1", "").unwrap(), "the login is found ignoring case");
+        assert!(index.accept("bob.smith@corp", "E-other", "").unwrap(), "a second accept changes nothing");
         index.insert("Zoë", 4, true).unwrap();
-        assert!(!index.accept("nobody", "E-9").unwrap());
+        assert!(!index.accept("nobody", "E-9", "").unwrap());
 
         assert_eq!(index.key_of("bob.smith@corp"), Some("E-1"));
         assert_eq!(index.as_written("BOB.smith@CORP"), Some("BOB.SMITH@corp"));
@@ -634,7 +705,7 @@ mod tests {
         let key = "K".repeat(5_000);
         index.insert("short", 2, true).unwrap();
         assert_eq!(index.insert(&login, 3, true), Ok(None));
-        assert!(index.accept(&login, &key).unwrap());
+        assert!(index.accept(&login, &key, "").unwrap());
         assert_eq!(index.get(&login.to_lowercase()), Some(SeenLogin { line: 3, accepted: true }));
         assert_eq!(index.key_of(&login.to_uppercase()), Some(key.as_str()));
         assert_eq!(index.as_written(&login.to_lowercase()), Some(login.as_str()));
@@ -650,15 +721,15 @@ mod tests {
         let mut index = LoginIndex::new();
         for (line, login, key) in [(2, "Ann.Lee", "E-1"), (3, "bob", "E-2"), (4, "ZOË", "E-3")] {
             index.insert(login, line, true).unwrap();
-            assert!(index.accept(login, key).unwrap());
+            assert!(index.accept(login, key, "").unwrap());
         }
         index.insert("Cid", 5, true).unwrap();
         index.insert("dee", 6, true).unwrap();
-        assert!(index.accept("CID", "E-4").unwrap(), "not the last insert: found by its text");
-        assert!(index.accept("DEE", "E-5").unwrap(), "the last insert in another case");
-        assert_eq!(index.insert_accepted("Fay", 7, "E-7"), Ok(None), "insert and accept in one step");
-        assert_eq!(index.insert_accepted("FAY", 8, "E-8"), Ok(Some(SeenLogin { line: 7, accepted: true })));
-        assert!(!index.accept("eve", "E-6").unwrap());
+        assert!(index.accept("CID", "E-4", "").unwrap(), "not the last insert: found by its text");
+        assert!(index.accept("DEE", "E-5", "").unwrap(), "the last insert in another case");
+        assert_eq!(index.insert_accepted("Fay", 7, "E-7", ""), Ok(None), "insert and accept in one step");
+        assert_eq!(index.insert_accepted("FAY", 8, "E-8", ""), Ok(Some(SeenLogin { line: 7, accepted: true })));
+        assert!(!index.accept("eve", "E-6", "").unwrap());
 
         // THEN keys and spellings are what each row wrote
         for (login, key, written) in [
@@ -684,5 +755,33 @@ mod tests {
         assert_eq!(keys.first_accepted("E-1"), Some(5));
         assert!(!keys.contains("e-1"), "keys are exact");
         assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn members_of_manager_cycles_are_found_and_chains_into_a_cycle_are_not() {
+        // GIVEN ann <-> Bob, cid managing themselves, dee -> ann (into the cycle), eve -> fay ->
+        // gus (a chain), hal -> ivy whose row was rejected -> hal
+        let mut index = LoginIndex::new();
+        let rows = [
+            ("ann", "BOB"),
+            ("Bob", "Ann"),
+            ("cid", "CID"),
+            ("dee", "ann"),
+            ("eve", "fay"),
+            ("fay", "gus"),
+            ("gus", ""),
+            ("hal", "ivy"),
+        ];
+        for (line, (login, manager)) in rows.into_iter().enumerate() {
+            index.insert_accepted(login, line as u64 + 2, &format!("K-{login}"), manager).unwrap();
+        }
+        index.insert("ivy", 10, false).unwrap();
+        // WHEN the cycles are looked for
+        let mut cycles: Vec<String> = index.logins_in_manager_cycles().into_iter().collect();
+        cycles.sort();
+        // THEN exactly the members of the two cycles are named, lower-cased
+        assert_eq!(cycles, ["ann", "bob", "cid"]);
+        assert_eq!(index.manager_of("BOB"), Some("Ann"));
+        assert_eq!(index.manager_of("gus"), None);
     }
 }

@@ -1,10 +1,12 @@
-//! Per-row validation of the logical fields (login, e-mails, status, manager), separate from
-//! reading so the engine decides which columns play which role.
+//! Per-row validation of the logical fields (login, e-mails, status), separate from reading so
+//! the engine decides which columns play which role.
 //!
 //! The rules are plain functions (`check_*`) returning a [`RowError`]; [`RowValidator`] runs
 //! them all on a row, reports every problem at once and tracks logins across rows for duplicate
-//! detection. Checks that need the whole file plus NERM state (unknown managers, who is gone)
-//! belong to the planner, which queries the [`LoginIndex`] the validator leaves behind.
+//! detection. Checks that need the whole file plus NERM state (who is gone) belong to the
+//! planner, which queries the [`LoginIndex`] the validator leaves behind. So does the manager
+//! column: a bad manager reference costs the employee only the manager link (a warning, not a
+//! rejection), which the planner decides with [`check_login`] and [`check_not_own_manager`].
 //!
 //! Values are expected trimmed (as `Row::get` returns them). Syntax rules skip empty values:
 //! whether a value must be present is [`check_required`]'s job alone.
@@ -44,10 +46,8 @@ pub struct RowFields<'a> {
     pub line: u64,
     /// Values that must not be empty (put the login here if it is mandatory).
     pub required: &'a [Field<'a>],
-    /// The employee's login: syntax, duplicates within the file, self-management.
+    /// The employee's login: syntax, duplicates within the file.
     pub login: Option<Field<'a>>,
-    /// The manager's login: syntax, and not the employee's own.
-    pub manager_login: Option<Field<'a>>,
     /// E-mail addresses: syntax.
     pub emails: &'a [Field<'a>],
     /// Status: must be one of the allowed values.
@@ -112,14 +112,20 @@ impl<'s> RowValidator<'s> {
     }
 
     /// After `check` on a deferring validator: records the row's login (if it had a valid
-    /// one) as seen on `line`, accepted with its employee `key` if `key` is given. Returns
-    /// where the login was seen first if it already was: the row is a duplicate, so rejected.
-    pub fn record(&mut self, login: &str, line: u64, key: Option<&str>) -> Result<Option<SeenLogin>, LoginIndexFull> {
+    /// one) as seen on `line`, accepted with its employee key and its manager's login (`""`:
+    /// none) if `accepted` is given. Returns where the login was seen first if it already was:
+    /// the row is a duplicate, so rejected.
+    pub fn record(
+        &mut self,
+        login: &str,
+        line: u64,
+        accepted: Option<(&str, &str)>,
+    ) -> Result<Option<SeenLogin>, LoginIndexFull> {
         if !std::mem::take(&mut self.pending_login) {
             return Ok(None);
         }
-        match key {
-            Some(key) => self.logins.insert_accepted(login, line, key),
+        match accepted {
+            Some((key, manager)) => self.logins.insert_accepted(login, line, key, manager),
             None => self.logins.insert(login, line, false),
         }
     }
@@ -152,9 +158,6 @@ impl<'s> RowValidator<'s> {
                     note(checked.map(|canonical| status = canonical));
                 }
             }
-        }
-        if !row.prechecked {
-            manager(row, login, &mut note);
         }
         if self.deferred {
             self.pending_login = login.is_some();
@@ -199,7 +202,7 @@ impl<'s> RowValidator<'s> {
 }
 
 /// Whether `row` passes every rule that needs nothing but the row itself: required values,
-/// login, e-mail and manager syntax, and no one managing themselves. Those are the rules
+/// login and e-mail syntax. Those are the rules
 /// [`RowValidator::check`] skips for a row marked [`prechecked`](RowFields::prechecked), so a
 /// reader thread can run them ahead (statuses and duplicates still need the validator).
 pub fn passes_row_rules(row: &RowFields<'_>) -> bool {
@@ -208,8 +211,7 @@ pub fn passes_row_rules(row: &RowFields<'_>) -> bool {
         failed |= result.is_err();
         result.is_ok()
     };
-    let login = required_login_and_emails(row, &mut note);
-    manager(row, login, &mut note);
+    required_login_and_emails(row, &mut note);
     !failed
 }
 
@@ -227,16 +229,6 @@ fn required_login_and_emails<'a>(
         note(check_email(row.line, email));
     }
     login
-}
-
-/// The rules after the status: the manager's login syntax, and not the employee's own.
-fn manager(row: &RowFields<'_>, login: Option<Field<'_>>, note: &mut impl FnMut(Result<(), RowError>) -> bool) {
-    if let Some(manager) = row.manager_login.filter(|m| !m.value.is_empty())
-        && note(check_login(row.line, manager))
-        && let Some(login) = login
-    {
-        note(check_not_own_manager(row.line, login, manager));
-    }
 }
 
 /// The value must not be empty (or whitespace only).
@@ -605,13 +597,8 @@ mod tests {
 
     // ---- the validator ----------------------------------------------------------------------
 
-    fn fields<'a>(line: u64, login: &'a str, manager: &'a str) -> RowFields<'a> {
-        RowFields {
-            line,
-            login: Some(Field::new("login", login)),
-            manager_login: Some(Field::new("manager", manager)),
-            ..Default::default()
-        }
+    fn fields<'a>(line: u64, login: &'a str) -> RowFields<'a> {
+        RowFields { line, login: Some(Field::new("login", login)), ..Default::default() }
     }
 
     #[test]
@@ -624,7 +611,6 @@ mod tests {
             line: 2,
             required: &required,
             login: Some(Field::new("login", "bob")),
-            manager_login: Some(Field::new("manager", "ann")),
             emails: &emails,
             status: Some(Field::new("status", "active")),
             prechecked: false,
@@ -637,9 +623,9 @@ mod tests {
     fn a_duplicate_login_is_rejected_naming_the_first_line_ignoring_case() {
         let set = statuses();
         let mut validator = RowValidator::with_expected_rows(&set, 10);
-        assert!(validator.check(&fields(5, "Bob.Smith", "")).is_ok());
-        assert!(validator.check(&fields(6, "ann", "")).is_ok());
-        let errors = validator.check(&fields(9, "bob.smith", "")).unwrap_err();
+        assert!(validator.check(&fields(5, "Bob.Smith")).is_ok());
+        assert!(validator.check(&fields(6, "ann")).is_ok());
+        let errors = validator.check(&fields(9, "bob.smith")).unwrap_err();
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
@@ -647,9 +633,9 @@ mod tests {
             ]
         );
         // Unicode case folding too, and the third occurrence still names the first line.
-        assert!(validator.check(&fields(10, "ZOË", "")).is_ok());
-        assert!(validator.check(&fields(11, "zoë", "")).unwrap_err()[0].reason.contains("line 10"));
-        assert!(validator.check(&fields(12, "BOB.SMITH", "")).unwrap_err()[0].reason.contains("line 5"));
+        assert!(validator.check(&fields(10, "ZOË")).is_ok());
+        assert!(validator.check(&fields(11, "zoë")).unwrap_err()[0].reason.contains("line 10"));
+        assert!(validator.check(&fields(12, "BOB.SMITH")).unwrap_err()[0].reason.contains("line 5"));
     }
 
     #[test]
@@ -670,10 +656,10 @@ mod tests {
         let set = statuses();
         let mut validator = RowValidator::new(&set);
         let emails = [Field::new("email", "not-an-email")];
-        let first = RowFields { emails: &emails, ..fields(3, "bob", "") };
+        let first = RowFields { emails: &emails, ..fields(3, "bob") };
         assert!(validator.check(&first).is_err());
         assert_eq!(validator.logins().get("bob"), Some(SeenLogin { line: 3, accepted: false }));
-        let errors = validator.check(&fields(4, "bob", "")).unwrap_err();
+        let errors = validator.check(&fields(4, "bob")).unwrap_err();
         assert!(errors[0].reason.contains("already appeared on line 3"), "{errors:?}");
     }
 
@@ -681,32 +667,20 @@ mod tests {
     fn an_invalid_or_empty_login_is_not_indexed() {
         let set = statuses();
         let mut validator = RowValidator::new(&set);
-        assert!(validator.check(&fields(2, "bob smith", "")).is_err());
-        assert!(validator.check(&fields(3, "", "")).is_ok(), "login presence is check_required's job");
+        assert!(validator.check(&fields(2, "bob smith")).is_err());
+        assert!(validator.check(&fields(3, "")).is_ok(), "login presence is check_required's job");
         assert!(validator.into_logins().is_empty());
     }
 
     #[test]
-    fn being_ones_own_manager_is_rejected_ignoring_case() {
-        let set = statuses();
-        let mut validator = RowValidator::new(&set);
-        let errors = validator.check(&fields(8, "bob", "BOB")).unwrap_err();
+    fn being_ones_own_manager_is_found_ignoring_case_naming_the_manager_column() {
+        let err = check_not_own_manager(8, Field::new("login", "bob"), Field::new("manager", "BOB")).unwrap_err();
         assert_eq!(
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            [r#"line 8, column "manager": "BOB" is the employee's own login (nobody can be their own manager)"#]
+            err.to_string(),
+            r#"line 8, column "manager": "BOB" is the employee's own login (nobody can be their own manager)"#
         );
         assert!(check_not_own_manager(1, Field::new("l", "Zoë"), Field::new("m", "ZOË")).is_err());
         assert!(check_not_own_manager(1, Field::new("l", "zoe"), Field::new("m", "zoë")).is_ok());
-    }
-
-    #[test]
-    fn a_malformed_manager_login_is_rejected_and_an_empty_one_is_fine() {
-        let set = statuses();
-        let mut validator = RowValidator::new(&set);
-        let errors = validator.check(&fields(4, "bob", "ann smith")).unwrap_err();
-        assert_eq!(errors[0].column.as_deref(), Some("manager"));
-        assert!(errors[0].reason.contains("is not a valid login"));
-        assert!(validator.check(&fields(5, "cid", "")).is_ok());
     }
 
     #[test]
@@ -719,17 +693,13 @@ mod tests {
             line: 7,
             required: &required,
             login: Some(Field::new("login", "bob")),
-            manager_login: Some(Field::new("manager", "bob")),
             emails: &emails,
             status: Some(Field::new("status", "gone")),
             prechecked: false,
         };
         let columns: Vec<_> =
             validator.check(&row).unwrap_err().into_iter().map(|e| (e.line, e.column.unwrap())).collect();
-        assert_eq!(
-            columns,
-            [(7, "last name".into()), (7, "email".into()), (7, "status".into()), (7, "manager".into())]
-        );
+        assert_eq!(columns, [(7, "last name".into()), (7, "email".into()), (7, "status".into())]);
     }
 
     #[test]
@@ -740,7 +710,6 @@ mod tests {
             line,
             required: &[],
             login: Some(Field::new("login", login)),
-            manager_login: None,
             emails: &[],
             status: None,
             prechecked: false,
@@ -768,7 +737,6 @@ mod tests {
         fn a_prechecked_row_is_judged_as_an_unchecked_one(
             key in "[a-z ]{0,2}",
             login in "(bob|Bob|b b|é|)",
-            manager in "(bob|ann|a@b|x y|)",
             email in "(a@b\\.c|a@b|@b\\.c| |)",
             status in "(active|gone|)",
             line in 2u64..5,
@@ -781,7 +749,6 @@ mod tests {
                 line,
                 required: &required,
                 login: Some(Field::new("login", &login)),
-                manager_login: Some(Field::new("manager", &manager)),
                 emails: &emails,
                 status: Some(Field::new("status", &status)),
                 prechecked: false,

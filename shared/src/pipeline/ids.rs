@@ -230,6 +230,7 @@ mod tests {
             kind: PlanKind::Create,
             ops,
             changes: vec![],
+            warnings: vec![],
         }
     }
 

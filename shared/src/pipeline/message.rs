@@ -228,6 +228,7 @@ mod tests {
             kind: crate::engine::PlanKind::Create,
             ops: vec![],
             changes: vec![],
+            warnings: vec![],
         };
         let msgs = WorkMessage::batch("run", "m", &target(), vec![plan.clone(); 7], 3);
         assert_eq!(msgs.iter().map(|m| m.items.len()).collect::<Vec<_>>(), [3, 3, 1]);

@@ -353,7 +353,7 @@ async fn merge_parts<S: ObjectStore>(
             }
             let row: RowReport =
                 serde_json::from_slice(text).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
-            summary.count(row.outcome);
+            summary.count_row(&row);
             let leaver_key = (row.line == 0).then(|| row.employee_key.into_boxed_str());
             index.push(MergeEntry {
                 leaver: row.line == 0,

@@ -206,7 +206,7 @@ pub fn child(dir: &Path, csv: &Path) -> Result<ChildResult, String> {
     let mut employee = Employee::default();
     while let Some(item) = reader.read_into(&mut employee).map_err(|e| e.to_string())? {
         match planner.plan_row(item.map(|()| &employee)) {
-            RowPlan::Unchanged { line, login, key } => {
+            RowPlan::Unchanged { line, login, key, .. } => {
                 unchanged += 1;
                 settled.push((line, login, key));
             }

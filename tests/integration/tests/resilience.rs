@@ -203,9 +203,18 @@ async fn one_lost_answer_to_a_bulk_user_job_does_not_fail_the_whole_chunk() {
     sim.assert_no_spec_violations().await;
 }
 
+/// 114 employees, exactly 100 of them with a manager: one full bulk call of links.
+fn employees_with_100_managers() -> Vec<HrRow> {
+    let mut people = employees(114);
+    if let Some(last) = people.iter_mut().rev().find(|p| !p.manager_login.is_empty()) {
+        last.manager_login.clear();
+    }
+    people
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manager_link_job_that_lands_after_its_try_timed_out_is_confirmed_by_looking_not_written_again() {
-    // GIVEN 113 employees, 100 of them with a manager: one bulk POST /user_managers of 100,
+    // GIVEN 114 employees, 100 of them with a manager: one bulk POST /user_managers of 100,
     // which NERM answers with a job that runs a second later; the first two tries of it are
     // dropped before NERM sees them, the third is held past the client's 2 s timeout and then
     // processed — its job applies the links after the engine's first look for them
@@ -218,7 +227,7 @@ async fn a_manager_link_job_that_lands_after_its_try_timed_out_is_confirmed_by_l
         ]}
     }))
     .await;
-    let people = employees(113);
+    let people = employees_with_100_managers();
     assert_eq!(people.iter().filter(|p| !p.manager_login.is_empty()).count(), 100);
 
     // WHEN they are imported
@@ -227,7 +236,7 @@ async fn a_manager_link_job_that_lands_after_its_try_timed_out_is_confirmed_by_l
     // THEN the links the third try made are found: every employee is created, none failed
     assert_eq!(
         run.outcomes(),
-        BTreeMap::from([(Outcome::Created, 113)]),
+        BTreeMap::from([(Outcome::Created, 114)]),
         "{:?}",
         run.with_outcome(Outcome::Failed).first()
     );
@@ -250,7 +259,7 @@ async fn a_manager_link_job_that_lands_after_its_try_timed_out_is_confirmed_by_l
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manager_link_chunk_whose_first_three_tries_never_reached_nerm_is_written_by_a_fourth() {
-    // GIVEN 113 employees, 100 of them with a manager (one bulk POST /user_managers of 100), and
+    // GIVEN 114 employees, 100 of them with a manager (one bulk POST /user_managers of 100), and
     // NERM failing the first three tries of that call before processing them: a 5xx, a dropped
     // connection, a 5xx — nothing is written, and each look for the links rightly finds none
     let sim = Harness::with(json!({"faults": {"script": [
@@ -259,7 +268,7 @@ async fn a_manager_link_chunk_whose_first_three_tries_never_reached_nerm_is_writ
         {"route": "POST /api/user_managers", "fault": "error"}
     ]}}))
     .await;
-    let people = employees(113);
+    let people = employees_with_100_managers();
 
     // WHEN they are imported with the client's usual 6 retries
     assert_eq!(client_options().max_retries, 6);
@@ -269,7 +278,7 @@ async fn a_manager_link_chunk_whose_first_three_tries_never_reached_nerm_is_writ
     // try writes it: every employee is created, none failed
     assert_eq!(
         run.outcomes(),
-        BTreeMap::from([(Outcome::Created, 113)]),
+        BTreeMap::from([(Outcome::Created, 114)]),
         "{:?}",
         run.with_outcome(Outcome::Failed).first()
     );

@@ -56,13 +56,16 @@ async fn dropping_a_csv_whose_manager_logins_match_their_rows_provisions_every_e
 /// Drops `people` (60, in messages of 25) plus 2 bad rows as "incoming/hr export.csv", lets the
 /// provisioner work the queue off, and checks NERM, the report and the notification.
 async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
-    // GIVEN the employees and 2 bad rows in the reference export
+    // GIVEN the employees, a bad row and a row with an unknown manager in the reference export
     let stack = Stack::new("drop").await;
     let mut bad_email = bad_row("E90001", "bad.email@example.com");
     bad_email.email = "bad.email.example.com".into();
     let mut unknown_manager = bad_row("E90002", "orphan@example.com");
     unknown_manager.manager_login = "ghost@example.com".into();
-    let csv = csv_with(people, &[(10, bad_email), (41, unknown_manager)]);
+    let csv = csv_with(people, &[(10, bad_email), (41, unknown_manager.clone())]);
+    // The unknown manager costs that employee only the manager link.
+    let mut imported = people.to_vec();
+    imported.push(HrRow { manager_login: String::new(), ..unknown_manager });
     assert!(csv.starts_with(HEADER));
     let (ingest, provisioner) = (stack.ingest(), stack.provisioner());
 
@@ -77,41 +80,48 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
     let record = &answer["records"][0];
     assert_eq!(record["key"], "incoming/hr export.csv", "{answer}");
     assert_eq!(record["outcome"]["rows"], 62, "{answer}");
-    assert_eq!(record["outcome"]["messages"], 3, "60 employees / 25 per message: {answer}");
+    assert_eq!(record["outcome"]["messages"], 3, "61 employees / 25 per message: {answer}");
     assert_eq!(stack.queue_depth(&stack.queue).await, 3);
 
     // WHEN the provisioner works the queue off
     let drain = stack.drain(&provisioner).await;
 
-    // THEN nothing failed, and NERM holds the 60 employees exactly once, fully linked
+    // THEN nothing failed, and NERM holds the 61 employees exactly once, fully linked
     assert!(drain.failures().is_empty(), "{drain:#?}");
     let state = stack.sim.state().await;
-    assert_nerm_matches(&state, people);
-    assert_no_strays(&state, people);
+    assert_nerm_matches(&state, &imported);
+    assert_no_strays(&state, &imported);
 
     // AND the run's report is complete: summary, 62 JSONL rows, the CSV
     let summary = stack.summary(&run).await.expect("summary.json is written once every row is reported");
     assert_eq!(summary.run_id, run);
     assert!(!summary.dry_run);
     assert_eq!(summary.rows_total, 62);
-    assert_eq!(summary.count_of(Outcome::Created), 60, "{summary:#?}");
-    assert_eq!(summary.count_of(Outcome::Rejected), 2, "{summary:#?}");
+    assert_eq!(summary.count_of(Outcome::Created), 61, "{summary:#?}");
+    assert_eq!(summary.count_of(Outcome::Rejected), 1, "{summary:#?}");
+    assert_eq!(summary.rows_with_warnings, 1, "{summary:#?}");
     assert_eq!(summary.count_of(Outcome::Failed), 0, "{summary:#?}");
     assert!(summary.requests_total > 0, "NERM requests are counted: {summary:#?}");
     let rows = stack.report_rows(&run).await;
     assert_eq!(rows.len(), 62);
-    assert_eq!(outcomes(&rows), BTreeMap::from([(Outcome::Created, 60), (Outcome::Rejected, 2)]));
+    assert_eq!(outcomes(&rows), BTreeMap::from([(Outcome::Created, 61), (Outcome::Rejected, 1)]));
     for p in people {
         let mine: Vec<_> = rows.iter().filter(|r| r.employee_key == p.employee_id).collect();
         assert_eq!(mine.len(), 1, "{}: {mine:?}", p.employee_id);
         assert_eq!(mine[0].outcome, Outcome::Created, "{:?}", mine[0]);
     }
-    for (key, line, column) in [("E90001", 12, "email"), ("E90002", 43, "manager_login")] {
-        let row = rows.iter().find(|r| r.employee_key == key).unwrap_or_else(|| panic!("no row for {key}"));
-        assert_eq!((row.outcome, row.line), (Outcome::Rejected, line), "{row:?}");
-        let error = row.error.as_deref().unwrap_or_default();
-        assert!(error.contains(&format!("column {column:?}")), "{key}: {error}");
-    }
+    let row = rows.iter().find(|r| r.employee_key == "E90001").expect("a row for E90001");
+    assert_eq!((row.outcome, row.line), (Outcome::Rejected, 12), "{row:?}");
+    let error = row.error.as_deref().unwrap_or_default();
+    assert!(error.contains("column \"email\""), "{error}");
+    let row = rows.iter().find(|r| r.employee_key == "E90002").expect("a row for E90002");
+    assert_eq!((row.outcome, row.line), (Outcome::Created, 43), "{row:?}");
+    assert_eq!(
+        row.warnings,
+        [
+            r#"line 43, column "manager_login": manager "ghost@example.com" is neither in the file nor a NERM user; the employee is imported without this manager link"#
+        ]
+    );
     let report_csv = stack.text(&format!("reports/{run}/report.csv")).await;
     assert_eq!(report_csv.lines().count(), 63, "header plus 62 rows:\n{report_csv}");
 
@@ -121,7 +131,7 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
     let (subject, message) = &notes[0];
     assert!(subject.contains(&run[..12]) && subject.contains("62 rows"), "{subject}");
     let announced: shared::report::Summary = serde_json::from_str(message).expect("the message is the summary");
-    assert_eq!(announced.count_of(Outcome::Created), 60);
+    assert_eq!(announced.count_of(Outcome::Created), 61);
     // AND it says where every report file is, and links report.html's page in the S3 console
     let message: serde_json::Value = serde_json::from_str(message).expect("JSON");
     for file in shared::pipeline::REPORT_FILES {
@@ -582,7 +592,7 @@ async fn a_full_sync_threshold_breach_is_quarantined() {
     stack.sim.reset_stats().await;
 
     // WHEN a file with only 10 of them arrives (10 leavers: 50 % > the 10 % threshold)
-    let ten = employees(10);
+    let ten = twenty[..10].to_vec();
     let (answer, _) = stack.drop_csv(&full, "incoming/hr.csv", &to_csv(&ten)).await;
 
     // THEN the run is quarantined, saying how to override it; nothing queued or written

@@ -386,18 +386,23 @@ fn login_of(i: usize) -> String {
 /// `n` employees (at most 120, so names stay unique): managers point anywhere in the file,
 /// later rows included, some in a different letter case than the manager's own row; some
 /// non-ASCII names, titles with quoted commas and quotes, roles like `Sponsor;Manager`, a few
-/// people on leave or terminated.
+/// people on leave or terminated. The managers form a tree, as in a real organisation (a
+/// manager cycle would cost its members their manager links): in an order that shuffles the
+/// rows, each employee's manager is one of the first third before them.
 pub fn employees(n: usize) -> Vec<HrRow> {
     assert!(n <= FIRST.len() * LAST.len(), "at most {} generated employees", FIRST.len() * LAST.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| ((i * 7 + 3) % n.max(1), i));
+    let mut rank = vec![0; n];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
     (0..n)
         .map(|i| {
-            let manager = if i % 9 == 0 || n < 2 {
+            let manager = if i % 9 == 0 || rank[i] == 0 {
                 String::new()
             } else {
-                let mut m = (i * 7 + 3) % n;
-                if m == i {
-                    m = (i + 1) % n;
-                }
+                let m = order[(rank[i] - 1) / 3];
                 let login = login_of(m);
                 // The HR system is not consistent about case; NERM logins are case-insensitive.
                 if i % 5 == 2 { login.to_uppercase() } else { login }
