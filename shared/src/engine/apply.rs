@@ -118,11 +118,15 @@ struct Lost {
     /// An unconfirmed item not found fails with `why` instead of being written again.
     never_again: bool,
     why: String,
+    /// Whether a record found by lookup may be someone else's (and so gets the plan's values
+    /// patched in). Not when a complete job reported every item written without an error, but
+    /// named them in a way that cannot be matched: what the lookup finds is the job's work.
+    foreign: bool,
 }
 
 impl Lost {
     fn of(unconfirmed: Vec<Item>, may_still_land: bool) -> Lost {
-        Lost { unconfirmed, retry: Vec::new(), may_still_land, never_again: false, why: String::new() }
+        Lost { unconfirmed, retry: Vec::new(), may_still_land, never_again: false, why: String::new(), foreign: true }
     }
 }
 
@@ -693,7 +697,9 @@ impl<'a> Applier<'a> {
                 for (item, f) in lost.unconfirmed.into_iter().zip(found) {
                     match f {
                         Ok(Some(id)) => {
-                            self.adopt(kind, item.plan);
+                            if lost.foreign {
+                                self.adopt(kind, item.plan);
+                            }
                             out.push((item.plan, Ok(id)));
                         }
                         Ok(None) if lost.never_again => out.push((item.plan, Err(lost.why.clone()))),
@@ -845,6 +851,8 @@ impl<'a> Applier<'a> {
             }
         }
         let mut lost = Lost::of(Vec::new(), false);
+        lost.foreign = status.job_data.len() != pending.len()
+            || status.job_data.iter().any(|e| e.get("errors").and_then(Value::as_array).is_some_and(|a| !a.is_empty()));
         for item in pending {
             let Some(entry) = entries.get(&item.identity) else {
                 lost.unconfirmed.push(item);

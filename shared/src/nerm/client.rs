@@ -287,7 +287,11 @@ impl NermClient {
     pub fn shrink_bulk_size(&self, size: usize) {
         let before = self.bulk_size.fetch_min(size.max(1), Ordering::Relaxed);
         if size < before {
-            tracing::info!(from = before, to = size.max(1), "NERM refused a bulk body for its size; sending smaller ones");
+            tracing::info!(
+                from = before,
+                to = size.max(1),
+                "NERM refused a bulk body for its size; sending smaller ones"
+            );
         }
     }
 
@@ -896,6 +900,61 @@ mod tests {
         assert_eq!(job_poll_waits(ms(0), ms(100)).take(3).collect::<Vec<_>>(), [ms(0), ms(100), ms(100)]);
         assert_eq!(job_poll_waits(ms(300), ms(100)).take(2).collect::<Vec<_>>(), [ms(300), ms(300)]);
         assert_eq!(job_poll_waits(ms(0), ms(0)).take(2).collect::<Vec<_>>(), [ms(0), ms(10)]);
+    }
+
+    fn ids(ids: &[&str]) -> Vec<Value> {
+        ids.iter().map(|id| json!({ "id": id })).collect()
+    }
+
+    #[test]
+    fn paging_goes_on_past_a_short_page_until_the_total_is_read() {
+        let mut walk = PageWalk::new("/users");
+        assert_eq!(walk.take(ids(&["a", "b"]), Some(5)).unwrap().len(), 2);
+        assert!(!walk.finished(2), "a page shorter than asked is not the end while the total is not read");
+        walk.take(ids(&["c", "d"]), Some(5)).unwrap();
+        assert!(!walk.finished(2));
+        walk.take(ids(&["e"]), Some(5)).unwrap();
+        assert!(walk.finished(1));
+        assert_eq!(walk.read, 5);
+    }
+
+    #[test]
+    fn paging_without_a_total_ends_only_on_an_empty_page() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a"]), None).unwrap();
+        assert!(!walk.finished(1));
+        walk.take(Vec::new(), None).unwrap();
+        assert!(walk.finished(0));
+    }
+
+    #[test]
+    fn a_page_that_repeats_what_was_read_stops_the_read_with_an_error() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a", "b"]), Some(10)).unwrap();
+        let err = walk.take(ids(&["a", "b"]), Some(10)).unwrap_err().to_string();
+        assert!(err.contains("GET /users") && err.contains("does not advance"), "{err}");
+    }
+
+    #[test]
+    fn a_page_overlapping_the_last_keeps_only_the_new_records() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a", "b"]), Some(3)).unwrap();
+        let fresh = walk.take(ids(&["b", "c"]), Some(3)).unwrap();
+        assert_eq!(fresh, ids(&["c"]));
+    }
+
+    #[test]
+    fn more_pages_than_the_total_allows_stop_the_read_with_an_error() {
+        let mut walk = PageWalk::new("/users");
+        let mut result = Ok(Vec::new());
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            result = walk.take(ids(&[id]), Some(1));
+            if result.is_err() {
+                assert_eq!(i, 2, "the third page is one more than a total of 1 allows");
+                break;
+            }
+        }
+        assert!(result.is_err());
     }
 
     #[test]
