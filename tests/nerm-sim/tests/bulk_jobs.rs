@@ -229,8 +229,10 @@ async fn a_bulk_job_reports_the_ids_it_could_not_patch() {
 async fn with_job_data_spec_only_a_job_lists_its_entries_in_reverse_with_only_the_spec_keys() {
     // GIVEN jobs whose entries carry only the keys the spec documents
     let h = Harness::start().await;
-    h.configure(json!({"behaviour": {"job_mode_other": "always", "job_delay_ms": 600_000, "job_data_spec_only": true}}))
-        .await;
+    h.configure(
+        json!({"behaviour": {"job_mode_other": "always", "job_delay_ms": 600_000, "job_data_spec_only": true}}),
+    )
+    .await;
 
     // WHEN three users (one invalid) are sent and the job runs
     let ticket = h.post("/users", two_good_one_bad()).await.ok();
@@ -255,9 +257,6 @@ async fn with_job_data_spec_only_a_job_lists_its_entries_in_reverse_with_only_th
 fn job_entries(done: &Value, keys: &[&str]) -> Value {
     let entries = done["job_data"].as_array().expect("job_data is a list");
     Value::Array(
-        entries
-            .iter()
-            .map(|e| Value::Object(keys.iter().map(|k| (k.to_string(), e[*k].clone())).collect()))
-            .collect(),
+        entries.iter().map(|e| Value::Object(keys.iter().map(|k| (k.to_string(), e[*k].clone())).collect())).collect(),
     )
 }
