@@ -78,6 +78,9 @@ pub struct Behaviour {
     /// `offset=0` is refused with a 400, as the spec's `minimum: 1` says (the docs call 0 the
     /// first page).
     pub offset_minimum_one: bool,
+    /// The status a job shows once it has run (its items applied as usual): `complete`, or an
+    /// undocumented end state such as `failed` or `error`.
+    pub job_end_status: String,
 }
 
 /// The shapes NERM may answer a PATCH that changes nothing with ("200 – No Change").
@@ -115,6 +118,7 @@ impl Default for Behaviour {
             no_change_answer: NoChangeAnswer::Record,
             retry_after_http_date: false,
             offset_minimum_one: false,
+            job_end_status: "complete".into(),
         }
     }
 }

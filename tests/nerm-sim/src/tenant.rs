@@ -1079,7 +1079,13 @@ impl Tenant {
     /// Registers a queued job and returns its 24-hex job id.
     pub fn queue_job(&mut self) -> String {
         let job_id: String = Uuid::new_v4().simple().to_string()[..24].to_string();
-        let job = Job { job_id: job_id.clone(), uid: Uuid::new_v4(), complete: false, job_data: Vec::new() };
+        let job = Job {
+            job_id: job_id.clone(),
+            uid: Uuid::new_v4(),
+            complete: false,
+            end_status: String::new(),
+            job_data: Vec::new(),
+        };
         self.job_index.insert(job_id.clone(), job.uid);
         self.jobs.insert(job);
         job_id
@@ -1130,6 +1136,7 @@ impl Tenant {
             && let Some(job) = self.jobs.get_mut(&uid)
         {
             job.complete = true;
+            job.end_status = b.job_end_status.clone();
             job.job_data = data;
         }
     }
