@@ -99,8 +99,7 @@ struct ChunkResult {
     refused: bool,
 }
 
-/// After one bulk call: settled, refused whole (a 400 on a body of several records), or items
-/// to look up.
+/// After one bulk call: settled, refused whole (a 400), or items to look up.
 enum Sent {
     Done,
     Refused(Vec<Item>),
@@ -680,6 +679,12 @@ impl<'a> Applier<'a> {
                 let last = round + 1 == rounds;
                 let lost = match self.send_bulk(kind, pending, &mut out).await {
                     Sent::Done => return ChunkResult { results: out, refused: false },
+                    // A one-record body refused: the record fails on its own; the one-record
+                    // endpoint tells why (and settles "already taken").
+                    Sent::Refused(items) if items.len() == 1 => {
+                        out.extend(self.one_by_one(kind, items).await);
+                        return ChunkResult { results: out, refused: true };
+                    }
                     Sent::Refused(items) => {
                         out.extend(self.split_refused(kind, items).await);
                         return ChunkResult { results: out, refused: true };
@@ -728,10 +733,8 @@ impl<'a> Applier<'a> {
             }
             Ok(BulkAnswer::Job(job_id)) => self.read_job(kind, &job_id, pending, out).await,
             Err(NermError::Ambiguous { timed_out, .. }) => Sent::Lost(Lost::of(pending, timed_out)),
-            Err(NermError::Rejected { status: 400, .. }) if pending.len() > 1 => Sent::Refused(pending),
+            Err(NermError::Rejected { status: 400, .. }) => Sent::Refused(pending),
             Err(NermError::Rejected { .. }) => {
-                // A one-record body refused: the record fails on its own; the one-record
-                // endpoint tells why (and settles "already taken").
                 out.extend(self.one_by_one(kind, pending).await);
                 Sent::Done
             }
