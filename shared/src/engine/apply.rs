@@ -639,8 +639,17 @@ impl<'a> Applier<'a> {
     /// Writes items in bulk chunks of the size NERM is known to take; answers each item's
     /// record id or error.
     async fn write(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        let mut items = items;
+        let mut out = Vec::new();
+        // Until NERM has taken a full body, one goes first: if the size is too large for this
+        // tenant, only that body is refused, and the rest go out at the size that works.
+        if !self.client.bulk_size_proven() && items.len() > self.client.bulk_size() {
+            let rest = items.split_off(self.client.bulk_size());
+            out = self.write_chunk(kind, items).await.results;
+            items = rest;
+        }
         if items.is_empty() {
-            return Vec::new();
+            return out;
         }
         let size = self.client.bulk_size();
         let mut chunks: Vec<Vec<Item>> = Vec::new();
@@ -648,11 +657,14 @@ impl<'a> Applier<'a> {
         while it.peek().is_some() {
             chunks.push(it.by_ref().take(size).collect());
         }
-        stream::iter(chunks.into_iter().map(|chunk| async move { self.write_chunk(kind, chunk).await.results }))
-            .buffer_unordered(self.concurrency)
-            .flat_map(stream::iter)
-            .collect()
-            .await
+        let rest: Vec<_> =
+            stream::iter(chunks.into_iter().map(|chunk| async move { self.write_chunk(kind, chunk).await.results }))
+                .buffer_unordered(self.concurrency)
+                .flat_map(stream::iter)
+                .collect()
+                .await;
+        out.extend(rest);
+        out
     }
 
     /// One bulk body, re-sent (after looking up what may have landed) until every item is

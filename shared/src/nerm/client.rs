@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -143,6 +143,9 @@ pub struct NermClient {
     /// The largest bulk body NERM is known to take; it shrinks when a bulk body is refused for
     /// its size and stays shrunk for the client's life (a Lambda instance keeps its client).
     bulk_size: AtomicUsize,
+    /// Whether NERM has taken a body of the current `bulk_size` (until then, a caller sends one
+    /// full body before several at once, so a too-large size costs one refusal, not one per body).
+    bulk_size_proven: AtomicBool,
 }
 
 /// Checks the base URL: https, or plain http only to a loopback host (tests, the simulator).
@@ -271,6 +274,7 @@ impl NermClient {
             unreadable: Mutex::new(Vec::new()),
             served_page: AtomicU32::new(0),
             bulk_size: AtomicUsize::new(BULK_MAX),
+            bulk_size_proven: AtomicBool::new(false),
         })
     }
 
@@ -281,6 +285,11 @@ impl NermClient {
     /// How many records a bulk body may hold: [`BULK_MAX`] until NERM refused a body for its size.
     pub fn bulk_size(&self) -> usize {
         self.bulk_size.load(Ordering::Relaxed)
+    }
+
+    /// Whether NERM has taken a full body of the current [`bulk_size`](Self::bulk_size).
+    pub fn bulk_size_proven(&self) -> bool {
+        self.bulk_size_proven.load(Ordering::Relaxed)
     }
 
     /// Keeps later bulk bodies at `size` records or fewer (never below one).
@@ -750,9 +759,13 @@ impl NermClient {
         plural: &str,
         items: Vec<Value>,
     ) -> Result<BulkAnswer, NermError> {
+        let n = items.len();
         let mut body = serde_json::Map::new();
         body.insert(plural.to_string(), Value::Array(items));
         let v = self.call(method, route, route, &[], Some(&Value::Object(body))).await?;
+        if n >= self.bulk_size() {
+            self.bulk_size_proven.store(true, Ordering::Relaxed);
+        }
         if let Some(job_id) = v.get("job_status").and_then(|j| j.get("job_id")).and_then(Value::as_str) {
             return Ok(BulkAnswer::Job(job_id.to_string()));
         }

@@ -175,6 +175,8 @@ cases! {
     a_tenant_that_answers_every_bulk_call_with_a_job => json!({"job_mode_other": "always", "job_delay_ms": 20});
     a_tenant_whose_jobs_name_records_only_by_the_spec_keys_in_another_order =>
         json!({"job_data_spec_only": true, "job_mode_other": "always", "job_delay_ms": 20});
+    a_tenant_whose_jobs_end_as_failed_after_applying_their_items =>
+        json!({"job_end_status": "failed", "job_mode_other": "always", "job_delay_ms": 20});
     a_tenant_that_answers_undeclared_fields => json!({"extra_fields": true});
     a_tenant_whose_attributes_hold_numbers_nulls_lists_and_objects => json!({"odd_attribute_values": true});
     a_tenant_that_answers_no_change_patches_with_info => json!({"no_change_answer": "info"});
@@ -199,6 +201,6 @@ cases! {
             "extra_fields": true, "odd_attribute_values": true, "no_change_answer": "empty",
             "retry_after_http_date": true, "offset_minimum_one": true
         },
-        "faults": {"throttle_rate": 0.05, "throttle_retry_after_secs": 1, "seed": 7}
+        "faults": {"throttle_rate": 0.03, "throttle_retry_after_secs": 1, "seed": 7}
     });
 }
