@@ -566,6 +566,18 @@ fn build_user(raw: raw::User, ctx: &mut Ctx<'_>) -> Option<UserConfig> {
     let locale = optional("user.locale", raw.locale);
     let sailpoint_identity_id = optional("user.sailpoint_identity_id", raw.sailpoint_identity_id);
     let status_map = ctx.status_map("user.status_map", raw.status_map);
+    if raw.user_type == UserType::NeaccessUser {
+        // A portal user must be created with the id of its profile, and this tool creates
+        // users before their profiles: such a run could only fail row by row.
+        ctx.problem(
+            "user.type",
+            ProblemKind::InvalidValue,
+            "\"NeaccessUser\" (collaboration portal users) is not supported: NERM needs a portal user's \
+             profile_id when the user is created, and this tool creates users before profiles. \
+             Supported: \"NeprofileUser\" (lifecycle / SSO users)"
+                .to_string(),
+        );
+    }
     Some(UserConfig {
         user_type: raw.user_type,
         name: name?,

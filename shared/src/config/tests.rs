@@ -387,6 +387,14 @@ fn a_percent_outside_0_to_100_is_rejected() {
 }
 
 #[test]
+fn a_portal_user_type_is_refused_at_load_saying_what_is_supported() {
+    let err = load_err(&example_with("type = \"NeprofileUser\"", "type = \"NeaccessUser\""));
+    let p = only_problem(&err);
+    assert_eq!(p.key, "user.type");
+    assert!(p.message.contains("not supported") && p.message.contains("Supported: \"NeprofileUser\""), "{p}");
+}
+
+#[test]
 fn a_page_size_above_500_is_rejected() {
     let err = load_err(&example_with("page_size = 500", "page_size = 501"));
     assert_eq!(err.to_string(), "invalid mapping config: `nerm.page_size`: must be between 1 and 500, got 501");

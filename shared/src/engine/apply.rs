@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 use super::plan::{EmployeePlan, Op};
 use super::snapshot::{Snapshot, login_key};
-use crate::nerm::model::BulkAnswer;
+use crate::nerm::model::{BulkAnswer, JobItemFailure, JobOutcome};
 use crate::nerm::{NermClient, NermError};
 
-/// Bulk bodies never exceed this (practitioners' limit, NOTES §3.4).
-pub const BULK_MAX: usize = 100;
+/// Bulk bodies start at this size; the client lowers it when NERM refuses a body for its size.
+pub use crate::nerm::client::BULK_MAX;
 /// Pause between a lost bulk answer and the lookups that settle it; it doubles between the
 /// re-checks of a write that may still land (see [`Applier::find_lost`]).
 const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
@@ -91,6 +91,42 @@ struct Item {
     plan: usize,
     body: Value,
     identity: Identity,
+}
+
+/// What a bulk body came to: each item's id or error, and whether NERM refused the body whole.
+struct ChunkResult {
+    results: Vec<(usize, Result<String, String>)>,
+    refused: bool,
+}
+
+/// After one bulk call: settled, refused whole (a 400), or items to look up.
+enum Sent {
+    Done,
+    Refused(Vec<Item>),
+    Lost(Lost),
+}
+
+/// Items whose bulk write got no usable answer.
+struct Lost {
+    /// To look up before deciding anything.
+    unconfirmed: Vec<Item>,
+    /// NERM said it could not process them just then: written again in the next round.
+    retry: Vec<Item>,
+    /// NERM may still apply the write later (it timed out, or its job did not finish).
+    may_still_land: bool,
+    /// An unconfirmed item not found fails with `why` instead of being written again.
+    never_again: bool,
+    why: String,
+    /// Whether a record found by lookup may be someone else's (and so gets the plan's values
+    /// patched in). Not when a complete job reported every item written without an error, but
+    /// named them in a way that cannot be matched: what the lookup finds is the job's work.
+    foreign: bool,
+}
+
+impl Lost {
+    fn of(unconfirmed: Vec<Item>, may_still_land: bool) -> Lost {
+        Lost { unconfirmed, retry: Vec::new(), may_still_land, never_again: false, why: String::new(), foreign: true }
+    }
 }
 
 /// Ids known so far: from the snapshot (or the plans themselves), then from what this run
@@ -533,7 +569,7 @@ impl<'a> Applier<'a> {
             return;
         }
         // Two lookups per manager, or two paged scans for all of them: whichever is fewer requests.
-        let page = self.client.options().page_size.max(1) as u64;
+        let page = u64::from(self.client.page_size().max(1));
         let users_total = self.client.count("/users", &[]).await.unwrap_or(u64::MAX);
         let scan_cost = users_total.div_ceil(page).saturating_mul(2).saturating_add(1);
         if let Some(rel) = &self.self_relationship
@@ -600,120 +636,270 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// Writes items in bulk chunks; answers each item's record id or error.
+    /// Writes items in bulk chunks of the size NERM is known to take; answers each item's
+    /// record id or error.
     async fn write(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
-        if items.is_empty() {
-            return Vec::new();
+        let mut items = items;
+        let mut out = Vec::new();
+        // Until NERM has taken a full body, one goes first: if the size is too large for this
+        // tenant, only that body is refused, and the rest go out at the size that works.
+        if !self.client.bulk_size_proven() && items.len() > self.client.bulk_size() {
+            let rest = items.split_off(self.client.bulk_size());
+            out = self.write_chunk(kind, items).await.results;
+            items = rest;
         }
+        if items.is_empty() {
+            return out;
+        }
+        let size = self.client.bulk_size();
         let mut chunks: Vec<Vec<Item>> = Vec::new();
         let mut it = items.into_iter().peekable();
         while it.peek().is_some() {
-            chunks.push(it.by_ref().take(BULK_MAX).collect());
+            chunks.push(it.by_ref().take(size).collect());
         }
-        stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(kind, chunk)))
-            .buffer_unordered(self.concurrency)
-            .flat_map(stream::iter)
-            .collect()
-            .await
+        let rest: Vec<_> =
+            stream::iter(chunks.into_iter().map(|chunk| async move { self.write_chunk(kind, chunk).await.results }))
+                .buffer_unordered(self.concurrency)
+                .flat_map(stream::iter)
+                .collect()
+                .await;
+        out.extend(rest);
+        out
     }
 
-    async fn write_chunk(&self, kind: Kind, chunk: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+    /// One bulk body, re-sent (after looking up what may have landed) until every item is
+    /// confirmed, failed, or out of rounds. A body larger than NERM took lately is split first.
+    fn write_chunk(&self, kind: Kind, chunk: Vec<Item>) -> futures::future::BoxFuture<'_, ChunkResult> {
+        Box::pin(async move {
+            let size = self.client.bulk_size();
+            if chunk.len() > size {
+                let mut pieces = Vec::new();
+                let mut it = chunk.into_iter().peekable();
+                while it.peek().is_some() {
+                    pieces.push(self.write_chunk(kind, it.by_ref().take(size).collect()));
+                }
+                let results = futures::future::join_all(pieces).await.into_iter().flat_map(|c| c.results).collect();
+                return ChunkResult { results, refused: false };
+            }
+            let mut out = Vec::with_capacity(chunk.len());
+            let mut pending: Vec<Item> = chunk;
+            let rounds = self.rounds();
+            for round in 0..rounds {
+                if pending.is_empty() {
+                    break;
+                }
+                let last = round + 1 == rounds;
+                let lost = match self.send_bulk(kind, pending, &mut out).await {
+                    Sent::Done => return ChunkResult { results: out, refused: false },
+                    // A one-record body refused: the record fails on its own; the one-record
+                    // endpoint tells why (and settles "already taken").
+                    Sent::Refused(items) if items.len() == 1 => {
+                        out.extend(self.one_by_one(kind, items).await);
+                        return ChunkResult { results: out, refused: true };
+                    }
+                    Sent::Refused(items) => {
+                        out.extend(self.split_refused(kind, items).await);
+                        return ChunkResult { results: out, refused: true };
+                    }
+                    Sent::Lost(lost) => lost,
+                };
+                // The write may or may not have happened: look each record up before trying again.
+                // Before the last verdict, or while the write may still land, keep looking a while.
+                pending = lost.retry;
+                let found = if lost.unconfirmed.is_empty() {
+                    Vec::new()
+                } else {
+                    self.find_lost(kind, &lost.unconfirmed, lost.may_still_land || last).await
+                };
+                for (item, f) in lost.unconfirmed.into_iter().zip(found) {
+                    match f {
+                        Ok(Some(id)) => {
+                            if lost.foreign {
+                                self.adopt(kind, item.plan);
+                            }
+                            out.push((item.plan, Ok(id)));
+                        }
+                        Ok(None) if lost.never_again => out.push((item.plan, Err(lost.why.clone()))),
+                        Ok(None) if !last => pending.push(item),
+                        Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
+                        Err(e) => out.push((item.plan, Err(e.to_string()))),
+                    }
+                }
+            }
+            out.extend(pending.into_iter().map(|i| (i.plan, Err("NERM never confirmed the write".into()))));
+            ChunkResult { results: out, refused: false }
+        })
+    }
+
+    /// Sends one bulk body and reads its answer: confirmed items go to `out`; what is left
+    /// either was refused whole, or needs a lookup (and maybe another round).
+    async fn send_bulk(&self, kind: Kind, pending: Vec<Item>, out: &mut Vec<(usize, Result<String, String>)>) -> Sent {
         let (route, plural, _, _) = kind.routes();
         let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut pending: Vec<Item> = chunk;
-        let rounds = self.rounds();
-        for round in 0..rounds {
-            if pending.is_empty() {
-                break;
+        let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
+        match self.client.bulk(method, route, plural, bodies).await {
+            Ok(BulkAnswer::Records(records)) => {
+                let unmatched = self.match_records(kind, pending, &records, out);
+                out.extend(self.settle_unmatched(kind, unmatched).await);
+                Sent::Done
             }
-            let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
-            let answer = self.client.bulk(method.clone(), route, plural, bodies).await;
-            let mut unconfirmed: Vec<Item> = Vec::new();
-            // NERM may still apply this write later: it timed out, or its job did not finish.
-            let mut may_still_land = false;
-            match answer {
-                Ok(BulkAnswer::Records(records)) => {
-                    let mut by_identity: HashMap<Identity, String> = HashMap::new();
-                    for r in &records {
-                        if let (Some(ident), Some(id)) =
-                            (self.identity_of(kind, r), r.get("id").and_then(Value::as_str))
-                        {
-                            by_identity.insert(ident, id.to_string());
-                        }
-                    }
-                    for item in pending {
-                        match by_identity.get(&item.identity) {
-                            Some(id) => out.push((item.plan, Ok(id.clone()))),
-                            None => unconfirmed.push(item),
-                        }
-                    }
-                    // Items a synchronous bulk answer left out failed; one by one tells why.
-                    out.extend(self.one_by_one(kind, unconfirmed).await);
-                    return out;
-                }
-                Ok(BulkAnswer::Job(job_id)) => match self.client.wait_job(&job_id).await {
-                    Ok(status) => {
-                        for (idx, item) in pending.into_iter().enumerate() {
-                            let entry = status.job_data.get(idx);
-                            let errs: Vec<String> = entry
-                                .and_then(|e| e.get("errors"))
-                                .and_then(Value::as_array)
-                                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
-                                .unwrap_or_default();
-                            let id = entry.and_then(|e| e.get(kind.job_id_key())).and_then(Value::as_str);
-                            match (id, errs.is_empty()) {
-                                (Some(id), true) => out.push((item.plan, Ok(id.to_string()))),
-                                // Taken by an earlier attempt whose answer was lost: look it up.
-                                (_, false) if errs.iter().all(|e| e.contains("already been taken")) => {
-                                    unconfirmed.push(item)
-                                }
-                                (_, false) => out.push((item.plan, Err(errs.join("; ")))),
-                                (None, true) => unconfirmed.push(item),
-                            }
-                        }
-                        if unconfirmed.is_empty() {
-                            return out;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bulk job did not complete; checking its records one by one");
-                        unconfirmed = pending;
-                        may_still_land = true;
-                    }
-                },
-                Err(NermError::Ambiguous { timed_out, .. }) => {
-                    unconfirmed = pending;
-                    may_still_land = timed_out;
-                }
-                Err(NermError::Rejected { .. }) => {
-                    // The whole body was refused (e.g. all-or-nothing bulk): isolate the bad items.
-                    out.extend(self.one_by_one(kind, pending).await);
-                    return out;
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    out.extend(pending.into_iter().map(|i| (i.plan, Err(msg.clone()))));
-                    return out;
-                }
+            Ok(BulkAnswer::Job(job_id)) => self.read_job(kind, &job_id, pending, out).await,
+            Err(NermError::Ambiguous { timed_out, .. }) => Sent::Lost(Lost::of(pending, timed_out)),
+            Err(NermError::Rejected { status: 400, .. }) => Sent::Refused(pending),
+            Err(NermError::Rejected { .. }) => {
+                out.extend(self.one_by_one(kind, pending).await);
+                Sent::Done
             }
-            // The write may or may not have happened: look each record up before trying again.
-            // Before the last verdict, or while the write may still land, keep looking a while.
-            pending = Vec::new();
-            let found = self.find_lost(kind, &unconfirmed, may_still_land || round + 1 == rounds).await;
-            for (item, f) in unconfirmed.into_iter().zip(found) {
-                match f {
-                    Ok(Some(id)) => {
-                        self.adopt(kind, item.plan);
-                        out.push((item.plan, Ok(id)));
-                    }
-                    Ok(None) if round + 1 < rounds => pending.push(item),
-                    Ok(None) => out.push((item.plan, Err("NERM never confirmed the write".into()))),
-                    Err(e) => out.push((item.plan, Err(e.to_string()))),
-                }
+            Err(e) => {
+                let msg = e.to_string();
+                out.extend(pending.into_iter().map(|i| (i.plan, Err(msg.clone()))));
+                Sent::Done
             }
         }
+    }
+
+    /// A bulk body NERM refused whole (400): each half is written on its own. When both halves
+    /// go through, the body was too large for this tenant, and later bodies keep to the half's
+    /// size; a half refused again is split again, down to single records, which then fail (or
+    /// not) on their own.
+    async fn split_refused(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        let half = items.len().div_ceil(2);
+        let mut second = items;
+        let first: Vec<Item> = second.drain(..half).collect();
+        let (a, b) = futures::join!(self.write_chunk(kind, first), self.write_chunk(kind, second));
+        if !a.refused && !b.refused {
+            self.client.shrink_bulk_size(half);
+        }
+        a.results.into_iter().chain(b.results).collect()
+    }
+
+    /// Confirms the items a synchronous bulk answer names (by identity, never by position);
+    /// answers the rest.
+    fn match_records(
+        &self,
+        kind: Kind,
+        pending: Vec<Item>,
+        records: &[Value],
+        out: &mut Vec<(usize, Result<String, String>)>,
+    ) -> Vec<Item> {
+        let mut by_identity: HashMap<Identity, String> = HashMap::new();
+        for r in records {
+            if let (Some(ident), Some(id)) = (self.identity_of(kind, r), r.get("id").and_then(Value::as_str)) {
+                by_identity.insert(ident, id.to_string());
+            }
+        }
+        let mut unmatched = Vec::new();
+        for item in pending {
+            match by_identity.get(&item.identity) {
+                Some(id) => out.push((item.plan, Ok(id.clone()))),
+                None => unmatched.push(item),
+            }
+        }
+        unmatched
+    }
+
+    /// Items a synchronous answer did not name: a create is looked up first (the answer may
+    /// only have been shaped differently); what is still missing, and every patch (re-sending
+    /// one is harmless), goes one by one, which tells why a record failed.
+    async fn settle_unmatched(&self, kind: Kind, items: Vec<Item>) -> Vec<(usize, Result<String, String>)> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        if kind.is_patch() {
+            return self.one_by_one(kind, items).await;
+        }
+        let asked: Vec<&Item> = items.iter().collect();
+        let found = self.look_up(kind, &asked).await;
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        for (item, f) in items.into_iter().zip(found) {
+            match f {
+                Ok(Some(id)) => {
+                    self.adopt(kind, item.plan);
+                    out.push((item.plan, Ok(id)));
+                }
+                _ => missing.push(item),
+            }
+        }
+        out.extend(self.one_by_one(kind, missing).await);
         out
+    }
+
+    /// Waits for a bulk call's job and reads its outcome. Entries are matched to items by what
+    /// they name; an item with a transient error is written again, one with a permanent error
+    /// fails with NERM's message, and an item no entry names is looked up. A job that ended
+    /// otherwise than `complete` is looked up at once; one still running at the deadline is
+    /// looked up patiently and not written again (it may still land).
+    async fn read_job(
+        &self,
+        kind: Kind,
+        job_id: &str,
+        pending: Vec<Item>,
+        out: &mut Vec<(usize, Result<String, String>)>,
+    ) -> Sent {
+        let status = match self.client.wait_job(job_id).await {
+            Ok(JobOutcome::Complete(status)) => status,
+            Ok(JobOutcome::Ended(status)) => {
+                let mut lost = Lost::of(pending, false);
+                lost.why = format!("the bulk job ended as {:?}", status.status);
+                return Sent::Lost(lost);
+            }
+            Ok(JobOutcome::StillRunning(status)) => {
+                let mut lost = Lost::of(pending, true);
+                lost.never_again = true;
+                lost.why = format!(
+                    "NERM's bulk job {job_id} was still {:?} at the deadline; not written again, so the \
+                     job cannot land a duplicate (the next run settles the row)",
+                    status.status
+                );
+                return Sent::Lost(lost);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk job could not be followed; checking its records one by one");
+                return Sent::Lost(Lost::of(pending, true));
+            }
+        };
+        let mut entries: HashMap<Identity, &Value> = HashMap::new();
+        for entry in &status.job_data {
+            if let Some(ident) = self.job_entry_identity(kind, entry) {
+                entries.insert(ident, entry);
+            }
+        }
+        let mut lost = Lost::of(Vec::new(), false);
+        lost.foreign = status.job_data.len() != pending.len()
+            || status.job_data.iter().any(|e| e.get("errors").and_then(Value::as_array).is_some_and(|a| !a.is_empty()));
+        for item in pending {
+            let Some(entry) = entries.get(&item.identity) else {
+                lost.unconfirmed.push(item);
+                continue;
+            };
+            let errs: Vec<String> = entry
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                .unwrap_or_default();
+            let id = entry.get(kind.job_id_key()).and_then(Value::as_str);
+            match (id, errs.is_empty()) {
+                (Some(id), true) => out.push((item.plan, Ok(id.to_string()))),
+                (None, true) => lost.unconfirmed.push(item),
+                (_, false) => match JobItemFailure::of(&errs) {
+                    // Taken by an earlier attempt whose answer was lost: look it up.
+                    JobItemFailure::AlreadyTaken => lost.unconfirmed.push(item),
+                    JobItemFailure::Transient => lost.retry.push(item),
+                    JobItemFailure::Permanent => out.push((item.plan, Err(errs.join("; ")))),
+                },
+            }
+        }
+        if lost.unconfirmed.is_empty() && lost.retry.is_empty() { Sent::Done } else { Sent::Lost(lost) }
+    }
+
+    /// Which item a job entry speaks of: the record's id for a patch; for a create, the
+    /// identity its fields name, as a synchronous answer's record would.
+    fn job_entry_identity(&self, kind: Kind, entry: &Value) -> Option<Identity> {
+        if kind.is_patch() {
+            return entry.get(kind.job_id_key()).and_then(Value::as_str).map(|id| Identity::Id(id.to_string()));
+        }
+        self.identity_of(kind, entry)
     }
 
     /// Writes items one at a time, settling "already taken" and lost answers by lookup.
@@ -745,6 +931,11 @@ impl<'a> Applier<'a> {
                 self.client.post_one(single_route, singular, item.body.clone()).await
             };
             match r {
+                // A patch needs no id from its answer (a "no change" answer may carry none).
+                Ok(_) if kind.is_patch() => {
+                    let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
+                    return Ok(id.clone());
+                }
                 Ok(v) => {
                     return v
                         .get("id")
@@ -846,7 +1037,7 @@ impl<'a> Applier<'a> {
         let wanted = items.iter().filter(|i| !matches!(i.identity, Identity::Id(_))).count() as u64;
         if wanted > 1 && kind != Kind::CreateProfiles {
             let (route, _, _, _) = kind.routes();
-            let page = u64::from(self.client.options().page_size.max(1));
+            let page = u64::from(self.client.page_size().max(1));
             let scanned = match self.client.count(route, &[]).await {
                 Ok(0) => Some(Ok(HashMap::new())),
                 Ok(total) if total.div_ceil(page) < wanted => Some(self.scan(kind).await),

@@ -121,6 +121,7 @@ where
         ));
         sink.file_indexed(&file);
         let snap = Snapshot::load(client, resolved).await?;
+        warnings.extend(snap.warnings.iter().cloned());
         progress(&format!(
             "read NERM: {} users, {} {} profiles ({} requests so far)",
             snap.users.len(),

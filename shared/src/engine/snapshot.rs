@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub user_roles: Vec<UserRole>,
     pub user_profiles: Vec<UserProfile>,
     pub user_managers: Vec<UserManager>,
+    /// Records NERM answered that could not be read, skipped (one line each, for the summary).
+    pub warnings: Vec<String>,
     user_by_login: Index<usize>,
     user_by_id: Index<usize>,
     profile_by_key: Index<usize>,
@@ -99,7 +101,9 @@ impl Snapshot {
         let user_profiles = client.user_profiles().await?;
         let user_managers = client.user_managers().await?;
         let key_attribute = &cfg.key_attribute().uid;
-        Ok(Snapshot::from_parts(users, profiles, user_roles, user_profiles, user_managers, key_attribute))
+        let mut snap = Snapshot::from_parts(users, profiles, user_roles, user_profiles, user_managers, key_attribute);
+        snap.warnings = client.take_unreadable();
+        Ok(snap)
     }
 
     /// Builds the indexes (also used by tests with hand-made state).

@@ -6,11 +6,11 @@
 //! returned as [`NermError::Ambiguous`] so the caller looks the record up instead of creating
 //! it twice (NOTES §3.3 item 10).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use super::error::NermError;
 use super::model::*;
 use super::token::TokenProvider;
+
+/// Bulk bodies start at this many records (the limit practitioners report; the spec states none).
+pub const BULK_MAX: usize = 100;
 
 /// How the client paces and retries; the engine fills it from the mapping config's `[nerm]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,16 @@ pub struct NermClient {
     budget: AtomicI64,
     pause_until: Mutex<Option<Instant>>,
     stats: Mutex<ClientStats>,
+    /// Warnings about list records that could not be read (skipped, see `readable`).
+    unreadable: Mutex<Vec<String>>,
+    /// The largest page the server has served (0: none yet), at most `page_size`.
+    served_page: AtomicU32,
+    /// The largest bulk body NERM is known to take; it shrinks when a bulk body is refused for
+    /// its size and stays shrunk for the client's life (a Lambda instance keeps its client).
+    bulk_size: AtomicUsize,
+    /// Whether NERM has taken a body of the current `bulk_size` (until then, a caller sends one
+    /// full body before several at once, so a too-large size costs one refusal, not one per body).
+    bulk_size_proven: AtomicBool,
 }
 
 /// Checks the base URL: https, or plain http only to a loopback host (tests, the simulator).
@@ -162,6 +175,69 @@ pub fn check_base_url(raw: &str) -> Result<Url, NermError> {
         url.set_path(&p);
     }
     Ok(url)
+}
+
+/// One paged read in progress, with the guards that keep paging honest: every page must bring
+/// records not seen before, and no read takes more pages than its total allows.
+struct PageWalk<'r> {
+    route: &'r str,
+    /// Records the server has answered so far (duplicates included): the next offset.
+    read: u64,
+    pages: u64,
+    /// The latest `_metadata.total`, if the server sent one.
+    total: Option<u64>,
+    seen: HashSet<String>,
+}
+
+impl<'r> PageWalk<'r> {
+    fn new(route: &'r str) -> Self {
+        PageWalk { route, read: 0, pages: 0, total: None, seen: HashSet::new() }
+    }
+
+    /// Takes one page: drops records already read (offsets can shift when records are added
+    /// meanwhile) and fails when a page brings nothing new or paging outruns the total.
+    fn take(&mut self, page: Vec<Value>, total: Option<u64>) -> Result<Vec<Value>, NermError> {
+        self.pages += 1;
+        self.total = total.or(self.total);
+        if page.is_empty() {
+            return Ok(page);
+        }
+        self.read += page.len() as u64;
+        let before = self.seen.len();
+        let fresh: Vec<Value> = page
+            .into_iter()
+            .filter(|r| match r.get("id").and_then(Value::as_str) {
+                Some(id) => self.seen.insert(id.to_string()),
+                None => true,
+            })
+            .collect();
+        if fresh.is_empty() && before > 0 {
+            return Err(self.stuck(format!("page {} repeated records already read", self.pages)));
+        }
+        if let Some(t) = self.total
+            && self.pages > t + 1
+        {
+            return Err(self.stuck(format!("{} pages read for a total of {t} records", self.pages)));
+        }
+        Ok(fresh)
+    }
+
+    /// Whether the read is complete after a page of `n` records.
+    fn finished(&self, n: usize) -> bool {
+        n == 0 || self.total.is_some_and(|t| self.read >= t)
+    }
+
+    /// Whether the server's own total says records are still missing.
+    fn known_short(&self) -> bool {
+        self.total.is_some_and(|t| (self.seen.len() as u64) < t)
+    }
+
+    fn stuck(&self, detail: String) -> NermError {
+        NermError::Protocol {
+            route: format!("GET {}", self.route),
+            detail: format!("paging does not advance ({detail}); stopped rather than loop or miss records"),
+        }
+    }
 }
 
 enum Attempt {
@@ -195,11 +271,37 @@ impl NermClient {
             opts,
             pause_until: Mutex::new(None),
             stats: Mutex::new(ClientStats::default()),
+            unreadable: Mutex::new(Vec::new()),
+            served_page: AtomicU32::new(0),
+            bulk_size: AtomicUsize::new(BULK_MAX),
+            bulk_size_proven: AtomicBool::new(false),
         })
     }
 
     pub fn options(&self) -> &ClientOptions {
         &self.opts
+    }
+
+    /// How many records a bulk body may hold: [`BULK_MAX`] until NERM refused a body for its size.
+    pub fn bulk_size(&self) -> usize {
+        self.bulk_size.load(Ordering::Relaxed)
+    }
+
+    /// Whether NERM has taken a full body of the current [`bulk_size`](Self::bulk_size).
+    pub fn bulk_size_proven(&self) -> bool {
+        self.bulk_size_proven.load(Ordering::Relaxed)
+    }
+
+    /// Keeps later bulk bodies at `size` records or fewer (never below one).
+    pub fn shrink_bulk_size(&self, size: usize) {
+        let before = self.bulk_size.fetch_min(size.max(1), Ordering::Relaxed);
+        if size < before {
+            tracing::info!(
+                from = before,
+                to = size.max(1),
+                "NERM refused a bulk body for its size; sending smaller ones"
+            );
+        }
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -374,67 +476,129 @@ impl NermClient {
         })
     }
 
-    /// Every record of a list endpoint, read with offset paging at the largest page size.
+    /// Every record of a list endpoint, read with offset paging. The server may clamp `limit`
+    /// to a smaller page than asked for, so paging goes on until `_metadata.total` records have
+    /// been read (or a page comes back empty), and each offset is what was actually read. The
+    /// first page carries no `offset` at all: the docs call 0 the first page while the spec
+    /// says `minimum: 1`, and leaving it out satisfies both.
     pub async fn list_all<T: DeserializeOwned>(
         &self,
         route: &str,
         plural: &str,
         filters: &[(&str, String)],
     ) -> Result<Vec<T>, NermError> {
-        let limit = self.opts.page_size as usize;
+        let mut walk = PageWalk::new(route);
         let mut out = Vec::new();
-        let mut offset = 0usize;
         loop {
             let mut q: Vec<(&str, String)> = filters.to_vec();
-            q.push(("limit", limit.to_string()));
-            q.push(("offset", offset.to_string()));
+            q.push(("limit", self.opts.page_size.to_string()));
+            if walk.read > 0 {
+                q.push(("offset", walk.read.to_string()));
+            }
             q.push(("metadata", "true".into()));
             let v = self.call(Method::GET, route, route, &q, None).await?;
             let total = v.get("_metadata").and_then(|m| m.get("total")).and_then(Value::as_u64);
-            let page: Vec<T> = Self::unwrap(v, plural, route)?;
+            let page = Self::records(v, plural, route)?;
             let n = page.len();
-            out.extend(page);
-            offset += n;
-            let done = n == 0 || n < limit || total.is_some_and(|t| offset as u64 >= t);
-            if done {
+            self.note_page_size(n);
+            let fresh = walk.take(page, total)?;
+            out.extend(self.readable(fresh, route));
+            if walk.finished(n) {
                 return Ok(out);
             }
         }
     }
 
-    /// All profiles of one type by keyset paging (NOTES §2.6): stops on an empty or short page or
-    /// a null `after_id`; a 400 after the first page (legacy end-of-data) ends the scan.
+    /// All profiles of one type by keyset paging: the next page starts after the
+    /// `_metadata.after_id` the server names (the last id read when it names none). Paging ends
+    /// on an empty page, a null `after_id`, or once `_metadata.total` profiles are read — never
+    /// on a short page, as the server may clamp `limit`. A 400 after the first page is the
+    /// legacy end-of-data answer only when nothing is known to be missing.
     pub async fn list_profiles_of_type(&self, profile_type_id: &str) -> Result<Vec<Profile>, NermError> {
-        let limit = self.opts.page_size as usize;
+        let mut walk = PageWalk::new("/profiles");
         let mut out: Vec<Profile> = Vec::new();
         let mut after = String::new();
         loop {
             let q = vec![
                 ("profile_type_id", profile_type_id.to_string()),
-                ("limit", limit.to_string()),
+                ("limit", self.opts.page_size.to_string()),
                 ("metadata", "true".to_string()),
                 ("after_id", after.clone()),
             ];
             let v = match self.call(Method::GET, "/profiles", "/profiles", &q, None).await {
                 Ok(v) => v,
-                Err(NermError::Rejected { status: 400, .. }) if !out.is_empty() => return Ok(out),
+                Err(NermError::Rejected { status: 400, .. }) if walk.pages > 0 && !walk.known_short() => {
+                    return Ok(out);
+                }
                 Err(e) => return Err(e),
             };
-            // `_metadata.after_id: null` marks the last page; without metadata, page on the last id.
-            let next = match v.get("_metadata").and_then(|m| m.get("after_id")) {
+            let meta = v.get("_metadata");
+            let total = meta.and_then(|m| m.get("total")).and_then(Value::as_u64);
+            let next = match meta.and_then(|m| m.get("after_id")) {
                 Some(Value::String(id)) => Some(Some(id.clone())),
                 Some(Value::Null) => Some(None),
                 _ => None,
             };
-            let page: Vec<Profile> = Self::unwrap(v, "profiles", "/profiles")?;
+            let page = Self::records(v, "profiles", "/profiles")?;
             let n = page.len();
-            let last = page.last().map(|p| p.id.clone());
-            out.extend(page);
-            match (n, next.unwrap_or(last)) {
-                (0, _) | (_, None) => return Ok(out),
-                (n, _) if n < limit => return Ok(out),
-                (_, Some(id)) => after = id,
+            self.note_page_size(n);
+            let last = page.last().and_then(|p| p.get("id")).and_then(Value::as_str).map(String::from);
+            let fresh = walk.take(page, total)?;
+            out.extend(self.readable(fresh, "/profiles"));
+            let Some(next) = next.unwrap_or(last) else { return Ok(out) };
+            if walk.finished(n) {
+                return Ok(out);
             }
+            if next == after {
+                return Err(walk.stuck(format!("after_id {next} was answered with itself as the next after_id")));
+            }
+            after = next;
+        }
+    }
+
+    /// The list under `plural` in a page, as raw records (each is read on its own, see
+    /// [`NermClient::readable`]).
+    fn records(v: Value, plural: &str, route: &str) -> Result<Vec<Value>, NermError> {
+        Self::unwrap(v, plural, route)
+    }
+
+    /// The records that read as `T`; one that does not is skipped and remembered as a warning
+    /// for the run's summary ([`NermClient::take_unreadable`]), so one odd record does not stop
+    /// a run.
+    fn readable<T: DeserializeOwned>(&self, records: Vec<Value>, route: &str) -> Vec<T> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let id = r.get("id").map(|v| v.to_string()).unwrap_or_else(|| "without an id".into());
+            match serde_json::from_value(r) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    let warning = format!("skipped a record of GET {route} ({id}) that could not be read: {e}");
+                    tracing::warn!("{warning}");
+                    self.unreadable.lock().unwrap_or_else(|e| e.into_inner()).push(warning);
+                }
+            }
+        }
+        out
+    }
+
+    /// The warnings about records skipped since the last call (see [`NermClient::readable`]).
+    pub fn take_unreadable(&self) -> Vec<String> {
+        std::mem::take(&mut *self.unreadable.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Remembers a page larger than any seen so far, up to the asked size: the page size the
+    /// server really serves, for estimates of how many pages a scan costs.
+    fn note_page_size(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX).min(self.opts.page_size);
+        self.served_page.fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// The page size reads really get: the configured one until a page showed the server
+    /// clamps it.
+    pub fn page_size(&self) -> u32 {
+        match self.served_page.load(Ordering::Relaxed) {
+            0 => self.opts.page_size,
+            n => n,
         }
     }
 
@@ -448,7 +612,7 @@ impl NermClient {
     pub async fn user_by_login(&self, login: &str) -> Result<Option<User>, NermError> {
         let q = [("login", login.to_string())];
         let v = self.call(Method::GET, "/users", "/users", &q, None).await?;
-        let users: Vec<User> = Self::unwrap(v, "users", "/users")?;
+        let users: Vec<User> = self.readable(Self::records(v, "users", "/users")?, "/users");
         // Filters are exact per the NOTES, but compare case-insensitively to be safe.
         Ok(users.into_iter().find(|u| u.login.trim().eq_ignore_ascii_case(login.trim())))
     }
@@ -576,7 +740,12 @@ impl NermClient {
         let mut wrapper = serde_json::Map::new();
         wrapper.insert(singular.to_string(), body);
         let v = self.call(Method::PATCH, path, route, &[], Some(&Value::Object(wrapper))).await?;
-        Self::unwrap(v, singular, route)
+        // A PATCH that changes nothing may be answered without the record ("200 – No Change"
+        // in some shape): success all the same, with nothing to read.
+        Ok(match v {
+            Value::Object(mut m) => m.remove(singular).unwrap_or(Value::Null),
+            _ => Value::Null,
+        })
     }
 
     // ----- bulk ----------------------------------------------------------------------------
@@ -590,18 +759,31 @@ impl NermClient {
         plural: &str,
         items: Vec<Value>,
     ) -> Result<BulkAnswer, NermError> {
+        let n = items.len();
         let mut body = serde_json::Map::new();
         body.insert(plural.to_string(), Value::Array(items));
         let v = self.call(method, route, route, &[], Some(&Value::Object(body))).await?;
+        if n >= self.bulk_size() {
+            self.bulk_size_proven.store(true, Ordering::Relaxed);
+        }
         if let Some(job_id) = v.get("job_status").and_then(|j| j.get("job_id")).and_then(Value::as_str) {
             return Ok(BulkAnswer::Job(job_id.to_string()));
         }
-        Ok(BulkAnswer::Records(Self::unwrap(v, plural, route)?))
+        // An answer without the list (a PATCH that changed nothing may say only that) confirms
+        // no record: the caller settles each one.
+        Ok(BulkAnswer::Records(match v {
+            Value::Object(mut m) => match m.remove(plural) {
+                Some(Value::Array(records)) => records,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }))
     }
 
-    /// Polls `GET /job_status` until the job is complete or `job_timeout` passes, waiting
-    /// `job_poll_delay` before the first poll and backing off between polls.
-    pub async fn wait_job(&self, job_id: &str) -> Result<JobStatus, NermError> {
+    /// Polls `GET /job_status` until the job has ended or `job_timeout` passes, waiting
+    /// `job_poll_delay` before the first poll and backing off between polls. A status that is
+    /// neither `complete` nor one that means "still working" ends the wait at once.
+    pub async fn wait_job(&self, job_id: &str) -> Result<JobOutcome, NermError> {
         let deadline = Instant::now() + self.opts.job_timeout;
         let mut waits = job_poll_waits(self.opts.job_poll_delay, self.opts.job_poll_max_delay);
         loop {
@@ -610,15 +792,15 @@ impl NermClient {
                 self.call(Method::GET, "/job_status", "/job_status", &[("job_id", job_id.to_string())], None).await?;
             let status: JobStatus = serde_json::from_value(v)
                 .map_err(|e| NermError::Protocol { route: "GET /job_status".into(), detail: e.to_string() })?;
-            if status.status == "complete" {
-                return Ok(status);
+            if status.is_complete() {
+                return Ok(JobOutcome::Complete(status));
+            }
+            if !status.is_working() {
+                tracing::warn!(job_id, status = %status.status, "bulk job ended without completing");
+                return Ok(JobOutcome::Ended(status));
             }
             if Instant::now() >= deadline {
-                return Err(NermError::GaveUp {
-                    route: "GET /job_status".into(),
-                    attempts: 0,
-                    cause: format!("job {job_id} still {} after {:?}", status.status, self.opts.job_timeout),
-                });
+                return Ok(JobOutcome::StillRunning(status));
             }
         }
     }
@@ -631,9 +813,19 @@ fn job_poll_waits(first: Duration, max: Duration) -> impl Iterator<Item = Durati
     std::iter::successors(Some(first), move |&w| Some(if w.is_zero() { max } else { (w * 2).min(max) }))
 }
 
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both); a date in the past
+/// means no wait. Capped at ten minutes.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    raw.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(|s| Duration::from_secs_f64(s.min(600.0)))
+    let wait = match raw.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s.min(600.0)),
+        Ok(_) => return None,
+        Err(_) => {
+            let at = httpdate::parse_http_date(raw).ok()?;
+            at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(600)))
 }
 
 fn describe_transport(e: &reqwest::Error) -> String {
@@ -723,6 +915,61 @@ mod tests {
         assert_eq!(job_poll_waits(ms(0), ms(0)).take(2).collect::<Vec<_>>(), [ms(0), ms(10)]);
     }
 
+    fn ids(ids: &[&str]) -> Vec<Value> {
+        ids.iter().map(|id| json!({ "id": id })).collect()
+    }
+
+    #[test]
+    fn paging_goes_on_past_a_short_page_until_the_total_is_read() {
+        let mut walk = PageWalk::new("/users");
+        assert_eq!(walk.take(ids(&["a", "b"]), Some(5)).unwrap().len(), 2);
+        assert!(!walk.finished(2), "a page shorter than asked is not the end while the total is not read");
+        walk.take(ids(&["c", "d"]), Some(5)).unwrap();
+        assert!(!walk.finished(2));
+        walk.take(ids(&["e"]), Some(5)).unwrap();
+        assert!(walk.finished(1));
+        assert_eq!(walk.read, 5);
+    }
+
+    #[test]
+    fn paging_without_a_total_ends_only_on_an_empty_page() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a"]), None).unwrap();
+        assert!(!walk.finished(1));
+        walk.take(Vec::new(), None).unwrap();
+        assert!(walk.finished(0));
+    }
+
+    #[test]
+    fn a_page_that_repeats_what_was_read_stops_the_read_with_an_error() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a", "b"]), Some(10)).unwrap();
+        let err = walk.take(ids(&["a", "b"]), Some(10)).unwrap_err().to_string();
+        assert!(err.contains("GET /users") && err.contains("does not advance"), "{err}");
+    }
+
+    #[test]
+    fn a_page_overlapping_the_last_keeps_only_the_new_records() {
+        let mut walk = PageWalk::new("/users");
+        walk.take(ids(&["a", "b"]), Some(3)).unwrap();
+        let fresh = walk.take(ids(&["b", "c"]), Some(3)).unwrap();
+        assert_eq!(fresh, ids(&["c"]));
+    }
+
+    #[test]
+    fn more_pages_than_the_total_allows_stop_the_read_with_an_error() {
+        let mut walk = PageWalk::new("/users");
+        let mut result = Ok(Vec::new());
+        for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+            result = walk.take(ids(&[id]), Some(1));
+            if result.is_err() {
+                assert_eq!(i, 2, "the third page is one more than a total of 1 allows");
+                break;
+            }
+        }
+        assert!(result.is_err());
+    }
+
     #[test]
     fn retry_after_accepts_seconds_and_ignores_garbage() {
         let mut h = reqwest::header::HeaderMap::new();
@@ -730,5 +977,16 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_waits_until_that_time_and_a_past_date_not_at_all() {
+        let mut h = reqwest::header::HeaderMap::new();
+        let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(5));
+        h.insert(reqwest::header::RETRY_AFTER, later.parse().unwrap());
+        let wait = retry_after(&h).expect("a date is understood");
+        assert!(wait > Duration::from_secs(3) && wait <= Duration::from_secs(5), "{wait:?}");
+        h.insert(reqwest::header::RETRY_AFTER, "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::config::Behaviour;
+use crate::config::{Behaviour, NoChangeAnswer};
 use crate::error::ApiError;
 use crate::model::{Coll, Record};
 use crate::server::Sim;
@@ -133,6 +133,9 @@ fn paging(p: &Params, b: &Behaviour, order_fields: &[&str]) -> Result<Paging, Ap
     };
     let limit = number("limit", b.page_default)?.clamp(1, b.page_max);
     let offset = number("offset", 0)?;
+    if b.offset_minimum_one && p.get("offset").is_some_and(|o| !o.is_empty()) && offset < 1 {
+        return Err(ApiError::bad_request("offset must be greater than or equal to 1"));
+    }
     let order = match p.get("order").filter(|o| !o.is_empty()) {
         Some(o) if order_fields.contains(&o) => Some(o.to_string()),
         Some(o) => {
@@ -235,6 +238,7 @@ fn run_bulk(sim: &Arc<Sim>, kind: BulkKind, plural: &str, items: Vec<Value>) -> 
         );
     }
     let mut tenant = sim.tenant();
+    let before: Vec<Option<Value>> = items.iter().map(|item| rendered_now(&tenant, kind, item, &b)).collect();
     let results: Vec<ItemResult> = if b.bulk_all_or_nothing {
         let trial = tenant.dry_run_bulk(kind, &items, &b);
         if let Some(Err(e)) = trial.into_iter().find(Result::is_err) {
@@ -245,9 +249,45 @@ fn run_bulk(sim: &Arc<Sim>, kind: BulkKind, plural: &str, items: Vec<Value>) -> 
         tenant.apply_bulk(kind, &items, &b)
     };
     drop(tenant);
-    let written: Vec<Value> = results.into_iter().filter_map(Result::ok).collect();
+    let quiet = b.no_change_answer != NoChangeAnswer::Record;
+    let written: Vec<Value> = results
+        .into_iter()
+        .zip(before)
+        .filter_map(|(r, before)| r.ok().filter(|after| !(quiet && before.as_ref() == Some(after))))
+        .collect();
+    if quiet && written.is_empty() {
+        return no_change(&b);
+    }
     let mut out = Map::new();
     out.insert(plural.to_string(), Value::Array(written));
+    ok(Value::Object(out))
+}
+
+/// The record a bulk PATCH item names, as it reads now (`None` for other kinds).
+fn rendered_now(t: &Tenant, kind: BulkKind, item: &Value, b: &Behaviour) -> Option<Value> {
+    let id = Uuid::parse_str(item.get("id")?.as_str()?).ok()?;
+    match kind {
+        BulkKind::PatchUsers => t.users.get(&id).map(|u| u.render()),
+        BulkKind::PatchProfiles => t.profiles.get(&id).map(|p| t.render_profile(p, false, b)),
+        _ => None,
+    }
+}
+
+/// The answer to a PATCH that changed nothing, in the configured shape.
+fn no_change(b: &Behaviour) -> ApiResult {
+    match b.no_change_answer {
+        NoChangeAnswer::Info => ok(json!({ "info": "No Change" })),
+        NoChangeAnswer::Empty | NoChangeAnswer::Record => ok(json!({})),
+    }
+}
+
+/// A single PATCH's answer: the record, or the no-change shape when nothing changed.
+fn patched(key: &str, before: Option<Value>, after: Value, b: &Behaviour) -> ApiResult {
+    if b.no_change_answer != NoChangeAnswer::Record && before.as_ref() == Some(&after) {
+        return no_change(b);
+    }
+    let mut out = Map::new();
+    out.insert(key.to_string(), after);
     ok(Value::Object(out))
 }
 
@@ -292,7 +332,11 @@ async fn get_user(State(sim): S, Path(id): Path<String>) -> ApiResult {
 async fn patch_user(State(sim): S, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let id = parse_id(&id, "User")?;
     let obj = wrapped(&body, "user")?;
-    ok(json!({ "user": sim.tenant().patch_user(id, &obj)? }))
+    let b = sim.behaviour();
+    let mut t = sim.tenant();
+    let before = t.users.get(&id).map(|u| u.render());
+    let after = t.patch_user(id, &obj)?;
+    patched("user", before, after, &b)
 }
 
 async fn delete_user(State(sim): S, Path(id): Path<String>) -> ApiResult {
@@ -495,7 +539,10 @@ async fn patch_profile(State(sim): S, Path(id): Path<String>, body: Bytes) -> Ap
     let id = parse_id(&id, "Profile")?;
     let obj = wrapped(&body, "profile")?;
     let b = sim.behaviour();
-    ok(json!({ "profile": sim.tenant().patch_profile(id, &obj, &b)? }))
+    let mut t = sim.tenant();
+    let before = t.profiles.get(&id).map(|p| t.render_profile(p, false, &b));
+    let after = t.patch_profile(id, &obj, &b)?;
+    patched("profile", before, after, &b)
 }
 
 async fn delete_profile(State(sim): S, Path(id): Path<String>) -> ApiResult {

@@ -61,6 +61,39 @@ pub struct Behaviour {
     pub enforce_dup_protection: bool,
     /// Emit `archived` on profiles (§5 item 25).
     pub emit_profile_archived: bool,
+    // ----- tenant variants the documentation allows; all off by default --------------------
+    /// Answers carry fields the spec does not declare (on records, lists, `_metadata`, jobs).
+    pub extra_fields: bool,
+    /// Profile attributes hold other JSON than strings: numeric values as numbers, unset
+    /// attributes as `null`, and extra attributes holding a number, a boolean, a list and an
+    /// object.
+    pub odd_attribute_values: bool,
+    /// `job_data` lists its entries in reverse order, with only the keys the spec documents
+    /// (`user_id`, `manager_id`, `errors`).
+    pub job_data_spec_only: bool,
+    /// How a PATCH that changes nothing is answered.
+    pub no_change_answer: NoChangeAnswer,
+    /// `Retry-After` on a 429 as an HTTP date instead of seconds.
+    pub retry_after_http_date: bool,
+    /// `offset=0` is refused with a 400, as the spec's `minimum: 1` says (the docs call 0 the
+    /// first page).
+    pub offset_minimum_one: bool,
+    /// The status a job shows once it has run (its items applied as usual): `complete`, or an
+    /// undocumented end state such as `failed` or `error`.
+    pub job_end_status: String,
+}
+
+/// The shapes NERM may answer a PATCH that changes nothing with ("200 – No Change").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoChangeAnswer {
+    /// The usual envelope with the unchanged record.
+    #[default]
+    Record,
+    /// `{"info": "No Change"}`; a bulk answer leaves unchanged records out.
+    Info,
+    /// `{}`; a bulk answer leaves unchanged records out.
+    Empty,
 }
 
 impl Default for Behaviour {
@@ -79,6 +112,13 @@ impl Default for Behaviour {
             owner_replaces: false,
             enforce_dup_protection: false,
             emit_profile_archived: false,
+            extra_fields: false,
+            odd_attribute_values: false,
+            job_data_spec_only: false,
+            no_change_answer: NoChangeAnswer::Record,
+            retry_after_http_date: false,
+            offset_minimum_one: false,
+            job_end_status: "complete".into(),
         }
     }
 }

@@ -451,6 +451,9 @@ pub struct Job {
     pub job_id: String,
     pub uid: Uuid,
     pub complete: bool,
+    /// The status shown once the job has run (`complete` unless `job_end_status` says otherwise).
+    #[serde(default)]
+    pub end_status: String,
     pub job_data: Vec<Value>,
 }
 
@@ -463,7 +466,8 @@ impl Record for Job {
 impl Job {
     pub fn render_status(&self) -> Value {
         if self.complete {
-            json!({ "uid": self.uid, "status": "complete", "job_type": "import", "job_data": self.job_data })
+            let status = if self.end_status.is_empty() { "complete" } else { self.end_status.as_str() };
+            json!({ "uid": self.uid, "status": status, "job_type": "import", "job_data": self.job_data })
         } else {
             json!({ "uid": self.uid, "status": "queued", "job_type": "import", "job_data": [] })
         }

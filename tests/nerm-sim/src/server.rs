@@ -298,14 +298,14 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, route: &str, is
     };
     if let Some(retry_after_secs) = sim.rate_limited(&token) {
         sim.bump(|s| s.rate_limited += 1);
-        return ApiError::TooManyRequests { retry_after_secs }.into_response();
+        return too_many_requests(retry_after_secs, &cfg.behaviour);
     }
     // A scripted fault replaces the dice for this request.
     let forced = if f.script.is_empty() { None } else { sim.scripted_fault(route) };
     let hit = |kind: FaultKind, p: f64| forced.map_or_else(|| sim.roll(p), |k| k == kind);
     if hit(FaultKind::Throttle, f.throttle_rate) {
         sim.bump_fault("throttle");
-        return ApiError::TooManyRequests { retry_after_secs: f.throttle_retry_after_secs }.into_response();
+        return too_many_requests(f.throttle_retry_after_secs, &cfg.behaviour);
     }
     if hit(FaultKind::Error, f.error_rate) {
         sim.bump_fault("error");
@@ -332,6 +332,57 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, route: &str, is
         return if reset { dropped_connection() } else { ApiError::Internal.into_response() };
     }
     resp
+}
+
+/// A 429 whose `Retry-After` is seconds, or an HTTP date that many seconds ahead
+/// (`retry_after_http_date`).
+fn too_many_requests(retry_after_secs: u64, b: &Behaviour) -> Response {
+    let mut resp = ApiError::TooManyRequests { retry_after_secs }.into_response();
+    if b.retry_after_http_date {
+        let at = std::time::SystemTime::now() + Duration::from_secs(retry_after_secs);
+        if let Ok(v) = header::HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// The `extra_fields` variant: every JSON answer of `/api` gains fields the spec does not
+/// declare — at the top, in `_metadata`, and in every record (listed or single). It runs
+/// outside the spec check, which so judges the answer as the simulator made it.
+async fn variance(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if !sim.behaviour().extra_fields || !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 256 * 1024 * 1024).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let extra = || json!({ "source": "tenant variant", "n": 1 });
+    for (key, v) in top.iter_mut() {
+        match v {
+            Value::Object(m) if key == "_metadata" => {
+                m.insert("x_cursor".into(), Value::Null);
+            }
+            Value::Object(m) => {
+                m.insert("x_extra".into(), extra());
+            }
+            Value::Array(items) => {
+                for m in items.iter_mut().filter_map(Value::as_object_mut) {
+                    m.insert("x_extra".into(), extra());
+                }
+            }
+            _ => {}
+        }
+    }
+    top.insert("x_request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    let out = serde_json::to_vec(&Value::Object(top)).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
 }
 
 /// The most spec violations kept in the stats (the count goes on).
@@ -500,6 +551,7 @@ async fn not_found() -> Response {
 pub fn router(sim: Arc<Sim>) -> Router {
     let api = crate::api::routes()
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), spec_check))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), variance))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
     Router::new().nest("/api", api).nest("/_sim", admin_routes()).fallback(not_found).with_state(sim)
 }

@@ -981,7 +981,7 @@ impl Tenant {
         m.insert("created_at".into(), json!(p.created_at));
         m.insert("updated_at".into(), json!(p.updated_at));
         if !exclude_attributes {
-            let attrs: Map<String, Value> = p
+            let mut attrs: Map<String, Value> = p
                 .attributes
                 .iter()
                 .map(|(uid, v)| {
@@ -989,9 +989,30 @@ impl Tenant {
                     (uid.clone(), Value::String(shown))
                 })
                 .collect();
+            if b.odd_attribute_values {
+                self.make_attributes_odd(&mut attrs);
+            }
             m.insert("attributes".into(), Value::Object(attrs));
         }
         Value::Object(m)
+    }
+
+    /// The `odd_attribute_values` variant: whole numbers as JSON numbers, every attribute
+    /// without a value as `null`, and extra attributes of each other JSON type.
+    fn make_attributes_odd(&self, attrs: &mut Map<String, Value>) {
+        for v in attrs.values_mut() {
+            let number = v.as_str().filter(|s| !s.starts_with('0') && s.len() < 16).and_then(|s| s.parse::<u64>().ok());
+            if let Some(n) = number {
+                *v = json!(n);
+            }
+        }
+        for a in self.ne_attributes.iter() {
+            attrs.entry(a.uid.clone()).or_insert(Value::Null);
+        }
+        attrs.insert("x_badge_count".into(), json!(3));
+        attrs.insert("x_remote".into(), json!(false));
+        attrs.insert("x_skills".into(), json!(["rust", "sql"]));
+        attrs.insert("x_address".into(), json!({ "city": "Oslo" }));
     }
 
     // ----- bulk and jobs -------------------------------------------------------------------
@@ -1058,7 +1079,13 @@ impl Tenant {
     /// Registers a queued job and returns its 24-hex job id.
     pub fn queue_job(&mut self) -> String {
         let job_id: String = Uuid::new_v4().simple().to_string()[..24].to_string();
-        let job = Job { job_id: job_id.clone(), uid: Uuid::new_v4(), complete: false, job_data: Vec::new() };
+        let job = Job {
+            job_id: job_id.clone(),
+            uid: Uuid::new_v4(),
+            complete: false,
+            end_status: String::new(),
+            job_data: Vec::new(),
+        };
         self.job_index.insert(job_id.clone(), job.uid);
         self.jobs.insert(job);
         job_id
@@ -1074,34 +1101,42 @@ impl Tenant {
         } else {
             self.apply_bulk(kind, items, b)
         };
-        let data: Vec<Value> = results
+        let mut data: Vec<Value> = results
             .into_iter()
             .zip(items)
             .map(|(r, item)| {
+                // Each entry names its record: the written record's fields (the item's, when it
+                // failed) and the record id under the per-resource key.
+                let (fields, errors) = match r {
+                    Ok(v) => (v, json!([])),
+                    Err(e) => (item.clone(), json!(e.messages())),
+                };
                 let mut entry = Map::new();
-                match r {
-                    Ok(v) => {
-                        entry.insert(kind.id_key().into(), v.get("id").cloned().unwrap_or(Value::Null));
-                        if kind == BulkKind::CreateUserManagers || kind == BulkKind::PatchUserManagers {
-                            entry.insert("user_id".into(), v["user_id"].clone());
-                            entry.insert("manager_id".into(), v["manager_id"].clone());
+                if let Value::Object(m) = &fields {
+                    for (k, v) in m {
+                        if k != "id" && k != "uid" {
+                            entry.insert(k.clone(), v.clone());
                         }
-                        entry.insert("errors".into(), json!([]));
                     }
-                    Err(e) => {
-                        if let Some(id) = item.get("id").filter(|v| v.is_string()) {
-                            entry.insert(kind.id_key().into(), id.clone());
-                        }
-                        entry.insert("errors".into(), json!(e.messages()));
+                    if let Some(id) = m.get("id").filter(|v| v.is_string()) {
+                        entry.insert(kind.id_key().into(), id.clone());
                     }
+                }
+                entry.insert("errors".into(), errors);
+                if b.job_data_spec_only {
+                    entry.retain(|k, _| matches!(k.as_str(), "user_id" | "manager_id" | "errors"));
                 }
                 Value::Object(entry)
             })
             .collect();
+        if b.job_data_spec_only {
+            data.reverse();
+        }
         if let Some(uid) = self.job_index.get(job_id).copied()
             && let Some(job) = self.jobs.get_mut(&uid)
         {
             job.complete = true;
+            job.end_status = b.job_end_status.clone();
             job.job_data = data;
         }
     }

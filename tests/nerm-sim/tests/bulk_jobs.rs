@@ -100,18 +100,18 @@ async fn in_job_mode_a_bulk_call_answers_a_ticket_and_the_job_completes_when_run
     // WHEN the queue runs
     assert_eq!(h.sim_post("/jobs/run", json!({})).await.ok(), json!({"ran": 1}));
 
-    // THEN the job is complete with one entry per input, errors per record
+    // THEN the job is complete with one entry per input, naming its record, errors per record
     let done = h.get(&format!("/job_status?job_id={job_id}")).await.ok();
     assert_eq!(done["status"], "complete");
     assert_eq!(done["uid"], queued["uid"]);
     let good1 = h.stored_user("good1").await.expect("applied");
     let good2 = h.stored_user("good2").await.expect("applied");
     assert_eq!(
-        done["job_data"],
+        job_entries(&done, &["user_id", "login", "errors"]),
         json!([
-            {"user_id": good1["id"], "errors": []},
-            {"errors": ["email can't be blank"]},
-            {"user_id": good2["id"], "errors": []},
+            {"user_id": good1["id"], "login": "good1", "errors": []},
+            {"user_id": null, "login": "bad", "errors": ["email can't be blank"]},
+            {"user_id": good2["id"], "login": "good2", "errors": []},
         ])
     );
     assert!(h.stored_user("bad").await.is_none());
@@ -216,11 +216,47 @@ async fn a_bulk_job_reports_the_ids_it_could_not_patch() {
     h.sim_post("/jobs/run", json!({})).await.ok();
     let done = h.get(&format!("/job_status?job_id={job_id}")).await.ok();
     assert_eq!(
-        done["job_data"],
+        job_entries(&done, &["user_id", "errors"]),
         json!([
             {"user_id": u["id"], "errors": []},
             {"user_id": "0b7c1a52-8a39-4b4e-9d0e-1f2a3b4c5d6e", "errors": ["The requested User was not found"]},
         ])
     );
     assert_eq!(h.stored_user("patched").await.unwrap()["title"], "Boss");
+}
+
+#[tokio::test]
+async fn with_job_data_spec_only_a_job_lists_its_entries_in_reverse_with_only_the_spec_keys() {
+    // GIVEN jobs whose entries carry only the keys the spec documents
+    let h = Harness::start().await;
+    h.configure(
+        json!({"behaviour": {"job_mode_other": "always", "job_delay_ms": 600_000, "job_data_spec_only": true}}),
+    )
+    .await;
+
+    // WHEN three users (one invalid) are sent and the job runs
+    let ticket = h.post("/users", two_good_one_bad()).await.ok();
+    let job_id = ticket["job_status"]["job_id"].as_str().unwrap().to_string();
+    h.sim_post("/jobs/run", json!({})).await.ok();
+
+    // THEN the entries come last-first, naming records only by user_id
+    let done = h.get(&format!("/job_status?job_id={job_id}")).await.ok();
+    let good1 = h.stored_user("good1").await.expect("applied");
+    let good2 = h.stored_user("good2").await.expect("applied");
+    assert_eq!(
+        done["job_data"],
+        json!([
+            {"user_id": good2["id"], "errors": []},
+            {"errors": ["email can't be blank"]},
+            {"user_id": good1["id"], "errors": []},
+        ])
+    );
+}
+
+/// The job's entries with only `keys` (absent ones as null).
+fn job_entries(done: &Value, keys: &[&str]) -> Value {
+    let entries = done["job_data"].as_array().expect("job_data is a list");
+    Value::Array(
+        entries.iter().map(|e| Value::Object(keys.iter().map(|k| (k.to_string(), e[*k].clone())).collect())).collect(),
+    )
 }
