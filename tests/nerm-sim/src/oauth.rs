@@ -183,3 +183,15 @@ fn injected_fault(sim: &Sim, cfg: &SimConfig) -> Option<Response> {
     sim.bump_fault(kind);
     Some(resp)
 }
+
+impl Sim {
+    /// Forgets every access token issued (as deleting or rotating a PAT may); answers how many.
+    pub fn revoke_tokens(&self) -> usize {
+        self.issued.revoke_all()
+    }
+
+    /// Every access token issued and not yet revoked (for tests that check none leaked).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.issued.0.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+}

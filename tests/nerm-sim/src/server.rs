@@ -429,7 +429,7 @@ fn admin_routes() -> Router<Arc<Sim>> {
 /// Forgets every access token issued (as deleting or rotating a PAT may): the next `/api`
 /// request with one is answered 401.
 async fn revoke_tokens(State(sim): State<Arc<Sim>>) -> Json<Value> {
-    Json(json!({ "revoked": sim.issued.revoke_all() }))
+    Json(json!({ "revoked": sim.revoke_tokens() }))
 }
 
 type AdminResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
