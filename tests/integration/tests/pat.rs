@@ -184,3 +184,27 @@ async fn a_client_secret_rotated_mid_run_is_read_afresh_and_the_run_completes() 
     assert_nerm_matches(&sim.state().await, &people);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_without_a_token_wait_for_one_exchange_instead_of_each_starting_one() {
+    // GIVEN a slow token endpoint (every answer held 300 ms) and a client with no token yet
+    let sim = pat_sim(60).await;
+    sim.configure(json!({"faults": {"latency_ms": 300}})).await;
+    let tokens = pat_tokens(&sim, SecretOrigin::Value(SecretToken::new(SECRET)));
+    let client = Arc::new(paced_client(&sim, tokens.clone(), 1000));
+
+    // WHEN twenty requests start at once
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = Arc::clone(&client);
+        calls.spawn(async move { client.roles().await.map(|r| r.len()) });
+    }
+    let answers: Vec<_> = calls.join_all().await;
+
+    // THEN all went through with the one token a single exchange gave
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|n| *n > 0)), "{answers:?}");
+    assert_eq!(tokens.exchanges(), 1);
+    let stats = sim.stats().await;
+    assert_eq!(stat(&stats, "token_requests"), 1, "{stats}");
+    assert_eq!(requests_of(&stats).get("GET /api/roles"), Some(&20));
+}

@@ -2,7 +2,7 @@
 //! id and secret (a personal access token) exchanged at `POST /oauth/token` with the client
 //! credentials grant, form-encoded, for an access token that `/api` accepts until it expires.
 //!
-//! Served on the simulator's own address beside `/api`; on when the config has an `oauth` table
+//! Served on the simulator's own address beside `/api` (with its `latency_ms`); on when the config has an `oauth` table
 //! (`--client-id`, `--client-secret`, `--token-lifetime-s`). The static `tokens` keep working.
 
 use std::collections::HashMap;
@@ -133,6 +133,9 @@ async fn token(State(sim): State<Arc<Sim>>, form: Result<Form<TokenRequest>, For
     let Some(client) = cfg.oauth.clone() else {
         return (StatusCode::NOT_FOUND, Json(json!({ "error": "no OAuth client is configured" }))).into_response();
     };
+    if cfg.faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(cfg.faults.latency_ms)).await;
+    }
     if let Some(resp) = injected_fault(&sim, &cfg) {
         return resp;
     }
