@@ -2,8 +2,9 @@
 //! id and secret (a personal access token) exchanged at `POST /oauth/token` with the client
 //! credentials grant, form-encoded, for an access token that `/api` accepts until it expires.
 //!
-//! Served on the simulator's own address beside `/api` (with its `latency_ms`); on when the config has an `oauth` table
-//! (`--client-id`, `--client-secret`, `--token-lifetime-s`). The static `tokens` keep working.
+//! Served on the simulator's own address beside `/api` (with its `latency_ms`); on when the config
+//! has an `oauth` table (`--client-id`, `--client-secret`, `--token-lifetime-s`). The static
+//! `tokens` keep working.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
