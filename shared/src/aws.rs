@@ -401,9 +401,7 @@ fn check_keys(obj: &serde_json::Map<String, serde_json::Value>, shape: &[&str]) 
 
 impl CredentialSource for NermSecret {
     fn credentials(&self, fresh: bool) -> CredentialsFuture<'_> {
-        Box::pin(async move {
-            self.fetch(fresh).await.map(|(_, c)| c).map_err(|e| NermError::Setup(e.to_string()))
-        })
+        Box::pin(async move { self.fetch(fresh).await.map(|(_, c)| c).map_err(|e| NermError::Setup(e.to_string())) })
     }
 }
 

@@ -266,7 +266,8 @@ impl AccessTokens {
             ("client_secret", pat.client_secret.expose()),
         ];
         let asked = Instant::now();
-        let sent = self.http.post(pat.token_url.clone()).header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let sent =
+            self.http.post(pat.token_url.clone()).header(reqwest::header::ACCEPT, "application/json").form(&form);
         let resp = sent.send().await.map_err(|e| unavailable(pat, transport_cause(&e), None))?;
         let status = resp.status();
         let retry_after = super::client::retry_after(resp.headers());
@@ -279,7 +280,9 @@ impl AccessTokens {
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
                 Err(unavailable(pat, s.to_string(), retry_after))
             }
-            s => Err(NermError::Protocol { route: route(pat), detail: format!("answered {s}; is the token URL right?") }),
+            s => {
+                Err(NermError::Protocol { route: route(pat), detail: format!("answered {s}; is the token URL right?") })
+            }
         }
     }
 }
@@ -359,8 +362,9 @@ mod tests {
 
     #[test]
     fn pat_credentials_never_print_the_client_secret() {
-        let pat = PatCredentials::new("https://acme.api.identitynow.com/oauth/token", "cid", SecretToken::new("s3cr3t"))
-            .unwrap();
+        let pat =
+            PatCredentials::new("https://acme.api.identitynow.com/oauth/token", "cid", SecretToken::new("s3cr3t"))
+                .unwrap();
         let shown = format!("{:?}", Credentials::Pat(pat));
         assert!(shown.contains("cid") && !shown.contains("s3cr3t"), "{shown}");
     }

@@ -88,7 +88,10 @@ async fn a_paced_import_that_outlives_several_tokens_renews_them_ahead_of_expiry
     assert_eq!(stat(&stats, "unauthorized"), 0, "an expired token was sent");
     assert_eq!(exchanges, tokens.exchanges(), "the simulator saw every exchange the client made");
     let (fewest, most) = ((elapsed / 4.0).floor() as u64, (elapsed / 2.0).ceil() as u64 + 1);
-    assert!((fewest..=most).contains(&exchanges), "{exchanges} exchanges in {elapsed:.1} s, expected {fewest}..={most}");
+    assert!(
+        (fewest..=most).contains(&exchanges),
+        "{exchanges} exchanges in {elapsed:.1} s, expected {fewest}..={most}"
+    );
     sim.assert_no_spec_violations().await;
 }
 
@@ -104,10 +107,7 @@ async fn a_wrong_client_secret_stops_the_run_before_any_write_and_never_shows_th
     let err = run_once(&client, &to_csv(&staff(20)), &example_config(), false).await.expect_err("the run must stop");
 
     // THEN it is the run-level "credentials refused" error naming the token URL, not the secret
-    assert!(
-        matches!(&err, RunError::Nerm(NermError::CredentialsRefused { status: Some(401), .. })),
-        "{err:?}"
-    );
+    assert!(matches!(&err, RunError::Nerm(NermError::CredentialsRefused { status: Some(401), .. })), "{err:?}");
     let shown = format!("{err} {err:?}");
     assert!(shown.contains(&sim.running.token_url()), "{shown}");
     assert!(!shown.contains(wrong) && !shown.contains(SECRET), "{shown}");

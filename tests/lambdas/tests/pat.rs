@@ -77,7 +77,9 @@ async fn a_wrong_client_secret_rejects_the_file_permanently_with_zero_writes_and
     let ingest = stack.ingest();
 
     // WHEN a file arrives
-    let up = stack.upload("incoming/hr.csv", to_csv(&employees(10)).into_bytes(), None).await;
+    let csv = to_csv(&employees(10));
+    assert!(csv.starts_with(HEADER), "the reference export");
+    let up = stack.upload("incoming/hr.csv", csv.into_bytes(), None).await;
     let answer = csv_ingest::handler::handle(&ingest, stack.s3_event(&[&up])).await;
 
     // THEN the handler answers (no Lambda retry) with the file rejected: credentials refused

@@ -271,7 +271,12 @@ async fn no_client_secret_or_access_token_appears_in_logs_reports_notifications_
     let summary = stack.summary(&run).await.expect("the run completed");
     assert_eq!(summary.rows_total, 31, "{summary:#?}");
     assert!(access_tokens.len() >= 3, "tokens were issued before and after the rotation: {}", access_tokens.len());
-    println!("PAT leak test: {} exchanges, {} batches, {} errors", stats["token_requests"], drain.batches.len(), errors.len());
+    println!(
+        "PAT leak test: {} exchanges, {} batches, {} errors",
+        stats["token_requests"],
+        drain.batches.len(),
+        errors.len()
+    );
 
     // AND no client secret, access token or secret JSON is anywhere
     let mut all: Vec<String> = vec![first_secret.clone(), second_secret.clone()];

@@ -69,7 +69,11 @@ fn build_config(args: &Args) -> Result<SimConfig, String> {
     cfg.tokens = args.tokens.clone();
     if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
         let token_lifetime_s = args.token_lifetime_s;
-        cfg.oauth = Some(nerm_sim::OAuthClient { client_id: client_id.clone(), client_secret: client_secret.clone(), token_lifetime_s });
+        cfg.oauth = Some(nerm_sim::OAuthClient {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            token_lifetime_s,
+        });
     }
     let f = &mut cfg.faults;
     if let Some(rl) = &args.rate_limit {

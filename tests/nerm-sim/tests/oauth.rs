@@ -102,8 +102,10 @@ async fn the_config_never_shows_the_client_secret() {
 async fn scripted_faults_make_the_token_endpoint_fail_then_recover() {
     let h = pat_harness(720).await;
     let route = nerm_sim::oauth::TOKEN_ROUTE;
-    h.configure(json!({"faults": {"script": [{"route": route, "fault": "error"}, {"route": route, "fault": "throttle"}]}}))
-        .await;
+    h.configure(
+        json!({"faults": {"script": [{"route": route, "fault": "error"}, {"route": route, "fault": "throttle"}]}}),
+    )
+    .await;
     assert_eq!(exchange(&h, &client_credentials(SECRET)).await.0, 503);
     assert_eq!(exchange(&h, &client_credentials(SECRET)).await.0, 429);
     assert_eq!(exchange(&h, &client_credentials(SECRET)).await.0, 200);
