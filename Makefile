@@ -12,7 +12,7 @@ help:
 	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
 	@echo "make lint             - rustfmt check and clippy with warnings as errors"
 	@echo "make template-checks  - sam validate --lint, cfn-lint and checkov on template.yaml (pinned, own venvs)"
-	@echo "make sim              - the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token sim-token)"
+	@echo "make sim              - the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token sim-token; PAT sim-client/sim-secret at /oauth/token)"
 	@echo "make build            - build the workspace"
 	@echo "make fmt              - format the code"
 
@@ -50,4 +50,4 @@ fmt:
 	$(CARGO) fmt --all
 
 sim:
-	$(CARGO) run --locked -p nerm-sim -- --port 4010 --token sim-token
+	$(CARGO) run --locked -p nerm-sim -- --port 4010 --token sim-token --client-id sim-client --client-secret sim-secret

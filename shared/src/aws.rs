@@ -5,15 +5,14 @@
 
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use tokio::io::AsyncWriteExt;
 
-use crate::nerm::{NermError, SecretToken, TokenProvider};
+use crate::nerm::auth::CredentialsFuture;
+use crate::nerm::{AccessTokens, CredentialSource, Credentials, NermError, PatCredentials, SecretToken};
 use crate::ports::{Notifier, ObjectInfo, ObjectStore, PortError, WorkQueue};
 
 /// The shared SDK configuration (region, credentials, endpoint override) from the environment.
@@ -36,10 +35,12 @@ pub struct Adapters {
     pub queue: SqsQueue,
     pub notifier: SnsNotifier,
     pub secret: std::sync::Arc<NermSecret>,
+    /// The NERM Bearer tokens, from the secret: one access token per instance, across invocations.
+    pub tokens: std::sync::Arc<AccessTokens>,
 }
 
 impl Adapters {
-    /// The secret is cached for five minutes (and re-read at once after a 401).
+    /// The secret is cached for five minutes (and re-read at once when its credentials are refused).
     pub fn new(
         sdk: &aws_config::SdkConfig,
         bucket: &str,
@@ -47,11 +48,15 @@ impl Adapters {
         topic_arn: &str,
         secret_id: &str,
     ) -> Result<Adapters, SecretError> {
+        let secret = std::sync::Arc::new(NermSecret::new(sdk, secret_id, Duration::from_secs(300))?);
+        let tokens = AccessTokens::new(secret.clone(), Duration::from_secs(30))
+            .map_err(|e| SecretError { secret_id: secret_id.to_string(), problem: e.to_string() })?;
         Ok(Adapters {
             store: S3Store::new(sdk, bucket),
             queue: SqsQueue::new(sdk, queue_url),
             notifier: SnsNotifier::new(sdk, topic_arn),
-            secret: std::sync::Arc::new(NermSecret::new(sdk, secret_id, Duration::from_secs(300))?),
+            secret,
+            tokens: std::sync::Arc::new(tokens),
         })
     }
 }
@@ -310,13 +315,12 @@ impl Notifier for SnsNotifier {
     }
 }
 
-/// The NERM base URL and token, from one Secrets Manager secret holding
-/// `{"base_url": "https://…/api", "token": "…"}`; cached with a TTL, re-read after a 401.
+/// The NERM base URL and credentials, from one Secrets Manager secret holding either
+/// `{"base_url", "token"}` (a legacy API key) or `{"base_url", "token_url", "client_id",
+/// "client_secret"}` (an ISC personal access token); cached with a TTL, read afresh on demand.
 pub struct NermSecret {
     cache: SecretsManagerCachingClient,
     secret_id: String,
-    refresh: AtomicBool,
-    base_url: RwLock<Option<String>>,
 }
 
 /// A problem with the secret; the message names the secret and the key, never a value.
@@ -340,15 +344,19 @@ impl NermSecret {
             SecretsManagerCachingClient::new(client, NonZeroUsize::new(4).expect("non-zero"), ttl, true).map_err(
                 |e| SecretError { secret_id: secret_id.clone(), problem: format!("cannot build the cache: {e}") },
             )?;
-        Ok(NermSecret { cache, secret_id, refresh: AtomicBool::new(false), base_url: RwLock::new(None) })
+        Ok(NermSecret { cache, secret_id })
     }
 
-    /// Reads (or re-reads, after [`TokenProvider::invalidate`]) and parses the secret.
-    pub async fn read(&self) -> Result<(String, SecretToken), SecretError> {
-        let refresh = self.refresh.swap(false, Ordering::SeqCst);
+    /// Reads (from the cache) and parses the secret.
+    pub async fn read(&self) -> Result<(String, Credentials), SecretError> {
+        self.fetch(false).await
+    }
+
+    /// Reads the secret, bypassing the cache when `fresh`, and parses it.
+    pub async fn fetch(&self, fresh: bool) -> Result<(String, Credentials), SecretError> {
         let fail = |problem: String| SecretError { secret_id: self.secret_id.clone(), problem };
         let text = {
-            let out = self.cache.get_secret_value(&self.secret_id, None, None, refresh).await;
+            let out = self.cache.get_secret_value(&self.secret_id, None, None, fresh).await;
             // Only the error's kind is kept: SDK errors never carry the value, but be strict.
             match out {
                 Ok(v) => v
@@ -358,35 +366,57 @@ impl NermSecret {
             }
         }
         .map_err(fail)?;
-        let (url, token) = parse_secret(&text).map_err(fail)?;
-        *self.base_url.write().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
-        Ok((url, token))
+        parse_secret(&text).map_err(fail)
     }
 }
 
-/// `{"base_url", "token"}` → values; errors name the missing key, never the content.
-pub fn parse_secret(text: &str) -> Result<(String, SecretToken), String> {
-    let v: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| "its value is not a JSON object (expected {\"base_url\", \"token\"})".to_string())?;
+const API_KEY_SHAPE: [&str; 2] = ["base_url", "token"];
+const PAT_SHAPE: [&str; 4] = ["base_url", "token_url", "client_id", "client_secret"];
+const SHAPES: &str =
+    "expected {\"base_url\", \"token\"} or {\"base_url\", \"token_url\", \"client_id\", \"client_secret\"}";
+
+/// The secret's JSON → base URL and credentials. Errors name missing or unexpected keys, never
+/// a value.
+pub fn parse_secret(text: &str) -> Result<(String, Credentials), String> {
+    let not_object = || format!("its value is not a JSON object ({SHAPES})");
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| not_object())?;
+    let obj = v.as_object().ok_or_else(not_object)?;
+    let is_pat = obj.keys().any(|k| PAT_SHAPE[1..].contains(&k.as_str()));
+    let shape: &[&str] = if is_pat { &PAT_SHAPE } else { &API_KEY_SHAPE };
+    check_keys(obj, shape)?;
     let field = |k: &str| -> Result<String, String> {
-        match v.get(k) {
+        match obj.get(k) {
             Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
-            Some(_) => Err(format!("key \"{k}\" must be a non-empty string")),
-            None => Err(format!("key \"{k}\" is missing (expected {{\"base_url\", \"token\"}})")),
+            _ => Err(format!("key \"{k}\" must be a non-empty string")),
         }
     };
-    if !v.is_object() {
-        return Err("its value is not a JSON object (expected {\"base_url\", \"token\"})".into());
+    let base_url = field("base_url")?;
+    if !is_pat {
+        return Ok((base_url, Credentials::ApiKey(SecretToken::new(field("token")?))));
     }
-    Ok((field("base_url")?, SecretToken::new(field("token")?)))
+    let secret = SecretToken::new(field("client_secret")?);
+    let pat = PatCredentials::new(&field("token_url")?, &field("client_id")?, secret)
+        .map_err(|e| format!("key \"token_url\": {e}"))?;
+    Ok((base_url, Credentials::Pat(pat)))
 }
 
-impl TokenProvider for NermSecret {
-    fn token(&self) -> crate::nerm::token::TokenFuture<'_> {
-        Box::pin(async move { self.read().await.map(|(_, t)| t).map_err(|e| NermError::Setup(e.to_string())) })
+fn check_keys(obj: &serde_json::Map<String, serde_json::Value>, shape: &[&str]) -> Result<(), String> {
+    let quote = |ks: Vec<&str>| ks.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let missing: Vec<&str> = shape.iter().copied().filter(|k| !obj.contains_key(*k)).collect();
+    let unexpected: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !shape.contains(k)).collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing key(s) {}", quote(missing)));
     }
-    fn invalidate(&self) {
-        self.refresh.store(true, Ordering::SeqCst);
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected key(s) {}", quote(unexpected)));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(format!("{} ({SHAPES})", problems.join("; "))) }
+}
+
+impl CredentialSource for NermSecret {
+    fn credentials(&self, fresh: bool) -> CredentialsFuture<'_> {
+        Box::pin(async move { self.fetch(fresh).await.map(|(_, c)| c).map_err(|e| NermError::Setup(e.to_string())) })
     }
 }
 
@@ -398,11 +428,39 @@ mod tests {
     fn a_secret_missing_its_token_names_the_key_and_not_the_value() {
         let err =
             parse_secret(r#"{"base_url": "https://acme.nonemployee.com/api", "tokn": "s3cr3t-value"}"#).unwrap_err();
-        assert!(err.contains("\"token\" is missing"), "{err}");
+        assert!(err.contains("missing key(s) \"token\"") && err.contains("unexpected key(s) \"tokn\""), "{err}");
         assert!(!err.contains("s3cr3t"));
         let err = parse_secret("s3cr3t-value").unwrap_err();
         assert!(err.contains("not a JSON object") && !err.contains("s3cr3t"), "{err}");
-        let (url, token) = parse_secret(r#"{"base_url": " https://x/api ", "token": "t0k3n"}"#).unwrap();
-        assert_eq!((url.as_str(), token.expose()), ("https://x/api", "t0k3n"));
+        let (url, creds) = parse_secret(r#"{"base_url": " https://x/api ", "token": "t0k3n"}"#).unwrap();
+        assert_eq!(url, "https://x/api");
+        assert_eq!(creds, Credentials::ApiKey(SecretToken::new("t0k3n")));
+    }
+
+    #[test]
+    fn a_pat_secret_gives_the_token_url_client_id_and_secret() {
+        let text = r#"{"base_url": "https://acme.nonemployee.com/api", "token_url": "https://acme.api.identitynow.com/oauth/token",
+                       "client_id": "cid", "client_secret": "s3cr3t-value"}"#;
+        let (_, creds) = parse_secret(text).unwrap();
+        let Credentials::Pat(pat) = creds else { panic!("a PAT secret read as {creds:?}") };
+        assert_eq!(pat.token_url.as_str(), "https://acme.api.identitynow.com/oauth/token");
+        assert_eq!((pat.client_id.as_str(), pat.client_secret.expose()), ("cid", "s3cr3t-value"));
+    }
+
+    #[test]
+    fn a_pat_secret_with_a_missing_or_extra_key_names_them_and_not_the_values() {
+        let text = r#"{"base_url": "https://x/api", "token_url": "https://x/oauth/token", "client_secret": "s3cr3t-value", "token": "t0k3n-value"}"#;
+        let err = parse_secret(text).unwrap_err();
+        assert!(err.contains("missing key(s) \"client_id\""), "{err}");
+        assert!(err.contains("unexpected key(s) \"token\""), "{err}");
+        assert!(!err.contains("s3cr3t") && !err.contains("t0k3n"), "{err}");
+    }
+
+    #[test]
+    fn a_pat_secret_with_a_plain_http_token_url_is_refused_without_echoing_it() {
+        let text = r#"{"base_url": "https://x/api", "token_url": "http://x.example/oauth/token?s3cr3t",
+                       "client_id": "cid", "client_secret": "s3cr3t-value"}"#;
+        let err = parse_secret(text).unwrap_err();
+        assert!(err.contains("\"token_url\"") && err.contains("https") && !err.contains("s3cr3t"), "{err}");
     }
 }

@@ -63,7 +63,7 @@ impl Deps {
         // The deployment's limit wins over the mapping config's, whichever is lower.
         opts.requests_per_window =
             n.requests_per_window.min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
-        let tokens: Arc<dyn TokenProvider> = self.aws.secret.clone();
+        let tokens: Arc<dyn TokenProvider> = self.aws.tokens.clone();
         NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
     }
 }

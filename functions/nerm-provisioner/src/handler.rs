@@ -71,7 +71,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
         window: Duration::from_secs(10),
         ..ClientOptions::default()
     };
-    let tokens: Arc<dyn TokenProvider> = deps.aws.secret.clone();
+    let tokens: Arc<dyn TokenProvider> = deps.aws.tokens.clone();
     let client = deps
         .nerm
         .get(&url, || NermClient::new(&url, tokens, opts))

@@ -7,10 +7,13 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use shared::config::MappingConfig;
-use shared::nerm::{ClientOptions, NermClient, SecretToken, StaticToken, TokenProvider};
+use shared::nerm::{
+    AccessTokens, ClientOptions, NermClient, PatSource, SecretOrigin, SecretToken, StaticToken, TokenProvider,
+};
 use shared::report::ReportSink;
 
 #[derive(Parser)]
@@ -42,14 +45,50 @@ struct Args {
     /// Where report.jsonl, report.csv, summary.json and report.html are written.
     #[arg(long)]
     report_dir: PathBuf,
-    /// Read the token from this file instead of the NERM_TOKEN environment variable.
+    /// Read the legacy API key from this file instead of the NERM_TOKEN environment variable.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Authenticate with an ISC personal access token exchanged at this URL, e.g.
+    /// https://acme.api.identitynow.com/oauth/token; the client id comes from NERM_CLIENT_ID,
+    /// the secret from NERM_CLIENT_SECRET or --client-secret-file.
+    #[arg(long)]
+    token_url: Option<String>,
+    /// Read the PAT's client secret from this file (re-read if the secret is refused).
+    #[arg(long, requires = "token_url")]
+    client_secret_file: Option<PathBuf>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("nerm-sync: {msg}");
     ExitCode::from(1)
+}
+
+/// The Bearer tokens of the run: a PAT when `--token-url` is given, else the legacy API key.
+fn credentials(args: &Args) -> Result<Arc<dyn TokenProvider>, String> {
+    let env = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let Some(token_url) = &args.token_url else {
+        if env("NERM_CLIENT_ID").is_some() {
+            return Err("NERM_CLIENT_ID is set but --token-url is missing (where to exchange the PAT)".into());
+        }
+        return match &args.token_file {
+            Some(path) => Ok(Arc::new(StaticToken::from_file(path).map_err(|e| e.to_string())?)),
+            None => match env("NERM_TOKEN") {
+                Some(t) => Ok(Arc::new(StaticToken::new(SecretToken::new(t)))),
+                None => Err("no credentials: set NERM_TOKEN or pass --token-file (legacy API key), or set \
+                     NERM_CLIENT_ID and NERM_CLIENT_SECRET with --token-url (ISC personal access token)"
+                    .into()),
+            },
+        };
+    };
+    let client_id = env("NERM_CLIENT_ID").ok_or("--token-url needs the PAT's client id in NERM_CLIENT_ID")?;
+    let secret = match (&args.client_secret_file, env("NERM_CLIENT_SECRET")) {
+        (Some(path), _) => SecretOrigin::File(path.clone()),
+        (None, Some(s)) => SecretOrigin::Value(SecretToken::new(s)),
+        (None, None) => return Err("--token-url needs NERM_CLIENT_SECRET or --client-secret-file".into()),
+    };
+    let source = PatSource::new(token_url, &client_id, secret).map_err(|e| e.to_string())?;
+    let tokens = AccessTokens::new(Arc::new(source), Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    Ok(Arc::new(tokens))
 }
 
 #[tokio::main]
@@ -67,15 +106,9 @@ async fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", args.config.display())),
     };
-    let tokens: Arc<dyn TokenProvider> = match &args.token_file {
-        Some(path) => match StaticToken::from_file(path) {
-            Ok(t) => Arc::new(t),
-            Err(e) => return fail(e),
-        },
-        None => match std::env::var("NERM_TOKEN") {
-            Ok(t) if !t.trim().is_empty() => Arc::new(StaticToken::new(SecretToken::new(t.trim()))),
-            _ => return fail("no token: set NERM_TOKEN or pass --token-file"),
-        },
+    let tokens = match credentials(&args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
     let opts = ClientOptions::from_mapping(&config.nerm);
     let client = match NermClient::new(&args.nerm_url, tokens, opts) {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::error::NermError;
 use super::model::*;
-use super::token::TokenProvider;
+use super::token::{SecretToken, TokenProvider};
 
 /// Bulk bodies start at this many records (the limit practitioners report; the spec states none).
 pub const BULK_MAX: usize = 100;
@@ -152,15 +152,9 @@ pub struct NermClient {
 pub fn check_base_url(raw: &str) -> Result<Url, NermError> {
     let mut url =
         Url::parse(raw.trim()).map_err(|e| NermError::Setup(format!("NERM base URL {raw:?} is invalid: {e}")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if super::auth::is_loopback(&url) => {}
         other => {
             return Err(NermError::Setup(format!(
                 "NERM base URL must use https (plain http is allowed only for loopback hosts), got {other}://"
@@ -238,6 +232,17 @@ impl<'r> PageWalk<'r> {
             detail: format!("paging does not advance ({detail}); stopped rather than loop or miss records"),
         }
     }
+}
+
+/// One call's request, as sent on every attempt.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a [(&'a str, String)],
+    body: Option<&'a Value>,
+    /// `"GET /users"`: errors and statistics.
+    label: &'a str,
 }
 
 enum Attempt {
@@ -329,7 +334,7 @@ impl NermClient {
         self.limiter.until_ready().await;
     }
 
-    /// One API call with pacing, retries and a single token refresh on 401.
+    /// One API call with pacing, retries and token refreshes on 401.
     /// `route` is the path template used in errors and statistics, e.g. `/users/{id}`.
     async fn call(
         &self,
@@ -339,38 +344,19 @@ impl NermClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, NermError> {
-        let idempotent = method != Method::POST;
         let label = format!("{method} {route}");
-        let mut refreshed = false;
+        let outgoing = Outgoing { method: &method, path, query, body, label: &label };
+        let mut refusals = 0u32;
         let mut attempt: u32 = 0;
         loop {
             self.wait_turn().await;
-            let token = self.tokens.token().await?;
-            let mut url = self.base.join(path.trim_start_matches('/')).map_err(|e| NermError::Setup(e.to_string()))?;
-            if !query.is_empty() {
-                url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-            }
-            let mut req = self
-                .http
-                .request(method.clone(), url)
-                .bearer_auth(token.expose())
-                .header(reqwest::header::ACCEPT, "application/json");
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            self.bump(|s| *s.requests.entry(label.clone()).or_default() += 1);
-            let outcome = match req.send().await {
-                Ok(resp) => self.read(resp, &label, idempotent, &mut refreshed).await,
-                Err(e) => {
-                    self.bump(|s| s.transport_errors += 1);
-                    let cause = describe_transport(&e);
-                    // A connection never made means nothing was sent: safe to retry any call.
-                    if idempotent || e.is_connect() {
-                        Attempt::Retry { cause, wait: None }
-                    } else {
-                        Attempt::Fail(NermError::Ambiguous { route: label.clone(), cause, timed_out: e.is_timeout() })
-                    }
+            let outcome = match self.tokens.token().await {
+                Ok(token) => self.send(&outgoing, &token, &mut refusals).await?,
+                // The token endpoint's 429/5xx: retried like NERM's own, inside the same budget.
+                Err(NermError::TokenUnavailable { cause, retry_after, .. }) => {
+                    Attempt::Retry { cause: format!("no access token: {cause}"), wait: retry_after }
                 }
+                Err(e) => return Err(e),
             };
             match outcome {
                 Attempt::Done(v) => return Ok(v),
@@ -389,17 +375,53 @@ impl NermClient {
         }
     }
 
-    async fn read(&self, resp: reqwest::Response, label: &str, idempotent: bool, refreshed: &mut bool) -> Attempt {
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED {
-            if *refreshed {
-                return Attempt::Fail(NermError::Unauthorized { route: label.to_string() });
-            }
-            *refreshed = true;
-            self.bump(|s| s.token_refreshes += 1);
-            self.tokens.invalidate();
-            return Attempt::Retry { cause: "401, token refreshed".into(), wait: Some(Duration::ZERO) };
+    /// Sends one attempt of a call with `token`, and reads the answer.
+    async fn send(&self, out: &Outgoing<'_>, token: &SecretToken, refusals: &mut u32) -> Result<Attempt, NermError> {
+        let Outgoing { method, path, query, body, label } = *out;
+        let idempotent = *method != Method::POST;
+        let mut url = self.base.join(path.trim_start_matches('/')).map_err(|e| NermError::Setup(e.to_string()))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(token.expose())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        self.bump(|s| *s.requests.entry(label.to_string()).or_default() += 1);
+        Ok(match req.send().await {
+            Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => self.unauthorized(label, token, refusals),
+            Ok(resp) => self.read(resp, label, idempotent).await,
+            Err(e) => {
+                self.bump(|s| s.transport_errors += 1);
+                let cause = describe_transport(&e);
+                // A connection never made means nothing was sent: safe to retry any call.
+                if idempotent || e.is_connect() {
+                    Attempt::Retry { cause, wait: None }
+                } else {
+                    Attempt::Fail(NermError::Ambiguous { route: label.to_string(), cause, timed_out: e.is_timeout() })
+                }
+            }
+        })
+    }
+
+    /// A 401: the token is refreshed at once; a second 401 re-reads the credentials (they may
+    /// have rotated); a third fails the call.
+    fn unauthorized(&self, label: &str, token: &SecretToken, refusals: &mut u32) -> Attempt {
+        *refusals += 1;
+        if *refusals > 2 {
+            return Attempt::Fail(NermError::Unauthorized { route: label.to_string() });
+        }
+        self.bump(|s| s.token_refreshes += 1);
+        self.tokens.refused(token, *refusals == 2);
+        Attempt::Retry { cause: "401, token refreshed".into(), wait: Some(Duration::ZERO) }
+    }
+
+    async fn read(&self, resp: reqwest::Response, label: &str, idempotent: bool) -> Attempt {
+        let status = resp.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.bump(|s| s.rate_limited += 1);
             let wait = retry_after(resp.headers()).map(|d| d + self.backoff(0) / 4);
@@ -815,7 +837,7 @@ fn job_poll_waits(first: Duration, max: Duration) -> impl Iterator<Item = Durati
 
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both); a date in the past
 /// means no wait. Capped at ten minutes.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     let wait = match raw.parse::<f64>() {
         Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s.min(600.0)),

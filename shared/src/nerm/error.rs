@@ -25,9 +25,22 @@ pub enum NermError {
     /// The answer was not the JSON shape the API documents.
     #[error("unexpected answer from {route}: {detail}")]
     Protocol { route: String, detail: String },
+    /// The ISC token endpoint refused the PAT's client id and secret (400/401/403), also after
+    /// reading them afresh: a run-level error, never retried. `status: None` when the same
+    /// credentials had already been refused earlier in the run.
+    #[error("the token URL {token_url} refused the client id and secret{}; check the personal access token", fmt_status(.status))]
+    CredentialsRefused { token_url: String, status: Option<u16> },
+    /// The ISC token endpoint could not issue a token right now (429, 5xx, no answer): the
+    /// client retries the NERM call within its retry budget.
+    #[error("no access token from {token_url}: {cause}")]
+    TokenUnavailable { token_url: String, cause: String, retry_after: Option<std::time::Duration> },
     /// Configuration or token-provider failure before any request was sent.
     #[error("{0}")]
     Setup(String),
+}
+
+fn fmt_status(status: &Option<u16>) -> String {
+    status.map(|s| format!(" ({s})")).unwrap_or_default()
 }
 
 fn fmt_fields(fields: &BTreeMap<String, String>) -> String {
@@ -41,7 +54,13 @@ fn fmt_fields(fields: &BTreeMap<String, String>) -> String {
 impl NermError {
     /// Whether the same call might succeed later (for SQS retry decisions).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NermError::Ambiguous { .. } | NermError::GaveUp { .. } | NermError::Unauthorized { .. })
+        matches!(
+            self,
+            NermError::Ambiguous { .. }
+                | NermError::GaveUp { .. }
+                | NermError::Unauthorized { .. }
+                | NermError::TokenUnavailable { .. }
+        )
     }
 
     /// A 400 whose field errors say the value is already taken (e.g. a login).

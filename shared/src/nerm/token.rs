@@ -1,5 +1,6 @@
-//! Where the NERM API token comes from: a port the Lambda fills from Secrets Manager and the CLI
-//! from an environment variable or a file. The token itself never prints.
+//! Where the Bearer token of each NERM request comes from: a port filled by a fixed API key
+//! (CLI: environment or file) or by [`super::auth::AccessTokens`] (Secrets Manager, ISC PATs).
+//! The token itself never prints.
 
 use std::fmt;
 use std::future::Future;
@@ -35,11 +36,14 @@ impl fmt::Display for SecretToken {
 
 pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<SecretToken, NermError>> + Send + 'a>>;
 
-/// Supplies the token; after a 401 the client calls [`TokenProvider::invalidate`] once and asks again.
+/// Supplies the token; after a 401 the client reports it with [`TokenProvider::refused`] and asks
+/// again, twice at most.
 pub trait TokenProvider: Send + Sync {
     fn token(&self) -> TokenFuture<'_>;
-    /// The cached token was refused: the next [`TokenProvider::token`] must fetch afresh.
-    fn invalidate(&self);
+    /// NERM answered 401 to `token`: the next [`TokenProvider::token`] must not return it.
+    /// `again`: a token fetched after an earlier 401 was refused too, so the credentials
+    /// themselves may have rotated and must be read afresh.
+    fn refused(&self, token: &SecretToken, again: bool);
 }
 
 /// A fixed token (CLI: `NERM_TOKEN` or `--token-file`); a refresh re-reads the file if any.
@@ -76,7 +80,7 @@ impl TokenProvider for StaticToken {
         let t = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
         Box::pin(async move { Ok(t) })
     }
-    fn invalidate(&self) {
+    fn refused(&self, _token: &SecretToken, _again: bool) {
         if let Some(path) = &self.file
             && let Ok(t) = read_token_file(path)
         {

@@ -170,6 +170,12 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     result
 }
 
+/// The token endpoint refused the PAT: no retry can help until someone fixes the secret, so the
+/// run ends like a config error, before any write.
+fn credentials_refused(e: &RunError) -> bool {
+    matches!(e, RunError::Nerm(crate::nerm::NermError::CredentialsRefused { .. }))
+}
+
 /// Report rows per part written by the ingest (unchanged and rejected rows, or a dry run's).
 const ROWS_PER_PART: usize = 10_000;
 /// Messages queued per send (the adapter splits them into SQS batches of ten).
@@ -335,7 +341,7 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
             finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
             return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
         }
-        Err(e @ (RunError::Nerm(_) | RunError::Report(_) | RunError::Sink(_))) => {
+        Err(e @ (RunError::Nerm(_) | RunError::Report(_) | RunError::Sink(_))) if !credentials_refused(&e) => {
             return Err(IngestError::Transient {
                 run_id: run.to_string(),
                 key: key.to_string(),

@@ -383,7 +383,7 @@ async fn a_user_created_by_sso_during_the_run_is_adopted_when_the_bulk_call_is_a
     a_user_created_meanwhile_is_adopted(sim, people, 5).await;
 }
 
-/// Hands out a stale token until it is invalidated, then the right one.
+/// Hands out a stale token until it is refused, then the right one.
 struct StaleThenFresh {
     fresh: AtomicBool,
     invalidations: AtomicUsize,
@@ -394,7 +394,7 @@ impl TokenProvider for StaleThenFresh {
         let t = if self.fresh.load(Ordering::SeqCst) { TOKEN } else { "stale-token" };
         Box::pin(async move { Ok(SecretToken::new(t)) })
     }
-    fn invalidate(&self) {
+    fn refused(&self, _token: &SecretToken, _again: bool) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.fresh.store(true, Ordering::SeqCst);
     }

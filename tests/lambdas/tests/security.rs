@@ -3,7 +3,8 @@
 //! - no secret leaks: every log line of a full run (TRACE for every crate, the AWS SDK and the
 //!   HTTP stack included), with NERM faults, a rotated token and the 401s it causes, every
 //!   object written to S3, every notification and every error is searched for the tokens and
-//!   the secret's JSON;
+//!   the secret's JSON; the same for an ISC PAT: its client secrets (rotated mid-test) and every
+//!   access token the token endpoint issued;
 //! - S3 keys never escape the configured prefixes: hostile keys in events are refused or, when
 //!   they are legitimate S3 keys, never become paths, and every object the pipeline writes
 //!   lands under the report or run-state prefix.
@@ -211,6 +212,91 @@ async fn no_token_or_secret_json_appears_in_logs_reports_notifications_or_errors
     assert_eq!(leak_in(&report_errors.join("\n"), &all), None, "a secret in a report error");
     // (the canary: the check itself finds a token where there is one)
     assert!(leak_in(&format!("Bearer {third}"), &all).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_client_secret_or_access_token_appears_in_logs_reports_notifications_or_errors_of_a_pat_run_with_a_rotation()
+{
+    // GIVEN every log line captured, a simulator issuing 3-second access tokens for an ISC PAT,
+    // the PAT in the secret, and warm Lambdas that ran once with it
+    let logs = capture();
+    tracing::info!("security test (PAT): capture on");
+    let (client_id, first_secret) = ("leak-pat-client", fresh_token("patfirst"));
+    let sim = Harness::with(json!({
+        "oauth": { "client_id": client_id, "client_secret": first_secret, "token_lifetime_s": 3 }
+    }))
+    .await;
+    let stack = Stack::with_sim("leakpat", sim).await;
+    stack.put_pat_secret(client_id, &first_secret).await;
+    let (ingest, provisioner) = (stack.ingest(), stack.provisioner());
+    let (answer, _) = stack.drop_csv(&ingest, "incoming/warm-up.csv", &to_csv(&employees(5))).await;
+    run_of(&answer, "started");
+    assert!(stack.drain(&provisioner).await.failures().is_empty());
+    let mut access_tokens = stack.sim.running.sim.issued_tokens();
+    let mut errors: Vec<String> = Vec::new();
+
+    // WHEN the client secret is rotated (the old one refused, its tokens revoked), the token
+    // endpoint and NERM turn faulty, and an export of 30 employees (one bad) arrives
+    let second_secret = fresh_token("patsecond");
+    stack.sim.configure(json!({ "oauth": { "client_secret": second_secret } })).await;
+    access_tokens.extend(stack.sim.running.sim.issued_tokens());
+    stack.sim.running.sim.revoke_tokens();
+    stack.put_pat_secret(client_id, &second_secret).await;
+    let token_faults: Vec<Value> = ["error", "throttle", "drop"]
+        .iter()
+        .map(|f| json!({ "route": nerm_sim::oauth::TOKEN_ROUTE, "fault": f }))
+        .collect();
+    stack
+        .sim
+        .configure(json!({ "faults": {
+            "error_rate": 0.1, "throttle_rate": 0.05, "throttle_retry_after_secs": 1, "seed": 7,
+            "script": token_faults
+        } }))
+        .await;
+    let people = employees(30);
+    let mut bad = bad_row("E99002", "bad.two@example.com");
+    bad.email = "bad.two.example.com".into();
+    let up = stack.upload("incoming/hr.csv", csv_with(&people, &[(4, bad)]).into_bytes(), None).await;
+    let answer = deliver_retrying(&stack, &ingest, &up, &mut errors).await;
+    let run = run_of(&answer, "started");
+    let drain = stack.drain(&provisioner).await;
+    let dead: Vec<String> =
+        stack.take_all(&stack.dlq).await.iter().map(|m| m.body().unwrap_or_default().to_string()).collect();
+    access_tokens.extend(stack.sim.running.sim.issued_tokens());
+
+    // THEN the run went through the rotation, the token endpoint's faults and the renewals
+    let stats = stack.sim.stats().await;
+    assert!(stats["token_refusals"].as_u64().unwrap_or(0) >= 1, "the old secret was refused: {stats}");
+    assert_eq!(stats["faults"]["token_error"], 1, "{stats}");
+    let summary = stack.summary(&run).await.expect("the run completed");
+    assert_eq!(summary.rows_total, 31, "{summary:#?}");
+    assert!(access_tokens.len() >= 3, "tokens were issued before and after the rotation: {}", access_tokens.len());
+    println!(
+        "PAT leak test: {} exchanges, {} batches, {} errors",
+        stats["token_requests"],
+        drain.batches.len(),
+        errors.len()
+    );
+
+    // AND no client secret, access token or secret JSON is anywhere
+    let mut all: Vec<String> = vec![first_secret.clone(), second_secret.clone()];
+    all.extend(access_tokens.iter().cloned());
+    let text = logs.text();
+    assert!(text.contains("security test (PAT): capture on") && text.contains("part provisioned"));
+    assert_eq!(leak_in(&text, &all), None, "a secret in the logs");
+    for key in stack.all_keys().await {
+        let body = String::from_utf8_lossy(&stack.object(&key).await.unwrap_or_default()).into_owned();
+        assert_eq!(leak_in(&body, &all), None, "a secret in s3://{}/{key}", stack.bucket);
+    }
+    for (subject, message) in stack.notifications().await {
+        assert_eq!(leak_in(&format!("{subject}\n{message}"), &all), None, "a secret in a notification");
+    }
+    for body in dead.iter().chain(&errors) {
+        assert_eq!(leak_in(body, &all), None, "a secret in a dead-lettered message or handler error");
+    }
+    let report_errors: Vec<String> = stack.report_rows(&run).await.into_iter().filter_map(|r| r.error).collect();
+    assert_eq!(leak_in(&report_errors.join("\n"), &all), None, "a secret in a report error");
+    assert!(leak_in(&format!("Bearer {}", access_tokens[0]), &all).is_some(), "the canary");
 }
 
 // ----- S3 keys never escape the configured prefixes ---------------------------------------------

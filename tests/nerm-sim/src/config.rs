@@ -18,6 +18,8 @@ pub struct SimConfig {
     pub spec_check: bool,
     pub behaviour: Behaviour,
     pub faults: Faults,
+    /// The ISC token endpoint and the PAT it accepts (none: `POST /oauth/token` answers 404).
+    pub oauth: Option<crate::oauth::OAuthClient>,
 }
 
 impl Default for SimConfig {
@@ -27,6 +29,7 @@ impl Default for SimConfig {
             spec_check: true,
             behaviour: Behaviour::default(),
             faults: Faults::default(),
+            oauth: None,
         }
     }
 }
@@ -306,6 +309,9 @@ impl SimConfig {
             && (rl.requests == 0 || rl.per_seconds == 0)
         {
             return Err("faults.rate_limit needs requests > 0 and per_seconds > 0 (omit it to turn it off)".into());
+        }
+        if self.oauth.as_ref().is_some_and(|o| o.token_lifetime_s == 0 || o.client_id.is_empty()) {
+            return Err("oauth needs a client_id and token_lifetime_s > 0".into());
         }
         let b = &self.behaviour;
         if b.page_max == 0 || b.page_default == 0 || b.bulk_max == 0 {

@@ -10,11 +10,13 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod oauth;
 pub mod seed;
 pub mod server;
 pub mod spec;
 pub mod tenant;
 
 pub use config::{Behaviour, CommitFailMode, FaultKind, Faults, JobMode, RateLimit, ScriptedFault, SimConfig};
+pub use oauth::OAuthClient;
 pub use seed::Seed;
 pub use server::{Running, Sim, Stats, router, start};

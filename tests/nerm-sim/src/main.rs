@@ -13,8 +13,17 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     port: u16,
     /// The API token clients must send (`Bearer <t>` or `Token token=<t>`); repeatable.
-    #[arg(long = "token", env = "NERM_SIM_TOKEN", required = true)]
+    #[arg(long = "token", env = "NERM_SIM_TOKEN", required_unless_present = "client_id")]
     tokens: Vec<String>,
+    /// Serve `POST /oauth/token` and accept this PAT client id (with --client-secret).
+    #[arg(long, requires = "client_secret")]
+    client_id: Option<String>,
+    /// The PAT client secret `POST /oauth/token` accepts.
+    #[arg(long, env = "NERM_SIM_CLIENT_SECRET", hide_env_values = true, requires = "client_id")]
+    client_secret: Option<String>,
+    /// `expires_in` of the access tokens issued, in seconds.
+    #[arg(long, default_value_t = 720)]
+    token_lifetime_s: u64,
     /// A TOML file with `[behaviour]` and `[faults]` tables (see the README); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -58,6 +67,14 @@ fn build_config(args: &Args) -> Result<SimConfig, String> {
         None => SimConfig::default(),
     };
     cfg.tokens = args.tokens.clone();
+    if let (Some(client_id), Some(client_secret)) = (&args.client_id, &args.client_secret) {
+        let token_lifetime_s = args.token_lifetime_s;
+        cfg.oauth = Some(nerm_sim::OAuthClient {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            token_lifetime_s,
+        });
+    }
     let f = &mut cfg.faults;
     if let Some(rl) = &args.rate_limit {
         f.rate_limit = parse_rate_limit(rl)?;
@@ -107,6 +124,9 @@ async fn main() -> ExitCode {
         }
     };
     println!("nerm-sim listening on {}", running.api_url());
+    if running.sim.config().oauth.is_some() {
+        println!("nerm-sim token URL {}", running.token_url());
+    }
     let _ = tokio::signal::ctrl_c().await;
     running.stop().await;
     ExitCode::SUCCESS

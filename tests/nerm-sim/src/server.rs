@@ -40,8 +40,14 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Faults injected, by kind (`error`, `throttle`, `slow`, `drop`, `commit_then_fail`, `down`).
     pub faults: BTreeMap<String, u64>,
-    /// Requests with a missing or unknown token.
+    /// Requests with a missing, unknown or expired token.
     pub unauthorized: u64,
+    /// Of those, requests with an issued access token past its expiry.
+    pub expired_tokens: u64,
+    /// `POST /oauth/token` requests (PAT exchanges), each attempt counted.
+    pub token_requests: u64,
+    /// Exchanges refused for a wrong client id or secret.
+    pub token_refusals: u64,
     /// Non-GET `/api` requests answered 2xx (or committed before a fault).
     pub writes: u64,
     pub total: u64,
@@ -71,6 +77,8 @@ pub struct Sim {
     rng: Mutex<StdRng>,
     pending_jobs: Mutex<Vec<PendingJob>>,
     spec: OnceLock<Spec>,
+    /// Access tokens issued by `POST /oauth/token`.
+    pub(crate) issued: crate::oauth::IssuedTokens,
 }
 
 impl Sim {
@@ -90,6 +98,7 @@ impl Sim {
             rng: Mutex::new(rng),
             pending_jobs: Mutex::new(Vec::new()),
             spec: OnceLock::new(),
+            issued: Default::default(),
         };
         sim.rebuild_limiter();
         Ok(Arc::new(sim))
@@ -111,11 +120,11 @@ impl Sim {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn bump(&self, f: impl FnOnce(&mut Stats)) {
+    pub(crate) fn bump(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    fn bump_fault(&self, kind: &str) {
+    pub(crate) fn bump_fault(&self, kind: &str) {
         self.bump(|s| *s.faults.entry(kind.to_string()).or_default() += 1);
     }
 
@@ -163,7 +172,7 @@ impl Sim {
     }
 
     /// Takes the first scripted fault for `route` out of the config.
-    fn scripted_fault(&self, route: &str) -> Option<FaultKind> {
+    pub(crate) fn scripted_fault(&self, route: &str) -> Option<FaultKind> {
         let mut cfg = self.config.write().unwrap_or_else(|e| e.into_inner());
         let at = cfg.faults.script.iter().position(|s| s.route == route)?;
         Some(cfg.faults.script.remove(at).fault)
@@ -235,7 +244,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 struct Dropped;
 
 /// A response whose body fails at once: hyper closes the connection without sending a byte.
-fn dropped_connection() -> Response {
+pub(crate) fn dropped_connection() -> Response {
     let stream = futures::stream::once(async {
         Err::<Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop"))
     });
@@ -292,11 +301,18 @@ async fn realism_inner(sim: &Arc<Sim>, req: Request, next: Next, route: &str, is
         sim.bump_fault("down");
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "Service Unavailable" }))).into_response();
     }
-    let Some(token) = bearer_token(req.headers()).filter(|t| cfg.tokens.contains(t)) else {
-        sim.bump(|s| s.unauthorized += 1);
-        return ApiError::Unauthorized.into_response();
+    let holder = match bearer_token(req.headers()).map(|t| crate::oauth::authorize(sim, &cfg, &t)) {
+        Some(Ok(holder)) => holder,
+        refused => {
+            let expired = matches!(refused, Some(Err(crate::oauth::Refusal::Expired)));
+            sim.bump(|s| {
+                s.unauthorized += 1;
+                s.expired_tokens += u64::from(expired);
+            });
+            return ApiError::Unauthorized.into_response();
+        }
     };
-    if let Some(retry_after_secs) = sim.rate_limited(&token) {
+    if let Some(retry_after_secs) = sim.rate_limited(&holder.rate_key()) {
         sim.bump(|s| s.rate_limited += 1);
         return too_many_requests(retry_after_secs, &cfg.behaviour);
     }
@@ -458,6 +474,13 @@ fn admin_routes() -> Router<Arc<Sim>> {
         .route("/sso/daily_refresh", post(daily_refresh))
         .route("/idp/groups", post(set_idp_groups))
         .route("/jobs/run", post(run_jobs))
+        .route("/oauth/revoke", post(revoke_tokens))
+}
+
+/// Forgets every access token issued (as deleting or rotating a PAT may): the next `/api`
+/// request with one is answered 401.
+async fn revoke_tokens(State(sim): State<Arc<Sim>>) -> Json<Value> {
+    Json(json!({ "revoked": sim.revoke_tokens() }))
 }
 
 type AdminResult = Result<Json<Value>, (StatusCode, Json<Value>)>;
@@ -505,6 +528,9 @@ async fn get_config(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let mut v = serde_json::to_value(sim.config()).unwrap_or(Value::Null);
     // Tokens are credentials: report how many, never which.
     v["tokens"] = json!(sim.config().tokens.len());
+    if let Some(client) = v.get_mut("oauth").and_then(Value::as_object_mut) {
+        client.insert("client_secret".into(), json!("***"));
+    }
     Json(v)
 }
 
@@ -553,7 +579,12 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), spec_check))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), variance))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), realism));
-    Router::new().nest("/api", api).nest("/_sim", admin_routes()).fallback(not_found).with_state(sim)
+    Router::new()
+        .nest("/api", api)
+        .nest("/_sim", admin_routes())
+        .merge(crate::oauth::routes())
+        .fallback(not_found)
+        .with_state(sim)
 }
 
 /// A simulator listening on 127.0.0.1; dropping it (or [`Running::stop`]) shuts it down.
@@ -568,6 +599,10 @@ impl Running {
     /// The NERM base URL, e.g. `http://127.0.0.1:4010/api`.
     pub fn api_url(&self) -> String {
         format!("http://{}/api", self.addr)
+    }
+    /// The ISC token URL for PAT exchanges, e.g. `http://127.0.0.1:4010/oauth/token`.
+    pub fn token_url(&self) -> String {
+        format!("http://{}/oauth/token", self.addr)
     }
     /// The server root, e.g. `http://127.0.0.1:4010`.
     pub fn root_url(&self) -> String {

@@ -115,3 +115,17 @@ fn the_binary_refuses_a_bad_rate_limit() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rate-limit"), "{out:?}");
 }
+
+#[tokio::test]
+async fn the_binary_serves_a_pat_token_endpoint_without_a_static_token() {
+    let sim = spawn(&["--port", "0", "--client-id", "cid", "--client-secret", "csecret", "--token-lifetime-s", "30"]);
+    let token_url = sim.api.replace("/api", "/oauth/token");
+    let client = client_with_timeout(Some(Duration::from_secs(10)));
+    let form = [("grant_type", "client_credentials"), ("client_id", "cid"), ("client_secret", "csecret")];
+    let resp = client.post(&token_url).form(&form).send().await.expect("an answer");
+    let body: Value = read_reply(resp).await.expect("a body").body;
+    assert_eq!(body["expires_in"], 30, "{body}");
+    let token = body["access_token"].as_str().expect("an access token");
+    assert_eq!(get(&sim.api, "/roles", token).await.0, 200);
+    assert_eq!(get(&sim.api, "/roles", "sim-token").await.0, 401);
+}

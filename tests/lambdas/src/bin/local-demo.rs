@@ -51,11 +51,19 @@ async fn drop_and_run(stack: &Stack, csv: &str, out: &std::path::Path) -> (share
 async fn main() {
     let out = PathBuf::from(std::env::var("DEMO_REPORT_DIR").unwrap_or_else(|_| "target/demo-report".into()));
     println!("== local stack: moto at {}, NERM simulator starting", common::moto_url());
-    let stack = Stack::new("demo").await;
+    // NERM tenants created after June 2025 take only ISC personal access tokens: the demo uses one.
+    let (client_id, client_secret) = ("demo-pat-client", "demo-pat-secret");
+    let sim = common::Harness::with(serde_json::json!({
+        "oauth": { "client_id": client_id, "client_secret": client_secret }
+    }))
+    .await;
+    let stack = Stack::with_sim("demo", sim).await;
+    stack.put_pat_secret(client_id, client_secret).await;
     println!(
-        "== bucket {}, work queue + DLQ, SNS topic, secret {} -> NERM simulator {}",
+        "== bucket {}, work queue + DLQ, SNS topic, secret {} (ISC PAT, token URL {}) -> NERM simulator {}",
         stack.bucket,
         stack.secret_id,
+        stack.sim.running.token_url(),
         stack.sim.api_url()
     );
     // The same generator the README shows: managers anywhere in the file, non-ASCII names,

@@ -471,6 +471,25 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("put_secret_value: {}", err(&e)));
     }
+
+    /// Puts an ISC PAT into the secret (a new AWSCURRENT version): the simulator's token URL,
+    /// `client_id` and `client_secret`.
+    pub async fn put_pat_secret(&self, client_id: &str, client_secret: &str) {
+        let text = pat_secret_json(&self.sim.api_url(), &self.sim.running.token_url(), client_id, client_secret);
+        self.aws
+            .secrets
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .secret_string(text)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put_secret_value: {}", err(&e)));
+    }
+}
+
+pub fn pat_secret_json(api_url: &str, token_url: &str, client_id: &str, client_secret: &str) -> String {
+    json!({ "base_url": api_url, "token_url": token_url, "client_id": client_id, "client_secret": client_secret })
+        .to_string()
 }
 
 pub fn secret_json(api_url: &str, token: &str) -> String {
