@@ -39,16 +39,22 @@ const LAST: [&str; 12] = [
 /// letter case now and then), roles, several statuses, and a department that is a number for
 /// every fourth (so a tenant answering numbers as JSON numbers is exercised).
 fn staff(n: usize) -> Vec<HrRow> {
+    // Managers form a tree (a cycle would cost its links, by design) but sit anywhere in the
+    // file: each row has a place in a ternary tree, shuffled over the file by a permutation.
+    assert!(n % 7 != 0, "7 must be coprime with {n} for the shuffle to be a permutation");
+    let place = |i: usize| (i * 7 + 3) % n;
+    let mut row_at = vec![0; n];
+    for i in 0..n {
+        row_at[place(i)] = i;
+    }
     (0..n)
         .map(|i| {
             let login = |i: usize| format!("staff{i:04}@example.com");
-            let manager = match i {
+            let manager = match place(i) {
                 _ if i % 9 == 0 => String::new(),
-                _ => {
-                    let m = match (i * 7 + 3) % n {
-                        m if m == i => (i + 1) % n,
-                        m => m,
-                    };
+                0 => String::new(),
+                p => {
+                    let m = row_at[(p - 1) / 3];
                     if i % 5 == 2 { login(m).to_uppercase() } else { login(m) }
                 }
             };
