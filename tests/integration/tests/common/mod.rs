@@ -748,3 +748,38 @@ pub fn tenant_records(state: &Value) -> Value {
         "user_managers": state["user_managers"],
     })
 }
+
+// ----- the workspace's binaries ----------------------------------------------------------------
+
+/// The path of binary `name` of this workspace, freshly built by the cargo running the tests
+/// (`cargo build --workspace --bins`, the same features as `make build`, so it is usually up to
+/// date already). Integration tests get `CARGO_BIN_EXE_*` only for their own package's binaries;
+/// this gives a test the exact binary a user runs, never a stale one. Built once per test binary.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<BTreeMap<String, std::path::PathBuf>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(build_workspace_bins);
+    match built.get(name) {
+        Some(path) => path.clone(),
+        None => panic!("no binary {name:?} in the workspace; built: {:?}", built.keys()),
+    }
+}
+
+fn build_workspace_bins() -> BTreeMap<String, std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--workspace", "--bins", "--message-format=json"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(out.status.success(), "cargo build --workspace --bins failed: {}", out.status);
+    let mut bins = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
+        if let (Some("compiler-artifact"), Some(exe)) = (msg["reason"].as_str(), msg["executable"].as_str()) {
+            bins.insert(msg["target"]["name"].as_str().unwrap_or_default().to_string(), exe.into());
+        }
+    }
+    bins
+}
