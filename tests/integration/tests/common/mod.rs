@@ -261,6 +261,39 @@ pub fn non_get_requests(stats: &Value) -> BTreeMap<String, u64> {
     requests_of(stats).into_iter().filter(|(k, _)| !k.starts_with("GET ")).collect()
 }
 
+/// The simulator injected every kind of fault `faults` (a `[faults]` patch) turns on: a test
+/// through faults must not pass as a plain import because injection stopped working. Rates
+/// map to the kinds `/_sim/stats` counts (`error_rate` → `error`, ...), `down: true` to `down`;
+/// a `script` entry counts under its `fault`. Returns the counts, for the test's note.
+#[track_caller]
+pub fn assert_faults_fired(faults: &Value, stats: &Value) -> BTreeMap<String, u64> {
+    let injected = |kind: &str| stats["faults"][kind].as_u64().unwrap_or(0);
+    // Each scripted fault fires once; a rate fires at least once (on top of the script's, the
+    // dice may draw none).
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for step in faults["script"].as_array().into_iter().flatten() {
+        *expected.entry(step["fault"].as_str().expect("a scripted fault").to_string()).or_insert(0) += 1;
+    }
+    for (key, value) in faults.as_object().into_iter().flatten() {
+        if let Some(kind) = key.strip_suffix("_rate")
+            && value.as_f64().is_some_and(|rate| rate > 0.0)
+        {
+            expected.entry(kind.to_string()).or_insert(1);
+        }
+    }
+    if faults["down"] == true {
+        expected.insert("down".to_string(), 1);
+    }
+    assert!(!expected.is_empty(), "no fault is configured in {faults}");
+    let mut seen = BTreeMap::new();
+    for (kind, at_least) in expected {
+        let n = injected(&kind);
+        assert!(n >= at_least, "{faults} was configured, yet {n} {kind} fault(s) were injected: {}", stats["faults"]);
+        seen.insert(kind, n);
+    }
+    seen
+}
+
 /// Progress messages go to stderr (shown for failing tests).
 pub fn log_progress(msg: &str) {
     eprintln!("engine: {msg}");
