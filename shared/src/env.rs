@@ -4,8 +4,11 @@
 /// Where settings come from: the process environment ([`Env::process`]) or, in tests, any
 /// lookup ([`Env::from_fn`]), which also lets a test see every name a function asks for.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Box<Lookup<'a>>,
 }
+
+/// A variable's value by name.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl Env<'static> {
     /// The process environment (a Lambda's configuration).

@@ -47,7 +47,7 @@ fn variables(function: &str) -> BTreeMap<String, String> {
 }
 
 /// The text after the last `sep`.
-fn last<'a>(s: &'a str, sep: char) -> &'a str {
+fn last(s: &str, sep: char) -> &str {
     s.rsplit(sep).next().unwrap_or(s)
 }
 
