@@ -3,7 +3,7 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: help demo report-screenshot bench build test lint template-checks unit-and-integration fmt sim
+.PHONY: help demo report-screenshot bench build test lint template-checks unit-and-integration local-invoke fmt sim
 
 help:
 	@echo "make demo             - the main job locally: moto + NERM simulator + the real Lambda handlers, two drops of an HR export"
@@ -12,6 +12,7 @@ help:
 	@echo "make test             - everything CI runs: format check, clippy, template checks, all tests"
 	@echo "make lint             - rustfmt check and clippy with warnings as errors"
 	@echo "make template-checks  - sam validate --lint, cfn-lint and checkov on template.yaml (pinned, own venvs)"
+	@echo "make local-invoke     - the shipped events (infra/events/) through the real function binaries and a local Runtime API (no Docker)"
 	@echo "make sim              - the NERM simulator with its demo tenant on http://127.0.0.1:4010/api (token sim-token; PAT sim-client/sim-secret at /oauth/token)"
 	@echo "make build            - build the workspace"
 	@echo "make fmt              - format the code"
@@ -45,6 +46,12 @@ unit-and-integration:
 	infra/local/with-moto.sh $(CARGO) test --workspace --locked
 
 test: lint template-checks unit-and-integration
+
+# `sam local invoke` without Docker: both function binaries under a local Lambda Runtime API,
+# infra/env.json pointed at moto and the simulator, every shipped event (tests/lambdas/tests/binaries.rs).
+local-invoke:
+	$(CARGO) build --locked -p csv-ingest -p nerm-provisioner
+	infra/local/with-moto.sh $(CARGO) test --locked -p lambda-tests --test binaries
 
 fmt:
 	$(CARGO) fmt --all

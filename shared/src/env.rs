@@ -1,30 +1,64 @@
 //! Reading settings from the environment (the Lambdas' configuration), with errors that name
 //! the variable.
 
-/// A required, non-blank variable.
-pub fn var(name: &str) -> Result<String, String> {
-    std::env::var(name)
-        .map(|v| v.trim().to_string())
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("environment variable {name} is not set"))
+/// Where settings come from: the process environment ([`Env::process`]) or, in tests, any
+/// lookup ([`Env::from_fn`]), which also lets a test see every name a function asks for.
+pub struct Env<'a> {
+    lookup: Box<Lookup<'a>>,
 }
 
-/// An optional variable; blank counts as unset.
-pub fn var_opt(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
+/// A variable's value by name.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
-pub fn var_or(name: &str, default: &str) -> String {
-    var_opt(name).unwrap_or_else(|| default.to_string())
-}
-
-/// A whole number, `default` when unset.
-pub fn number(name: &str, default: u32) -> Result<u32, String> {
-    match var_opt(name) {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("environment variable {name} must be a whole number, got {v:?}")),
+impl Env<'static> {
+    /// The process environment (a Lambda's configuration).
+    pub fn process() -> Env<'static> {
+        Env::from_fn(|name| std::env::var(name).ok())
     }
+}
+
+impl<'a> Env<'a> {
+    pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Env<'a> {
+        Env { lookup: Box::new(lookup) }
+    }
+
+    /// A required, non-blank variable.
+    pub fn var(&self, name: &str) -> Result<String, String> {
+        self.var_opt(name).ok_or_else(|| format!("environment variable {name} is not set"))
+    }
+
+    /// An optional variable; blank counts as unset.
+    pub fn var_opt(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    pub fn var_or(&self, name: &str, default: &str) -> String {
+        self.var_opt(name).unwrap_or_else(|| default.to_string())
+    }
+
+    /// A whole number, `default` when unset.
+    pub fn number(&self, name: &str, default: u32) -> Result<u32, String> {
+        match self.var_opt(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("environment variable {name} must be a whole number, got {v:?}")),
+        }
+    }
+
+    /// This worker's share of NERM's rate limit (requests per 10 s). Every instance that can call
+    /// NERM at once gets an equal share of `NERM_REQUESTS_PER_10S`: the provisioners
+    /// (`PROVISIONER_MAX_CONCURRENCY`) and the ingests (`INGEST_RESERVED_CONCURRENCY`), whose
+    /// snapshot of one upload may overlap another run's provisioning.
+    pub fn nerm_share_per_10s(&self) -> Result<u32, String> {
+        let total = self.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
+        let provisioners = self.number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
+        let ingests = self.number("INGEST_RESERVED_CONCURRENCY", 1)?.max(1);
+        Ok((total / (provisioners + ingests)).max(1))
+    }
+}
+
+/// An optional variable of the process environment; blank counts as unset.
+pub fn var_opt(name: &str) -> Option<String> {
+    Env::process().var_opt(name)
 }
 
 /// Writes a function's CloudWatch metrics (counts, dimension `Function`); see [`crate::metrics`].

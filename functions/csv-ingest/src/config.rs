@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use shared::config::MappingConfig;
-use shared::env::{number, var, var_opt, var_or};
+use shared::env::Env;
 use shared::pipeline::Settings;
 
 /// The mapping config packaged with the function (replace the file, or set `CONFIG_S3_KEY`).
@@ -16,30 +16,123 @@ pub struct Config {
     pub topic_arn: String,
     pub secret_id: String,
     pub settings: Settings,
-    /// NERM requests per 10 s for the whole deployment; the ingest's reads use all of it.
+    /// This ingest's share of the NERM limit ([`Env::nerm_share_per_10s`]): its snapshot may
+    /// run while provisioners apply another run.
     pub requests_per_10s: u32,
     /// A mapping config in the bucket instead of the packaged one.
     pub config_s3_key: Option<String>,
+    /// Where the uploaded file is downloaded to (Lambda's `/tmp`).
     pub work_dir: PathBuf,
 }
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let settings = Settings::from_env()?;
+        Config::from_vars(&Env::process())
+    }
+
+    pub fn from_vars(env: &Env) -> Result<Config, String> {
+        let settings = Settings::from_vars(env)?;
         Ok(Config {
-            bucket: var("BUCKET_NAME")?,
-            queue_url: var("QUEUE_URL")?,
-            topic_arn: var("SUMMARY_TOPIC_ARN")?,
-            secret_id: var("NERM_SECRET_ID")?,
+            bucket: env.var("BUCKET_NAME")?,
+            queue_url: env.var("QUEUE_URL")?,
+            topic_arn: env.var("SUMMARY_TOPIC_ARN")?,
+            secret_id: env.var("NERM_SECRET_ID")?,
             settings,
-            requests_per_10s: number("NERM_REQUESTS_PER_10S", 100)?.max(1),
-            config_s3_key: var_opt("CONFIG_S3_KEY"),
-            work_dir: PathBuf::from(var_or("WORK_DIR", "/tmp")),
+            requests_per_10s: env.nerm_share_per_10s()?,
+            config_s3_key: env.var_opt("CONFIG_S3_KEY"),
+            work_dir: PathBuf::from(env.var_or("WORK_DIR", "/tmp")),
         })
     }
 
     /// The mapping config: from the bucket when `CONFIG_S3_KEY` is set, else the packaged one.
     pub fn mapping(text: &str, origin: &str) -> Result<MappingConfig, String> {
         MappingConfig::from_toml_str(text).map_err(|e| format!("mapping config {origin}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn required() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("BUCKET_NAME", "hr-bucket"),
+            ("QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/work"),
+            ("SUMMARY_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:runs"),
+            ("NERM_SECRET_ID", "nerm/secret"),
+        ])
+    }
+
+    fn config(vars: &HashMap<&str, &str>) -> Result<Config, String> {
+        Config::from_vars(&Env::from_fn(|name| vars.get(name).map(|v| v.to_string())))
+    }
+
+    #[test]
+    fn only_the_resource_names_are_required_and_the_rest_take_the_template_defaults() {
+        let cfg = config(&required()).expect("a config");
+        assert_eq!(cfg.bucket, "hr-bucket");
+        assert_eq!(cfg.settings, Settings::default());
+        assert_eq!(cfg.work_dir, PathBuf::from("/tmp"));
+        assert_eq!(cfg.config_s3_key, None);
+        // 100 requests per 10 s shared by 2 provisioners and 1 ingest.
+        assert_eq!(cfg.requests_per_10s, 33);
+    }
+
+    #[test]
+    fn each_missing_or_blank_required_variable_is_named_in_the_error() {
+        for name in ["BUCKET_NAME", "QUEUE_URL", "SUMMARY_TOPIC_ARN", "NERM_SECRET_ID"] {
+            let mut vars = required();
+            vars.remove(name);
+            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            vars.insert(name, "  ");
+            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+        }
+    }
+
+    #[test]
+    fn a_malformed_number_is_an_error_naming_the_variable_and_the_value() {
+        for name in [
+            "NERM_REQUESTS_PER_10S",
+            "PROVISIONER_MAX_CONCURRENCY",
+            "INGEST_RESERVED_CONCURRENCY",
+            "ITEMS_PER_MESSAGE",
+            "WAIT_DELAY_SECONDS",
+        ] {
+            let mut vars = required();
+            vars.insert(name, "10/s");
+            assert_eq!(
+                config(&vars).unwrap_err(),
+                format!("environment variable {name} must be a whole number, got \"10/s\""),
+            );
+        }
+    }
+
+    #[test]
+    fn the_ingest_paces_to_its_share_of_the_deployment_limit() {
+        let mut vars = required();
+        vars.extend([("NERM_REQUESTS_PER_10S", "250"), ("PROVISIONER_MAX_CONCURRENCY", "4")]);
+        assert_eq!(config(&vars).unwrap().requests_per_10s, 50);
+        vars.insert("NERM_REQUESTS_PER_10S", "3");
+        assert_eq!(config(&vars).unwrap().requests_per_10s, 1, "never zero");
+    }
+
+    #[test]
+    fn set_variables_override_the_defaults() {
+        let mut vars = required();
+        vars.extend([
+            ("INPUT_PREFIX", "hr/in/"),
+            ("ITEMS_PER_MESSAGE", "10"),
+            ("WAIT_DELAY_SECONDS", "5"),
+            ("WORK_DIR", "/mnt/scratch"),
+            ("CONFIG_S3_KEY", "config/mapping.toml"),
+        ]);
+        let cfg = config(&vars).unwrap();
+        assert_eq!(cfg.settings.input_prefix, "hr/in/");
+        assert_eq!(cfg.settings.items_per_message, 10);
+        assert_eq!(cfg.settings.wait_delay_seconds, 5);
+        assert_eq!(cfg.work_dir, PathBuf::from("/mnt/scratch"));
+        assert_eq!(cfg.config_s3_key.as_deref(), Some("config/mapping.toml"));
     }
 }

@@ -1,6 +1,6 @@
 //! The provisioner's settings, from its environment (names as in template.yaml).
 
-use shared::env::{number, var};
+use shared::env::Env;
 use shared::pipeline::Settings;
 
 #[derive(Debug, Clone)]
@@ -10,8 +10,9 @@ pub struct Config {
     pub topic_arn: String,
     pub secret_id: String,
     pub settings: Settings,
-    /// This worker's share of the NERM limit: the deployment's requests per 10 s divided by the
-    /// number of workers SQS may run at once (the event source's maximum concurrency).
+    /// This worker's share of the NERM limit ([`Env::nerm_share_per_10s`]): the deployment's
+    /// requests per 10 s divided by every instance that may call NERM at once (the event
+    /// source's maximum concurrency plus the ingest's).
     pub requests_per_10s: u32,
     /// The queue's redrive limit: on that receive, failures are reported before the DLQ.
     pub max_receive_count: u32,
@@ -19,17 +20,85 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Config, String> {
-        let settings = Settings::from_env()?;
-        let total = number("NERM_REQUESTS_PER_10S", 100)?.max(1);
-        let workers = number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
+        Config::from_vars(&Env::process())
+    }
+
+    pub fn from_vars(env: &Env) -> Result<Config, String> {
+        let settings = Settings::from_vars(env)?;
         Ok(Config {
-            bucket: var("BUCKET_NAME")?,
-            queue_url: var("QUEUE_URL")?,
-            topic_arn: var("SUMMARY_TOPIC_ARN")?,
-            secret_id: var("NERM_SECRET_ID")?,
+            bucket: env.var("BUCKET_NAME")?,
+            queue_url: env.var("QUEUE_URL")?,
+            topic_arn: env.var("SUMMARY_TOPIC_ARN")?,
+            secret_id: env.var("NERM_SECRET_ID")?,
             settings,
-            requests_per_10s: (total / workers).max(1),
-            max_receive_count: number("MAX_RECEIVE_COUNT", 5)?.max(1),
+            requests_per_10s: env.nerm_share_per_10s()?,
+            max_receive_count: env.number("MAX_RECEIVE_COUNT", 5)?.max(1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn required() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("BUCKET_NAME", "hr-bucket"),
+            ("QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/work"),
+            ("SUMMARY_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:runs"),
+            ("NERM_SECRET_ID", "nerm/secret"),
+        ])
+    }
+
+    fn config(vars: &HashMap<&str, &str>) -> Result<Config, String> {
+        Config::from_vars(&Env::from_fn(|name| vars.get(name).map(|v| v.to_string())))
+    }
+
+    #[test]
+    fn only_the_resource_names_are_required_and_the_rest_take_the_template_defaults() {
+        let cfg = config(&required()).expect("a config");
+        assert_eq!(cfg.queue_url, "https://sqs.eu-west-1.amazonaws.com/123456789012/work");
+        assert_eq!(cfg.settings, Settings::default());
+        assert_eq!(cfg.max_receive_count, 5);
+        assert_eq!(cfg.requests_per_10s, 33);
+    }
+
+    #[test]
+    fn each_missing_or_blank_required_variable_is_named_in_the_error() {
+        for name in ["BUCKET_NAME", "QUEUE_URL", "SUMMARY_TOPIC_ARN", "NERM_SECRET_ID"] {
+            let mut vars = required();
+            vars.remove(name);
+            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            vars.insert(name, "");
+            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+        }
+    }
+
+    #[test]
+    fn a_malformed_number_is_an_error_naming_the_variable_and_the_value() {
+        for name in ["NERM_REQUESTS_PER_10S", "PROVISIONER_MAX_CONCURRENCY", "MAX_RECEIVE_COUNT", "WAIT_DELAY_SECONDS"]
+        {
+            let mut vars = required();
+            vars.insert(name, "-1");
+            assert_eq!(
+                config(&vars).unwrap_err(),
+                format!("environment variable {name} must be a whole number, got \"-1\""),
+            );
+        }
+    }
+
+    #[test]
+    fn each_worker_paces_to_its_share_so_the_fleet_and_the_ingest_stay_under_the_limit() {
+        let mut vars = required();
+        vars.extend([
+            ("NERM_REQUESTS_PER_10S", "100"),
+            ("PROVISIONER_MAX_CONCURRENCY", "4"),
+            ("INGEST_RESERVED_CONCURRENCY", "1"),
+        ]);
+        let share = config(&vars).unwrap().requests_per_10s;
+        assert_eq!(share, 20);
+        assert!(share * (4 + 1) <= 100);
     }
 }

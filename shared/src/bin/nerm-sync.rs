@@ -1,6 +1,7 @@
 //! `nerm-sync`: run the import engine from a shell (wiring only).
 //!
-//! Exit codes: 0 every row done, 2 some rows rejected or failed, 1 the run did not start.
+//! Exit codes: 0 every row done, 2 some rows rejected or failed, 1 the run did not start,
+//! 64 a usage error (`EX_USAGE` of sysexits.h; clap's own 2 would read as a partial import).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -58,6 +59,15 @@ struct Args {
     client_secret_file: Option<PathBuf>,
 }
 
+/// The command line was wrong (unknown flag, missing argument): nothing was read or written.
+const EXIT_USAGE: u8 = 64;
+
+/// Prints clap's message; `--help` and `--version` are not errors and exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("nerm-sync: {msg}");
     ExitCode::from(1)
@@ -93,7 +103,10 @@ fn credentials(args: &Args) -> Result<Arc<dyn TokenProvider>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let (dry_run, args) = match cli.command {
         Command::Plan(a) => (true, a),
         Command::Apply(a) => (false, a),

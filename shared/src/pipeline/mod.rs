@@ -62,13 +62,17 @@ impl Default for Settings {
 impl Settings {
     /// The deployment's settings from the Lambda environment (template.yaml names).
     pub fn from_env() -> Result<Settings, String> {
-        use crate::env::{number, var_or};
+        Settings::from_vars(&crate::env::Env::process())
+    }
+
+    /// The settings from `env` (defaults as in [`Settings::default`]).
+    pub fn from_vars(env: &crate::env::Env) -> Result<Settings, String> {
         Ok(Settings {
-            input_prefix: var_or("INPUT_PREFIX", "incoming/"),
-            report_prefix: var_or("REPORT_PREFIX", "reports/"),
-            run_state_prefix: var_or("RUN_STATE_PREFIX", "runs/"),
-            items_per_message: number("ITEMS_PER_MESSAGE", 25)?.max(1) as usize,
-            wait_delay_seconds: number("WAIT_DELAY_SECONDS", 30)?,
+            input_prefix: env.var_or("INPUT_PREFIX", "incoming/"),
+            report_prefix: env.var_or("REPORT_PREFIX", "reports/"),
+            run_state_prefix: env.var_or("RUN_STATE_PREFIX", "runs/"),
+            items_per_message: env.number("ITEMS_PER_MESSAGE", 25)?.max(1) as usize,
+            wait_delay_seconds: env.number("WAIT_DELAY_SECONDS", 30)?,
             ..Settings::default()
         })
     }

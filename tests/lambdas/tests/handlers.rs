@@ -383,6 +383,7 @@ async fn nerm_down_marks_rows_failed_and_redrive_completes() {
 
     // WHEN the provisioner works the queue while NERM answers 503 to everything
     let drain = stack.drain(&provisioner).await;
+    common::engine::assert_faults_fired(&json!({ "down": true }), &stack.sim.stats().await);
 
     // THEN it reports the message failed on every receive, the last one included
     let counts = drain.receive_counts();

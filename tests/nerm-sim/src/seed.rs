@@ -11,6 +11,13 @@ use crate::error::ApiError;
 use crate::model::*;
 use crate::tenant::Tenant;
 
+/// The id of a seeded role, profile type or attribute: the same for the same uid in every
+/// simulator, so a recorded work message (`infra/events/sqs-batch.json`) or a saved config
+/// names the demo tenant's records whenever it starts, as a real tenant's ids stay put.
+fn seeded_id(kind: &str, uid: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("nerm-sim/{kind}/{uid}").as_bytes())
+}
+
 /// Records to add; every part is optional. Attributes and types refer to each other by `uid`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -182,7 +189,7 @@ impl Seed {
                 continue;
             }
             tenant.add_role(Role {
-                id: Uuid::new_v4(),
+                id: seeded_id("role", &uid),
                 uid,
                 name: r.name.clone(),
                 groups: r.groups.clone(),
@@ -197,7 +204,7 @@ impl Seed {
             }
             if tenant.profile_type_by_key(&t.uid).is_none() {
                 tenant.add_profile_type(ProfileType {
-                    id: Uuid::new_v4(),
+                    id: seeded_id("profile_type", &t.uid),
                     uid: t.uid.clone(),
                     name: t.name.clone(),
                     category: t.category.clone(),
@@ -232,7 +239,7 @@ impl Seed {
                 None => None,
             };
             tenant.add_attribute(NeAttribute {
-                id: Uuid::new_v4(),
+                id: seeded_id("ne_attribute", &a.uid),
                 uid: a.uid.clone(),
                 label: a.label.clone(),
                 data_type: a.data_type.clone(),

@@ -261,6 +261,39 @@ pub fn non_get_requests(stats: &Value) -> BTreeMap<String, u64> {
     requests_of(stats).into_iter().filter(|(k, _)| !k.starts_with("GET ")).collect()
 }
 
+/// The simulator injected every kind of fault `faults` (a `[faults]` patch) turns on: a test
+/// through faults must not pass as a plain import because injection stopped working. Rates
+/// map to the kinds `/_sim/stats` counts (`error_rate` → `error`, ...), `down: true` to `down`;
+/// a `script` entry counts under its `fault`. Returns the counts, for the test's note.
+#[track_caller]
+pub fn assert_faults_fired(faults: &Value, stats: &Value) -> BTreeMap<String, u64> {
+    let injected = |kind: &str| stats["faults"][kind].as_u64().unwrap_or(0);
+    // Each scripted fault fires once; a rate fires at least once (on top of the script's, the
+    // dice may draw none).
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for step in faults["script"].as_array().into_iter().flatten() {
+        *expected.entry(step["fault"].as_str().expect("a scripted fault").to_string()).or_insert(0) += 1;
+    }
+    for (key, value) in faults.as_object().into_iter().flatten() {
+        if let Some(kind) = key.strip_suffix("_rate")
+            && value.as_f64().is_some_and(|rate| rate > 0.0)
+        {
+            expected.entry(kind.to_string()).or_insert(1);
+        }
+    }
+    if faults["down"] == true {
+        expected.insert("down".to_string(), 1);
+    }
+    assert!(!expected.is_empty(), "no fault is configured in {faults}");
+    let mut seen = BTreeMap::new();
+    for (kind, at_least) in expected {
+        let n = injected(&kind);
+        assert!(n >= at_least, "{faults} was configured, yet {n} {kind} fault(s) were injected: {}", stats["faults"]);
+        seen.insert(kind, n);
+    }
+    seen
+}
+
 /// Progress messages go to stderr (shown for failing tests).
 pub fn log_progress(msg: &str) {
     eprintln!("engine: {msg}");
@@ -752,4 +785,39 @@ pub fn tenant_records(state: &Value) -> Value {
         "user_profiles": state["user_profiles"],
         "user_managers": state["user_managers"],
     })
+}
+
+// ----- the workspace's binaries ----------------------------------------------------------------
+
+/// The path of binary `name` of this workspace, freshly built by the cargo running the tests
+/// (`cargo build --workspace --bins`, the same features as `make build`, so it is usually up to
+/// date already). Integration tests get `CARGO_BIN_EXE_*` only for their own package's binaries;
+/// this gives a test the exact binary a user runs, never a stale one. Built once per test binary.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<BTreeMap<String, std::path::PathBuf>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(build_workspace_bins);
+    match built.get(name) {
+        Some(path) => path.clone(),
+        None => panic!("no binary {name:?} in the workspace; built: {:?}", built.keys()),
+    }
+}
+
+fn build_workspace_bins() -> BTreeMap<String, std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = std::process::Command::new(&cargo)
+        .args(["build", "--quiet", "--workspace", "--bins", "--message-format=json"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(out.status.success(), "cargo build --workspace --bins failed: {}", out.status);
+    let mut bins = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else { continue };
+        if let (Some("compiler-artifact"), Some(exe)) = (msg["reason"].as_str(), msg["executable"].as_str()) {
+            bins.insert(msg["target"]["name"].as_str().unwrap_or_default().to_string(), exe.into());
+        }
+    }
+    bins
 }

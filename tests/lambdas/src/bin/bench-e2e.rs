@@ -226,14 +226,21 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
 
     // The deployment's settings and pace (template.yaml defaults, unless the flags say otherwise).
     let settings = Settings { wait_delay_seconds: cli.wait_delay, ..Settings::default() };
+    // Each instance's share of the limit, as the functions compute it from their environment.
+    let share = shared::env::Env::from_fn(|name| match name {
+        "NERM_REQUESTS_PER_10S" => Some(limit.per_10s().to_string()),
+        "PROVISIONER_MAX_CONCURRENCY" => Some(cli.workers.to_string()),
+        _ => None,
+    })
+    .nerm_share_per_10s()?;
     let ingest = stack.ingest_with(csv_ingest::config::Config {
         settings: settings.clone(),
-        requests_per_10s: limit.per_10s(),
+        requests_per_10s: share,
         ..stack.ingest_config()
     });
     let provisioner = nerm_provisioner::config::Config {
         settings: settings.clone(),
-        requests_per_10s: (limit.per_10s() / cli.workers).max(1),
+        requests_per_10s: share,
         ..stack.provisioner_config()
     };
     let workers: Vec<nerm_provisioner::handler::Deps> = (0..cli.workers)

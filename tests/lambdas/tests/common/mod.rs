@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use shared::pipeline::Settings;
 use shared::report::{RowReport, Summary};
 
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use engine::{HEADER, Harness, HrRow, TOKEN};
 
 /// The queue's redrive limit, also given to the provisioner (its last attempt).
@@ -143,6 +144,17 @@ impl Drain {
     }
 }
 
+/// What a [`Stack`]'s resources are called.
+pub struct Names {
+    pub bucket: String,
+    pub queue: String,
+    pub dlq: String,
+    pub topic: String,
+    /// An SQS queue subscribed to the topic.
+    pub inbox: String,
+    pub secret_id: String,
+}
+
 /// Everything one test needs, all of it its own.
 pub struct Stack {
     pub sim: Harness,
@@ -171,9 +183,22 @@ impl Stack {
     }
 
     pub async fn with_sim(tag: &str, sim: Harness) -> Stack {
-        let aws = Aws::connect().await;
         let name = unique(&format!("lt-{tag}"));
+        let names = Names {
+            queue: format!("{name}-work"),
+            dlq: format!("{name}-dlq"),
+            topic: format!("{name}-runs"),
+            inbox: format!("{name}-inbox"),
+            secret_id: format!("{name}/nerm"),
+            bucket: name,
+        };
+        Stack::named(names, sim).await
+    }
 
+    /// A stage whose resources have the given names (e.g. those `infra/env.json` points at).
+    pub async fn named(names: Names, sim: Harness) -> Stack {
+        let aws = Aws::connect().await;
+        let name = names.bucket;
         aws.s3
             .create_bucket()
             .bucket(&name)
@@ -193,11 +218,11 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("versioning on {name}: {}", err(&e)));
 
-        let dlq = create_queue(&aws, &format!("{name}-dlq"), &[]).await;
+        let dlq = create_queue(&aws, &names.dlq, &[]).await;
         let redrive = json!({ "deadLetterTargetArn": dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT }).to_string();
         let queue = create_queue(
             &aws,
-            &format!("{name}-work"),
+            &names.queue,
             &[(QueueAttributeName::RedrivePolicy, redrive), (QueueAttributeName::VisibilityTimeout, "60".into())],
         )
         .await;
@@ -205,14 +230,14 @@ impl Stack {
         let topic_arn = aws
             .sns
             .create_topic()
-            .name(format!("{name}-runs"))
+            .name(&names.topic)
             .send()
             .await
             .unwrap_or_else(|e| panic!("create topic: {}", err(&e)))
             .topic_arn()
             .expect("a topic ARN")
             .to_string();
-        let inbox = create_queue(&aws, &format!("{name}-inbox"), &[]).await;
+        let inbox = create_queue(&aws, &names.inbox, &[]).await;
         aws.sns
             .subscribe()
             .topic_arn(&topic_arn)
@@ -222,7 +247,7 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("subscribe the inbox: {}", err(&e)));
 
-        let secret_id = format!("{name}/nerm");
+        let secret_id = names.secret_id;
         aws.secrets
             .create_secret()
             .name(&secret_id)
