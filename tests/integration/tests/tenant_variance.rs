@@ -41,7 +41,7 @@ const LAST: [&str; 12] = [
 fn staff(n: usize) -> Vec<HrRow> {
     // Managers form a tree (a cycle would cost its links, by design) but sit anywhere in the
     // file: each row has a place in a ternary tree, shuffled over the file by a permutation.
-    assert!(n % 7 != 0, "7 must be coprime with {n} for the shuffle to be a permutation");
+    assert!(!n.is_multiple_of(7), "7 must be coprime with {n} for the shuffle to be a permutation");
     let place = |i: usize| (i * 7 + 3) % n;
     let mut row_at = vec![0; n];
     for i in 0..n {
