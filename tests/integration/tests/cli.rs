@@ -98,6 +98,8 @@ async fn an_import_where_every_row_is_done_exits_0_with_the_summary_on_stderr() 
     assert!(err.contains(&format!("nerm-sync: report in {}", scratch.report_dir().display())), "stderr:\n{err}");
     assert_eq!(summary_json(&scratch.report_dir())["rows_total"], 12);
     assert!(scratch.report_dir().join("report.csv").is_file());
+    let page = std::fs::read_to_string(scratch.report_dir().join("report.html")).expect("report.html is written");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("created: <b>12</b>"), "{page}");
     assert_nerm_matches(&sim.state().await, &employees(12));
 }
 
@@ -189,4 +191,51 @@ async fn a_usage_error_exits_64_naming_the_problem_while_help_and_version_exit_0
         assert_eq!(out.status.code(), Some(0), "{flag}: stderr:\n{}", stderr(&out));
         assert!(stdout.contains(expected), "{flag}: stdout:\n{stdout}");
     }
+}
+
+fn check_args(config: &str, api_url: &str) -> Vec<String> {
+    ["check", "--config", config, "--nerm-url", api_url].map(String::from).to_vec()
+}
+
+/// The request count `check` prints on stderr.
+fn requests_of(err: &str) -> u64 {
+    let line = err.lines().find(|l| l.ends_with(" NERM requests")).unwrap_or_else(|| panic!("no count:\n{err}"));
+    line.trim_start_matches("nerm-sync: ").trim_end_matches(" NERM requests").parse().expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_the_example_mapping_on_the_demo_tenant_in_at_most_20_requests() {
+    // GIVEN the demo tenant and the shipped mapping
+    let sim = Harness::start().await;
+
+    // WHEN nerm-sync check runs
+    let out = nerm_sync(check_args(&example_config_path(), &sim.api_url()), Some(TOKEN)).await;
+
+    // THEN it exits 0 with a verdict per item, in at most 20 requests and no write
+    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{err}");
+    assert!(stdout.contains("ok  credentials:") && stdout.contains("ok  profile.type:"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("verdict: the mapping can run"), "{stdout}");
+    assert!(requests_of(&err) <= 20, "{err}");
+    assert!(non_get_requests(&sim.stats().await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exits_1_for_an_unknown_profile_type_saying_which() {
+    // GIVEN a mapping naming a profile type the tenant does not have
+    let sim = Harness::start().await;
+    let scratch = Scratch::new("check");
+    let config = scratch.0.join("staff.toml");
+    let text = std::fs::read_to_string(example_config_path()).expect("the example config");
+    std::fs::write(&config, text.replacen("type = \"employee\"", "type = \"staff\"", 1)).expect("written");
+
+    // WHEN nerm-sync check runs
+    let out = nerm_sync(check_args(&config.display().to_string(), &sim.api_url()), Some(TOKEN)).await;
+
+    // THEN it exits 1, and the failed item names the profile type and the known ones
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{}", stderr(&out));
+    let failed = stdout.lines().find(|l| l.contains("FAIL  profile.type:")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(failed.contains("`staff` does not exist") && failed.contains("employee (Employee)"), "{failed}");
+    assert!(stdout.trim_end().ends_with("verdict: the mapping cannot run"), "{stdout}");
 }
