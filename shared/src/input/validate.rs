@@ -387,13 +387,21 @@ pub struct StatusSet {
 }
 
 impl StatusSet {
-    /// The set of `allowed` values (trimmed), e.g. `["Active", "Inactive", "On Leave"]`.
+    /// The set of `allowed` values (trimmed), e.g. `["Active", "Inactive", "On Leave"]`. A value
+    /// given twice (the user and the profile status maps share keys) is kept once, first spelling first.
     pub fn new<I, S>(allowed: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self { allowed: allowed.into_iter().map(|s| s.into().trim().to_owned()).collect() }
+        let mut set: Vec<String> = Vec::new();
+        for value in allowed {
+            let value = value.into().trim().to_owned();
+            if !set.iter().any(|known| same_ignoring_case(known, &value)) {
+                set.push(value);
+            }
+        }
+        Self { allowed: set }
     }
 
     /// The canonical spelling of `value`, if allowed.
@@ -437,6 +445,13 @@ mod tests {
     use super::*;
 
     const LINE: u64 = 17;
+
+    #[test]
+    fn a_status_listed_by_both_status_maps_is_offered_once_in_the_error() {
+        let set = StatusSet::new(["Active", "Leave", " active", "LEAVE", "Terminated"]);
+        assert_eq!(set.allowed(), ["Active", "Leave", "Terminated"]);
+        assert_eq!(set.canonical("leave"), Some("Leave"));
+    }
 
     fn err_text(result: Result<(), RowError>) -> String {
         result.expect_err("should be rejected").to_string()
