@@ -19,22 +19,6 @@ use tokio::sync::OnceCell;
 /// Employees in the file: enough for several pages and bulk bodies under every setting.
 const EMPLOYEES: usize = 300;
 
-const FIRST: [&str; 10] = ["Ada", "José", "Zoë", "Łukasz", "Søren", "Aiko", "Björn", "Chloé", "Dmitri", "Grace"];
-const LAST: [&str; 12] = [
-    "Lovelace",
-    "García",
-    "Müller",
-    "Nguyễn",
-    "O'Brien",
-    "Kowalski",
-    "Østergaard",
-    "Smith",
-    "Dubois",
-    "Tanaka",
-    "Hopper",
-    "Černý",
-];
-
 /// `n` employees with unique names: managers anywhere in the file (later rows too, in another
 /// letter case now and then), roles, several statuses, and a department that is a number for
 /// every fourth (so a tenant answering numbers as JSON numbers is exercised).

@@ -392,8 +392,9 @@ pub struct HrRow {
     pub roles: String,
 }
 
-const FIRST: [&str; 10] = ["Ada", "José", "Zoë", "Łukasz", "Søren", "Aiko", "Björn", "Chloé", "Dmitri", "Grace"];
-const LAST: [&str; 12] = [
+/// First and last names of the generated employees (non-ASCII on purpose).
+pub const FIRST: [&str; 10] = ["Ada", "José", "Zoë", "Łukasz", "Søren", "Aiko", "Björn", "Chloé", "Dmitri", "Grace"];
+pub const LAST: [&str; 12] = [
     "Lovelace",
     "García",
     "Müller",
