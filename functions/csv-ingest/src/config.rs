@@ -93,13 +93,9 @@ mod tests {
 
     #[test]
     fn a_malformed_number_is_an_error_naming_the_variable_and_the_value() {
-        for name in [
-            "NERM_REQUESTS_PER_10S",
-            "PROVISIONER_MAX_CONCURRENCY",
-            "INGEST_RESERVED_CONCURRENCY",
-            "ITEMS_PER_MESSAGE",
-            "WAIT_DELAY_SECONDS",
-        ] {
+        for name in
+            ["NERM_REQUESTS_PER_10S", "PROVISIONER_MAX_CONCURRENCY", "INGEST_RESERVED_CONCURRENCY", "ITEMS_PER_MESSAGE"]
+        {
             let mut vars = required();
             vars.insert(name, "10/s");
             assert_eq!(
@@ -124,14 +120,12 @@ mod tests {
         vars.extend([
             ("INPUT_PREFIX", "hr/in/"),
             ("ITEMS_PER_MESSAGE", "10"),
-            ("WAIT_DELAY_SECONDS", "5"),
             ("WORK_DIR", "/mnt/scratch"),
             ("CONFIG_S3_KEY", "config/mapping.toml"),
         ]);
         let cfg = config(&vars).unwrap();
         assert_eq!(cfg.settings.input_prefix, "hr/in/");
         assert_eq!(cfg.settings.items_per_message, 10);
-        assert_eq!(cfg.settings.wait_delay_seconds, 5);
         assert_eq!(cfg.work_dir, PathBuf::from("/mnt/scratch"));
         assert_eq!(cfg.config_s3_key.as_deref(), Some("config/mapping.toml"));
     }

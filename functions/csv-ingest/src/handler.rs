@@ -8,8 +8,9 @@ use shared::aws::Adapters;
 use shared::config::MappingConfig;
 pub use shared::lambda::HandlerError;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
+use shared::pipeline::ingest::Upload;
 use shared::pipeline::ingest::decode_s3_key;
-use shared::pipeline::{IngestOutcome, ingest};
+use shared::pipeline::{IngestOutcome, Pipeline, ingest};
 use shared::ports::ObjectStore;
 
 use crate::config::{Config, PACKAGED_CONFIG};
@@ -122,20 +123,14 @@ pub async fn handle_invocation(deps: &Deps, event: S3Event, request_id: &str) ->
         }
         let mapping = deps.mapping().await?;
         let client = deps.client(&mapping).await?;
-        let result = ingest(
-            &deps.aws.store,
-            &deps.aws.queue,
-            &deps.aws.notifier,
-            &client,
-            &mapping,
-            &deps.cfg.settings,
-            &bucket,
-            &key,
-            &version,
-            request_id,
-            &deps.cfg.work_dir,
-        )
-        .await;
+        let pipeline = Pipeline {
+            store: &deps.aws.store,
+            queue: &deps.aws.queue,
+            notifier: &deps.aws.notifier,
+            settings: &deps.cfg.settings,
+        };
+        let upload = Upload { bucket: &bucket, key: &key, version_or_etag: &version, invocation: request_id };
+        let result = ingest(&pipeline, &client, &mapping, upload, &deps.cfg.work_dir).await;
         let stats = client.stats();
         emit_metrics(&stats, &result);
         match result {

@@ -78,8 +78,7 @@ mod tests {
 
     #[test]
     fn a_malformed_number_is_an_error_naming_the_variable_and_the_value() {
-        for name in ["NERM_REQUESTS_PER_10S", "PROVISIONER_MAX_CONCURRENCY", "MAX_RECEIVE_COUNT", "WAIT_DELAY_SECONDS"]
-        {
+        for name in ["NERM_REQUESTS_PER_10S", "PROVISIONER_MAX_CONCURRENCY", "MAX_RECEIVE_COUNT", "ITEMS_PER_MESSAGE"] {
             let mut vars = required();
             vars.insert(name, "-1");
             assert_eq!(

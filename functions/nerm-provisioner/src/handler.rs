@@ -9,7 +9,7 @@ use shared::aws::Adapters;
 /// A failure of the whole invocation (every message of the batch is retried).
 pub use shared::lambda::HandlerError;
 use shared::nerm::{ClientOptions, NermClient, TokenProvider};
-use shared::pipeline::{ProvisionError, WorkMessage, provision};
+use shared::pipeline::{Pipeline, ProvisionError, WorkMessage, provision};
 
 use crate::config::Config;
 
@@ -43,6 +43,15 @@ impl ClientCache {
 }
 
 impl Deps {
+    fn pipeline(&self) -> Pipeline<'_, shared::aws::S3Store, shared::aws::SqsQueue, shared::aws::SnsNotifier> {
+        Pipeline {
+            store: &self.aws.store,
+            queue: &self.aws.queue,
+            notifier: &self.aws.notifier,
+            settings: &self.cfg.settings,
+        }
+    }
+
     pub async fn from_config(cfg: Config) -> Result<Deps, String> {
         Deps::with_sdk(cfg, &shared::aws::sdk_config().await)
     }
@@ -77,6 +86,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
         .get(&url, || NermClient::new(&url, tokens, opts))
         .map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
     let before = client.stats();
+    let pipeline = deps.pipeline();
     let mut failures = Vec::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -93,17 +103,7 @@ pub async fn handle(deps: &Deps, event: SqsEvent) -> Result<SqsBatchResponse, Ha
             }
         };
         let (run, part) = (msg.run_id.clone(), msg.part.clone());
-        match provision(
-            &deps.aws.store,
-            &deps.aws.queue,
-            &deps.aws.notifier,
-            &client,
-            &deps.cfg.settings,
-            msg,
-            last_attempt,
-        )
-        .await
-        {
+        match provision(&pipeline, &client, msg, last_attempt).await {
             Ok(()) => tracing::info!(message_id = %id, run_id = %run, part = %part, "part provisioned"),
             Err(e @ ProvisionError::AllFailed { .. }) => {
                 tracing::warn!(message_id = %id, run_id = %run, part = %part, receives, error = %e, "part failed; SQS will retry it");

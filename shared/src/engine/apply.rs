@@ -130,7 +130,7 @@ impl Lost {
 }
 
 /// Ids known so far: from the snapshot (or the plans themselves), then from what this run
-/// created, then from lookups of managers provisioned elsewhere (another worker).
+/// created.
 #[derive(Debug, Default, Clone)]
 pub struct Ids {
     /// Lower-cased login → user id.
@@ -164,42 +164,48 @@ impl Ids {
         }
         ids
     }
+
+    /// Writes the ids of the managers `plan` links to into its operations, where known.
+    pub fn resolve_managers(&self, plan: &mut EmployeePlan) {
+        for op in &mut plan.ops {
+            match op {
+                Op::SetProfileManager { manager_key, manager_profile_id: id @ None, .. } => {
+                    *id = self.profiles.get(manager_key).cloned();
+                }
+                Op::SetUserManager { manager_login, manager_user_id: id @ None, .. } => {
+                    *id = self.users.get(&login_key(manager_login)).cloned();
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
-/// What is left of a plan that waited for its manager: its user and profile exist now (ids
-/// from the plan or from `ids`), only the manager links remain. Its report row still tells
-/// everything the plan changed.
-pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
+/// `plan` with only `ops` left to do: its user and profile exist now (ids from the plan or from
+/// `ids`). Its report row still tells everything the plan changed.
+pub fn remaining(plan: EmployeePlan, ops: Vec<Op>, ids: &Ids) -> EmployeePlan {
     let user_id = plan.user_id.clone().or_else(|| ids.users.get(&login_key(&plan.login)).cloned());
     let profile_id = plan.profile_id.clone().or_else(|| ids.profiles.get(&plan.key).cloned());
-    EmployeePlan {
-        ops: plan
-            .ops
-            .into_iter()
-            .filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. }))
-            .collect(),
-        user_id,
-        profile_id,
-        ..plan
-    }
+    EmployeePlan { ops, user_id, profile_id, ..plan }
+}
+
+/// What is left of a plan that waited for its manager: only the manager links.
+pub fn waiting_rest(plan: EmployeePlan, ids: &Ids) -> EmployeePlan {
+    let links =
+        plan.ops.iter().filter(|o| matches!(o, Op::SetProfileManager { .. } | Op::SetUserManager { .. })).cloned();
+    let links = links.collect();
+    remaining(plan, links, ids)
 }
 
 /// What [`Applier::apply_with`] does about a manager that is neither in the ids it is given
 /// nor created by the plans it applies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingManager {
-    /// Every plan of the run is applied together: the manager's own plan failed.
+    /// Every plan that could create it was applied: the manager's own plan failed.
     Fail,
-    /// A worker holding part of a run: look the manager up in NERM; one that does not exist yet
-    /// is [`ItemError::Waiting`].
-    LookUp,
     /// The caller knows every manager created so far (it passes them in `ids`): one missing is
-    /// still to come, so the plan is [`ItemError::Waiting`] without asking NERM.
+    /// still to come, so the plan is [`ItemError::Waiting`].
     Wait,
-    /// Look up only the managers with these logins (lower-cased, see
-    /// [`login_key`](super::snapshot::login_key)) in NERM; any other one missing is still to
-    /// come ([`ItemError::Waiting`], as with [`MissingManager::Wait`]).
-    LookUpOnly(std::collections::HashSet<String>),
 }
 
 /// Why an employee's plan did not complete.
@@ -219,38 +225,109 @@ impl ItemError {
     }
 }
 
+/// How one plan stands while it is applied.
+#[derive(Debug, Clone, Default)]
+enum Status {
+    #[default]
+    Fine,
+    /// Only a manager is missing: `wait` says so for a plan that may wait, `fail` for one that
+    /// may not.
+    ManagerMissing {
+        wait: String,
+        fail: String,
+    },
+    Failed(String),
+}
+
+/// The status of every plan: the first failure stands, and any failure replaces a missing
+/// manager, so a plan only waits when nothing else went wrong.
+struct Statuses(Vec<Status>);
+
+impl Statuses {
+    fn fail(&mut self, plan: usize, msg: String) {
+        if !matches!(self.0[plan], Status::Failed(_)) {
+            self.0[plan] = Status::Failed(msg);
+        }
+    }
+
+    fn manager_missing(&mut self, plan: usize, login: &str, record: &str) {
+        if matches!(self.0[plan], Status::Fine) {
+            let wait = format!("waiting for the manager {login:?}'s {record}");
+            let fail = format!("the manager {login:?} has no {record} in NERM (it was not created)");
+            self.0[plan] = Status::ManagerMissing { wait, fail };
+        }
+    }
+
+    fn failed(&self, plan: usize) -> bool {
+        matches!(self.0[plan], Status::Failed(_))
+    }
+
+    fn into_errors(self, missing: MissingManager) -> Vec<Option<ItemError>> {
+        let error = |s| match s {
+            Status::Fine => None,
+            Status::ManagerMissing { wait, .. } if missing == MissingManager::Wait => Some(ItemError::Waiting(wait)),
+            Status::ManagerMissing { fail, .. } => Some(ItemError::Failed(fail)),
+            Status::Failed(e) => Some(ItemError::Failed(e)),
+        };
+        self.0.into_iter().map(error).collect()
+    }
+}
+
+/// What the applier needs to know about the NERM side of a run (from the resolved config); the
+/// Lambdas carry it in every work message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    pub profile_type_id: String,
+    pub key_attribute: String,
+    pub manager_attribute: Option<String>,
+    /// The employee↔profile self-link relationship (`owner`/`contributor`), if any.
+    pub self_relationship: Option<String>,
+    pub concurrency: usize,
+}
+
+impl Target {
+    pub fn from_resolved(cfg: &crate::config::ResolvedConfig) -> Target {
+        Target {
+            profile_type_id: cfg.profile_type().id.clone(),
+            key_attribute: cfg.key_attribute().uid.clone(),
+            manager_attribute: cfg.manager_attribute().map(|a| a.uid.clone()),
+            self_relationship: super::run::self_relationship(cfg).map(String::from),
+            concurrency: cfg.config().nerm.concurrency as usize,
+        }
+    }
+}
+
+/// The link writes of a set of plans, by kind (phase 3 of [`Applier::apply_with`]).
+#[derive(Default)]
+struct Links {
+    roles: Vec<Item>,
+    /// Self and contributor links.
+    profiles: Vec<Item>,
+    managers: Vec<Item>,
+    manager_attributes: Vec<Item>,
+    /// (plan, existing user_manager link, new manager id)
+    repoints: Vec<(usize, String, String)>,
+    /// (plan, user_role id)
+    removals: Vec<(usize, String)>,
+}
+
 /// Applies plans; returns, per plan, `None` when every operation succeeded or the first error.
 pub struct Applier<'a> {
     client: &'a NermClient,
-    profile_type_id: String,
-    key_attribute: String,
-    manager_attribute: Option<String>,
-    /// The employee↔profile self-link relationship, to find a manager's profile by lookup.
-    self_relationship: Option<String>,
-    concurrency: usize,
+    target: Target,
     /// Creates settled by finding an existing record: (kind, plan). Such a record may hold
     /// someone else's values (an SSO login created the user first), so it gets a patch.
     adopted: std::sync::Mutex<Vec<(Kind, usize)>>,
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(
-        client: &'a NermClient,
-        profile_type_id: &str,
-        key_attribute: &str,
-        manager_attribute: Option<&str>,
-        self_relationship: Option<&str>,
-        concurrency: usize,
-    ) -> Self {
-        Applier {
-            client,
-            profile_type_id: profile_type_id.to_string(),
-            key_attribute: key_attribute.to_string(),
-            manager_attribute: manager_attribute.map(String::from),
-            self_relationship: self_relationship.map(String::from),
-            concurrency: concurrency.max(1),
-            adopted: std::sync::Mutex::new(Vec::new()),
-        }
+    pub fn new(client: &'a NermClient, target: &Target) -> Self {
+        let target = Target { concurrency: target.concurrency.max(1), ..target.clone() };
+        Applier { client, target, adopted: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.target.concurrency
     }
 
     /// Rounds of "write, then look up what is unconfirmed" before an item is given up: a lost
@@ -266,7 +343,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Patches that give adopted records the values the plan wanted (an unchanged field is a
-    /// no-op for NERM, NOTES §2.3).
+    /// no-op for NERM, see docs/nerm-api.md).
     fn adopted_patches(&self, kind: Kind, plans: &[EmployeePlan], ids: &Ids) -> Vec<Item> {
         let mut out = Vec::new();
         for plan in self.take_adopted(kind) {
@@ -310,23 +387,27 @@ impl<'a> Applier<'a> {
             .collect()
     }
 
-    /// Applies plans; what happens to a manager neither in `ids` nor created by these plans
-    /// depends on `missing` (see [`MissingManager`]). Also answers the ids known at the end (to
-    /// re-plan what waits).
+    /// Applies plans phase by phase — users, then profiles, then the links that need both —
+    /// so links find the ids created before them. A manager neither in `ids` nor created by
+    /// these plans fails the plan or makes it wait (`missing`). Also answers the ids known at
+    /// the end (to re-plan what waits).
     pub async fn apply_with(
         &self,
         plans: &[EmployeePlan],
-        ids: Ids,
+        mut ids: Ids,
         missing: MissingManager,
     ) -> (Vec<Option<ItemError>>, Ids) {
-        let may_wait = missing != MissingManager::Fail;
-        let mut ids = ids;
-        let mut errors: Vec<Option<String>> = vec![None; plans.len()];
-        let mut waiting: Vec<Option<String>> = vec![None; plans.len()];
+        let mut status = Statuses(vec![Status::Fine; plans.len()]);
+        self.apply_users(plans, &mut ids, &mut status).await;
+        self.apply_profiles(plans, &mut ids, &mut status).await;
+        let links = self.links_of(plans, &ids, &mut status);
+        self.apply_links(links, &mut status).await;
+        (status.into_errors(missing), ids)
+    }
 
-        // Phase 1: users.
-        let mut creates = Vec::new();
-        let mut patches = Vec::new();
+    /// Phase 1: creates and patches users; the ids of those created join `ids`.
+    async fn apply_users(&self, plans: &[EmployeePlan], ids: &mut Ids, status: &mut Statuses) {
+        let (mut creates, mut patches) = (Vec::new(), Vec::new());
         for (i, p) in plans.iter().enumerate() {
             for op in &p.ops {
                 match op {
@@ -335,15 +416,7 @@ impl<'a> Applier<'a> {
                         body: json!(user),
                         identity: Identity::User { login: login_key(&user.login) },
                     }),
-                    Op::PatchUser { user_id, patch } => {
-                        let mut body = patch.clone();
-                        body.insert("id".into(), json!(user_id));
-                        patches.push(Item {
-                            plan: i,
-                            body: Value::Object(body),
-                            identity: Identity::Id(user_id.clone()),
-                        });
-                    }
+                    Op::PatchUser { user_id, patch } => patches.push(patch_item(i, user_id, patch)),
                     _ => {}
                 }
             }
@@ -353,16 +426,17 @@ impl<'a> Applier<'a> {
                 Ok(id) => {
                     ids.users.insert(login_key(&plans[plan].login), id);
                 }
-                Err(e) => note(&mut errors, plan, format!("creating the user failed: {e}")),
+                Err(e) => status.fail(plan, format!("creating the user failed: {e}")),
             }
         }
-        patches.extend(self.adopted_patches(Kind::CreateUsers, plans, &ids));
-        self.settle(Kind::PatchUsers, patches, &mut errors, "updating the user").await;
+        patches.extend(self.adopted_patches(Kind::CreateUsers, plans, ids));
+        self.settle(Kind::PatchUsers, patches, status, "updating the user").await;
+    }
 
-        // Phase 2: profiles (the employee's own; manager links come in phase 3).
-        let mut creates = Vec::new();
-        let mut patches = Vec::new();
-        for (i, p) in plans.iter().enumerate().filter(|(i, _)| errors[*i].is_none()) {
+    /// Phase 2: creates and patches the employees' own profiles (manager links come in phase 3).
+    async fn apply_profiles(&self, plans: &[EmployeePlan], ids: &mut Ids, status: &mut Statuses) {
+        let (mut creates, mut patches) = (Vec::new(), Vec::new());
+        for (i, p) in plans.iter().enumerate().filter(|(i, _)| !status.failed(*i)) {
             for op in &p.ops {
                 match op {
                     Op::CreateProfile { profile } => creates.push(Item {
@@ -370,15 +444,7 @@ impl<'a> Applier<'a> {
                         body: json!(profile),
                         identity: Identity::Profile { key: p.key.clone() },
                     }),
-                    Op::PatchProfile { profile_id, patch } => {
-                        let mut body = patch.clone();
-                        body.insert("id".into(), json!(profile_id));
-                        patches.push(Item {
-                            plan: i,
-                            body: Value::Object(body),
-                            identity: Identity::Id(profile_id.clone()),
-                        });
-                    }
+                    Op::PatchProfile { profile_id, patch } => patches.push(patch_item(i, profile_id, patch)),
                     _ => {}
                 }
             }
@@ -388,250 +454,111 @@ impl<'a> Applier<'a> {
                 Ok(id) => {
                     ids.profiles.insert(plans[plan].key.clone(), id);
                 }
-                Err(e) => note(&mut errors, plan, format!("creating the profile failed: {e}")),
+                Err(e) => status.fail(plan, format!("creating the profile failed: {e}")),
             }
         }
-        patches.extend(self.adopted_patches(Kind::CreateProfiles, plans, &ids));
-        self.settle(Kind::PatchProfiles, patches, &mut errors, "updating the profile").await;
+        patches.extend(self.adopted_patches(Kind::CreateProfiles, plans, ids));
+        self.settle(Kind::PatchProfiles, patches, status, "updating the profile").await;
+    }
 
-        match &missing {
-            MissingManager::LookUp => self.look_up_managers(plans, &errors, &mut ids, None).await,
-            MissingManager::LookUpOnly(logins) if !logins.is_empty() => {
-                self.look_up_managers(plans, &errors, &mut ids, Some(logins)).await
-            }
-            _ => {}
-        }
-
-        // Phase 3: links, now that every user and profile of the run exists.
-        let mut roles = Vec::new();
-        let mut links = Vec::new();
-        let mut managers = Vec::new();
-        let mut manager_attrs = Vec::new();
-        let mut repoints: Vec<(usize, String, String)> = Vec::new();
-        let mut removals: Vec<(usize, String)> = Vec::new();
+    /// Phase 3's writes, now that every user and profile of the plans exists.
+    fn links_of(&self, plans: &[EmployeePlan], ids: &Ids, status: &mut Statuses) -> Links {
+        let mut links = Links::default();
         for (i, p) in plans.iter().enumerate() {
-            if errors[i].is_some() {
+            if status.failed(i) {
                 continue;
             }
             let user_id = ids.users.get(&login_key(&p.login)).cloned().or_else(|| p.user_id.clone());
             let profile_id = ids.profiles.get(&p.key).cloned().or_else(|| p.profile_id.clone());
+            let own = Own { plan: i, login: &p.login, key: &p.key, user_id, profile_id };
             for op in &p.ops {
-                let need_user = || user_id.clone().ok_or_else(|| format!("the user {:?} does not exist", p.login));
-                let need_profile =
-                    || profile_id.clone().ok_or_else(|| format!("the profile {:?} does not exist", p.key));
-                let r: Result<(), String> = (|| {
-                    match op {
-                        Op::AssignRole { role_id, .. } => {
-                            let uid = need_user()?;
-                            roles.push(Item {
-                                plan: i,
-                                body: json!({ "user_id": uid, "role_id": role_id }),
-                                identity: Identity::UserRole { user_id: uid, role_id: role_id.clone() },
-                            });
-                        }
-                        Op::RemoveRole { user_role_id, .. } => removals.push((i, user_role_id.clone())),
-                        Op::LinkSelf { relationship } => {
-                            let (uid, pid) = (need_user()?, need_profile()?);
-                            links.push(Item {
-                                plan: i,
-                                body: json!({ "user_id": uid, "profile_id": pid, "relationship_type": relationship }),
-                                identity: Identity::UserProfile {
-                                    user_id: uid,
-                                    profile_id: pid,
-                                    rel: relationship.clone(),
-                                },
-                            });
-                        }
-                        Op::LinkContributor { contributor_user_id, .. } => {
-                            let pid = need_profile()?;
-                            links.push(Item {
-                                plan: i,
-                                body: json!({ "user_id": contributor_user_id, "profile_id": pid, "relationship_type": "contributor" }),
-                                identity: Identity::UserProfile {
-                                    user_id: contributor_user_id.clone(),
-                                    profile_id: pid,
-                                    rel: "contributor".into(),
-                                },
-                            });
-                        }
-                        Op::SetProfileManager { manager_login, manager_key } => {
-                            let pid = need_profile()?;
-                            let mid = ids.profiles.get(manager_key).cloned().ok_or_else(|| {
-                                waiting[i] = Some(format!("waiting for the manager {manager_login:?}'s profile"));
-                                format!("the manager {manager_login:?} has no profile (it was not created)")
-                            })?;
-                            let attr = self.manager_attribute.clone().ok_or("no manager attribute configured")?;
-                            manager_attrs.push(Item {
-                                plan: i,
-                                body: json!({ "id": pid, "attributes": { attr: mid } }),
-                                identity: Identity::Id(pid.clone()),
-                            });
-                        }
-                        Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {
-                            let uid = need_user()?;
-                            let known =
-                                manager_user_id.clone().or_else(|| ids.users.get(&login_key(manager_login)).cloned());
-                            let mid = known.ok_or_else(|| {
-                                waiting[i] = Some(format!("waiting for the manager {manager_login:?}'s user"));
-                                format!("the manager {manager_login:?} has no NERM user (it was not created)")
-                            })?;
-                            match existing_link_id {
-                                Some(link) => repoints.push((i, link.clone(), mid)),
-                                None => managers.push(Item {
-                                    plan: i,
-                                    body: json!({ "user_id": uid, "manager_id": mid }),
-                                    identity: Identity::UserManager { user_id: uid, manager_id: mid },
-                                }),
-                            }
-                        }
-                        _ => {}
-                    }
-                    Ok(())
-                })();
-                if let Err(e) = r {
-                    note(&mut errors, i, e);
+                if let Err(e) = self.link_of(op, &own, ids, &mut links, status) {
+                    status.fail(i, e);
                 }
             }
         }
-        self.settle(Kind::CreateUserRoles, roles, &mut errors, "assigning a role").await;
-        self.settle(Kind::CreateUserProfiles, links, &mut errors, "linking the profile").await;
-        self.settle(Kind::CreateUserManagers, managers, &mut errors, "linking the manager").await;
-        self.settle(Kind::PatchProfiles, manager_attrs, &mut errors, "setting the profile's manager").await;
-        let singles = stream::iter(removals.into_iter().map(|(i, id)| async move {
+        links
+    }
+
+    /// The link write of one operation (others are written in phases 1 and 2).
+    fn link_of(&self, op: &Op, own: &Own, ids: &Ids, links: &mut Links, status: &mut Statuses) -> Result<(), String> {
+        let i = own.plan;
+        match op {
+            Op::AssignRole { role_id, .. } => {
+                let uid = own.user()?;
+                let body = json!({ "user_id": uid, "role_id": role_id });
+                let identity = Identity::UserRole { user_id: uid, role_id: role_id.clone() };
+                links.roles.push(Item { plan: i, body, identity });
+            }
+            Op::RemoveRole { user_role_id, .. } => links.removals.push((i, user_role_id.clone())),
+            Op::LinkSelf { relationship } => {
+                links.profiles.push(profile_link(i, own.user()?, own.profile()?, relationship))
+            }
+            Op::LinkContributor { contributor_user_id, .. } => {
+                links.profiles.push(profile_link(i, contributor_user_id.clone(), own.profile()?, "contributor"))
+            }
+            Op::SetProfileManager { manager_login, manager_key, manager_profile_id } => {
+                let pid = own.profile()?;
+                let Some(mid) = manager_profile_id.clone().or_else(|| ids.profiles.get(manager_key).cloned()) else {
+                    status.manager_missing(i, manager_login, "profile");
+                    return Ok(());
+                };
+                let attr = self.target.manager_attribute.clone().ok_or("no manager attribute configured")?;
+                let body = json!({ "id": pid, "attributes": { attr: mid } });
+                links.manager_attributes.push(Item { plan: i, body, identity: Identity::Id(pid) });
+            }
+            Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {
+                let uid = own.user()?;
+                let known = manager_user_id.clone().or_else(|| ids.users.get(&login_key(manager_login)).cloned());
+                let Some(mid) = known else {
+                    status.manager_missing(i, manager_login, "user");
+                    return Ok(());
+                };
+                match existing_link_id {
+                    Some(link) => links.repoints.push((i, link.clone(), mid)),
+                    None => {
+                        let body = json!({ "user_id": uid, "manager_id": mid });
+                        let identity = Identity::UserManager { user_id: uid, manager_id: mid };
+                        links.managers.push(Item { plan: i, body, identity });
+                    }
+                }
+            }
+            Op::CreateUser { .. } | Op::PatchUser { .. } | Op::CreateProfile { .. } | Op::PatchProfile { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Phase 3: roles, profile links, manager links; role removals and manager re-points one by
+    /// one (NERM has no bulk form of either).
+    async fn apply_links(&self, links: Links, status: &mut Statuses) {
+        self.settle(Kind::CreateUserRoles, links.roles, status, "assigning a role").await;
+        self.settle(Kind::CreateUserProfiles, links.profiles, status, "linking the profile").await;
+        self.settle(Kind::CreateUserManagers, links.managers, status, "linking the manager").await;
+        self.settle(Kind::PatchProfiles, links.manager_attributes, status, "setting the profile's manager").await;
+        let removed = stream::iter(links.removals.into_iter().map(|(i, id)| async move {
             (i, self.client.delete_user_role(&id).await.map_err(|e| format!("removing a role failed: {e}")))
         }))
-        .buffer_unordered(self.concurrency)
+        .buffer_unordered(self.concurrency())
         .collect::<Vec<_>>()
         .await;
-        for (i, r) in singles {
-            if let Err(e) = r {
-                note(&mut errors, i, e);
-            }
-        }
-        let repointed = stream::iter(repoints.into_iter().map(|(i, link, mid)| async move {
-            (
-                i,
-                self.client
-                    .patch_user_manager(&link, &mid)
-                    .await
-                    .map_err(|e| format!("re-pointing the manager failed: {e}")),
-            )
+        let repointed = stream::iter(links.repoints.into_iter().map(|(i, link, mid)| async move {
+            let r = self.client.patch_user_manager(&link, &mid).await;
+            (i, r.map(|_| ()).map_err(|e| format!("re-pointing the manager failed: {e}")))
         }))
-        .buffer_unordered(self.concurrency)
+        .buffer_unordered(self.concurrency())
         .collect::<Vec<_>>()
         .await;
-        for (i, r) in repointed {
+        for (i, r) in removed.into_iter().chain(repointed) {
             if let Err(e) = r {
-                note(&mut errors, i, e);
-            }
-        }
-        let outcome = errors
-            .into_iter()
-            .zip(waiting)
-            .map(|(e, w)| match (e, w) {
-                (None, _) => None,
-                // Only a plan whose sole problem is a missing manager waits; the rest of it is done.
-                (Some(e), Some(w)) if may_wait && e.ends_with(MANAGER_MISSING) => Some(ItemError::Waiting(w)),
-                (Some(e), _) => Some(ItemError::Failed(e)),
-            })
-            .collect();
-        (outcome, ids)
-    }
-
-    /// Finds the users and profiles of managers this part of the run does not know (of those
-    /// in `only`, lower-cased logins, if given).
-    async fn look_up_managers(
-        &self,
-        plans: &[EmployeePlan],
-        errors: &[Option<String>],
-        ids: &mut Ids,
-        only: Option<&std::collections::HashSet<String>>,
-    ) {
-        let mut wanted: Vec<(String, Option<String>)> = Vec::new();
-        for (i, p) in plans.iter().enumerate().filter(|(i, _)| errors[*i].is_none()) {
-            let _ = i;
-            for op in &p.ops {
-                let (login, key) = match op {
-                    Op::SetProfileManager { manager_login, manager_key } => (manager_login, Some(manager_key)),
-                    Op::SetUserManager { manager_login, manager_user_id: None, .. } => (manager_login, None),
-                    _ => continue,
-                };
-                let user_known = ids.users.contains_key(&login_key(login));
-                let profile_known = key.is_none_or(|k| ids.profiles.contains_key(k));
-                let known = user_known && profile_known;
-                let asked = only.is_none_or(|o| o.contains(&login_key(login)));
-                if !known && asked && !wanted.iter().any(|(l, _)| l == login) {
-                    wanted.push((login.clone(), key.cloned()));
-                }
-            }
-        }
-        if wanted.is_empty() {
-            return;
-        }
-        // Two lookups per manager, or two paged scans for all of them: whichever is fewer requests.
-        let page = u64::from(self.client.page_size().max(1));
-        let users_total = self.client.count("/users", &[]).await.unwrap_or(u64::MAX);
-        let scan_cost = users_total.div_ceil(page).saturating_mul(2).saturating_add(1);
-        if let Some(rel) = &self.self_relationship
-            && scan_cost < wanted.len() as u64 * 2
-            && let (Ok(users), Ok(links)) = (
-                self.client.users().await,
-                self.client
-                    .list_all::<crate::nerm::model::UserProfile>(
-                        "/user_profiles",
-                        "user_profiles",
-                        &[("relationship_type", rel.clone())],
-                    )
-                    .await,
-            )
-        {
-            let by_login: HashMap<String, String> = users.into_iter().map(|u| (login_key(&u.login), u.id)).collect();
-            let by_user: HashMap<String, String> = links.into_iter().map(|l| (l.user_id, l.profile_id)).collect();
-            for (login, key) in wanted {
-                if let Some(uid) = by_login.get(&login_key(&login)) {
-                    if let (Some(k), Some(pid)) = (key, by_user.get(uid)) {
-                        ids.profiles.insert(k, pid.clone());
-                    }
-                    ids.users.insert(login_key(&login), uid.clone());
-                }
-            }
-            return;
-        }
-        let found = stream::iter(wanted.into_iter().map(|(login, key)| async move {
-            let user = self.client.user_by_login(&login).await.ok().flatten();
-            let mut profile = None;
-            if let (Some(u), Some(rel), Some(_)) = (&user, &self.self_relationship, &key) {
-                profile = self
-                    .client
-                    .list_all::<crate::nerm::model::UserProfile>(
-                        "/user_profiles",
-                        "user_profiles",
-                        &[("user_id", u.id.clone()), ("relationship_type", rel.clone())],
-                    )
-                    .await
-                    .ok()
-                    .and_then(|links| links.into_iter().next())
-                    .map(|l| l.profile_id);
-            }
-            (login, key, user.map(|u| u.id), profile)
-        }))
-        .buffer_unordered(self.concurrency)
-        .collect::<Vec<_>>()
-        .await;
-        for (login, key, user, profile) in found {
-            if let Some(u) = user {
-                ids.users.insert(login_key(&login), u);
-            }
-            if let (Some(k), Some(p)) = (key, profile) {
-                ids.profiles.insert(k, p);
+                status.fail(i, e);
             }
         }
     }
 
-    async fn settle(&self, kind: Kind, items: Vec<Item>, errors: &mut [Option<String>], what: &str) {
+    async fn settle(&self, kind: Kind, items: Vec<Item>, status: &mut Statuses, what: &str) {
         for (plan, r) in self.write(kind, items).await {
             if let Err(e) = r {
-                note(errors, plan, format!("{what} failed: {e}"));
+                status.fail(plan, format!("{what} failed: {e}"));
             }
         }
     }
@@ -659,7 +586,7 @@ impl<'a> Applier<'a> {
         }
         let rest: Vec<_> =
             stream::iter(chunks.into_iter().map(|chunk| async move { self.write_chunk(kind, chunk).await.results }))
-                .buffer_unordered(self.concurrency)
+                .buffer_unordered(self.concurrency())
                 .flat_map(stream::iter)
                 .collect()
                 .await;
@@ -908,7 +835,7 @@ impl<'a> Applier<'a> {
             let r = self.write_one(kind, &item).await;
             (item.plan, r)
         }))
-        .buffer_unordered(self.concurrency)
+        .buffer_unordered(self.concurrency())
         .collect()
         .await
     }
@@ -948,7 +875,7 @@ impl<'a> Applier<'a> {
                         || e.is_already_taken("role_id")
                         || e.is_already_taken("user_id")
                         || e.is_already_taken("manager_id")
-                        || (kind == Kind::CreateProfiles && e.is_already_taken(&self.key_attribute)) =>
+                        || (kind == Kind::CreateProfiles && e.is_already_taken(&self.target.key_attribute)) =>
                 {
                     // Created by an earlier attempt whose answer was lost: find it.
                     return match self.look_up_one(kind, item).await {
@@ -985,9 +912,9 @@ impl<'a> Applier<'a> {
         Some(match kind {
             Kind::PatchUsers | Kind::PatchProfiles => Identity::Id(s("id")?),
             Kind::CreateUsers => Identity::User { login: login_key(&s("login")?) },
-            Kind::CreateProfiles => {
-                Identity::Profile { key: r.get("attributes")?.get(&self.key_attribute)?.as_str()?.trim().to_string() }
-            }
+            Kind::CreateProfiles => Identity::Profile {
+                key: r.get("attributes")?.get(&self.target.key_attribute)?.as_str()?.trim().to_string(),
+            },
             Kind::CreateUserRoles => Identity::UserRole { user_id: s("user_id")?, role_id: s("role_id")? },
             Kind::CreateUserProfiles => Identity::UserProfile {
                 user_id: s("user_id")?,
@@ -1059,12 +986,12 @@ impl<'a> Applier<'a> {
             }
         }
         if kind == Kind::CreateProfiles {
-            return match self.client.list_profiles_of_type(&self.profile_type_id).await {
+            return match self.client.list_profiles_of_type(&self.target.profile_type_id).await {
                 Ok(all) => {
                     let by_key: HashMap<String, String> = all
                         .into_iter()
                         .filter_map(|p| {
-                            p.attributes.get(&self.key_attribute).map(|k| (k.trim().to_string(), p.id.clone()))
+                            p.attributes.get(&self.target.key_attribute).map(|k| (k.trim().to_string(), p.id.clone()))
                         })
                         .collect();
                     items
@@ -1081,7 +1008,7 @@ impl<'a> Applier<'a> {
         // Futures collected first: a closure over `&Item` inside the stream type defeats the
         // compiler's proof that this future is `Send`.
         let lookups: Vec<_> = items.iter().map(|i| self.look_up_one(kind, i)).collect();
-        stream::iter(lookups).buffered(self.concurrency).collect().await
+        stream::iter(lookups).buffered(self.concurrency()).collect().await
     }
 
     /// Every record of `kind`'s collection, by identity (for [`Applier::look_up`]).
@@ -1158,17 +1085,33 @@ impl<'a> Applier<'a> {
     }
 }
 
-/// How the error of a plan that only waits for its manager ends.
-const MANAGER_MISSING: &str = "(it was not created)";
+/// One plan's own records, as phase 3 sees them.
+struct Own<'p> {
+    plan: usize,
+    login: &'p str,
+    key: &'p str,
+    user_id: Option<String>,
+    profile_id: Option<String>,
+}
 
-/// Keeps a plan's first error — except that any real failure replaces a missing manager, so a
-/// plan is only ever "waiting" when nothing else went wrong.
-fn note(errors: &mut [Option<String>], plan: usize, msg: String) {
-    let replace = match &errors[plan] {
-        None => true,
-        Some(first) => first.ends_with(MANAGER_MISSING) && !msg.ends_with(MANAGER_MISSING),
-    };
-    if replace {
-        errors[plan] = Some(msg);
+impl Own<'_> {
+    fn user(&self) -> Result<String, String> {
+        self.user_id.clone().ok_or_else(|| format!("the user {:?} does not exist", self.login))
     }
+    fn profile(&self) -> Result<String, String> {
+        self.profile_id.clone().ok_or_else(|| format!("the profile {:?} does not exist", self.key))
+    }
+}
+
+/// A patch of an existing record, by id.
+fn patch_item(plan: usize, id: &str, patch: &crate::nerm::model::Patch) -> Item {
+    let mut body = patch.clone();
+    body.insert("id".into(), json!(id));
+    Item { plan, body: Value::Object(body), identity: Identity::Id(id.to_string()) }
+}
+
+/// A user↔profile link.
+fn profile_link(plan: usize, user_id: String, profile_id: String, rel: &str) -> Item {
+    let body = json!({ "user_id": user_id, "profile_id": profile_id, "relationship_type": rel });
+    Item { plan, body, identity: Identity::UserProfile { user_id, profile_id, rel: rel.to_string() } }
 }

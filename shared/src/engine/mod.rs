@@ -9,7 +9,7 @@ pub mod read;
 pub mod run;
 pub mod snapshot;
 
-pub use apply::{Applier, Ids, ItemError};
+pub use apply::{Applier, Ids, ItemError, Target};
 pub use plan::{EmployeePlan, FileIndex, Op, PlanKind, Planner, RowPlan, ThresholdError};
 pub use read::{Employee, EmployeeReader, ReadContext, Rejection, index_file};
 pub use run::{RunError, run};

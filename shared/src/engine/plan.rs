@@ -53,10 +53,13 @@ pub enum Op {
         contributor_user_id: String,
         contributor_login: String,
     },
-    /// The profile's manager attribute points at the manager's profile (resolved at apply).
+    /// The profile's manager attribute points at the manager's profile: by id once known (the
+    /// Lambdas' links wave carries it), else found by the manager's key when applied.
     SetProfileManager {
         manager_login: String,
         manager_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manager_profile_id: Option<String>,
     },
     /// The employee's user_manager link points at the manager's user (created or re-pointed);
     /// the manager's user id when NERM already had it at plan time.
@@ -84,6 +87,15 @@ impl Op {
             Op::SetUserManager { .. } => "set_user_manager",
         }
     }
+
+    /// A link to a manager whose record this run creates: its id exists only once the
+    /// manager's own plan is applied (the Lambdas apply these links in a second wave).
+    pub fn links_new_manager(&self) -> bool {
+        matches!(
+            self,
+            Op::SetProfileManager { manager_profile_id: None, .. } | Op::SetUserManager { manager_user_id: None, .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +121,15 @@ pub struct EmployeePlan {
     /// What the row asked for but does not get (a bad manager reference), for the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+impl EmployeePlan {
+    /// Splits off the links to managers this run creates (see [`Op::links_new_manager`]).
+    pub fn split_new_manager_links(mut self) -> (EmployeePlan, Vec<Op>) {
+        let (later, now) = self.ops.into_iter().partition(Op::links_new_manager);
+        self.ops = now;
+        (self, later)
+    }
 }
 
 /// The planner's verdict on one row.
@@ -527,6 +548,7 @@ impl<'a> Planner<'a> {
                     d.ops.push(Op::SetProfileManager {
                         manager_login: self.canonical_login(ml),
                         manager_key: key.to_string(),
+                        manager_profile_id: None,
                     });
                     d.changes.push(format!("profile.{attr} -> manager {ml:?}"));
                 }
@@ -575,7 +597,7 @@ impl<'a> Planner<'a> {
         });
         d.changes.push("profile created".into());
         if let Some((manager_login, manager_key)) = deferred_manager {
-            d.ops.push(Op::SetProfileManager { manager_login, manager_key });
+            d.ops.push(Op::SetProfileManager { manager_login, manager_key, manager_profile_id: None });
         }
     }
 
@@ -993,7 +1015,11 @@ mod tests {
         let ann = employee(3, "ann", "E1", None);
         let file = file_of(&[&bob, &ann]);
         let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&bob)));
-        assert!(p.ops.contains(&Op::SetProfileManager { manager_login: "ann".into(), manager_key: "E1".into() }));
+        assert!(p.ops.contains(&Op::SetProfileManager {
+            manager_login: "ann".into(),
+            manager_key: "E1".into(),
+            manager_profile_id: None
+        }));
         assert!(p.ops.contains(&Op::SetUserManager {
             manager_login: "ann".into(),
             manager_user_id: None,

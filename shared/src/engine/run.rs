@@ -308,16 +308,8 @@ where
 {
     let started = Instant::now();
     let resolved = resolve(config, client).await?;
-    let applier = (!opts.dry_run).then(|| {
-        Applier::new(
-            client,
-            &resolved.profile_type().id,
-            &resolved.key_attribute().uid,
-            resolved.manager_attribute().map(|a| a.uid.as_str()),
-            self_relationship(&resolved),
-            resolved.config().nerm.concurrency as usize,
-        )
-    });
+    let target = super::apply::Target::from_resolved(&resolved);
+    let applier = (!opts.dry_run).then(|| Applier::new(client, &target));
     let mut apply = ApplySink {
         report: sink,
         applier,

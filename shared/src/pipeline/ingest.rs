@@ -6,14 +6,11 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::message::WorkMessage;
-use super::provision::Target;
-use super::{Manifest, PartStats, Settings, finish_if_complete, write_part};
+use super::message::{self, Stage, WorkMessage};
+use super::{Manifest, PartStats, Pipeline, Settings, write_part};
 use crate::config::MappingConfig;
 use crate::engine::run::{PlanSink, RunError, outcome_row, plan_file, resolve};
-use crate::engine::snapshot::login_key;
-use crate::engine::{EmployeePlan, FileIndex};
-use crate::input::LoginIndex;
+use crate::engine::{EmployeePlan, Target};
 use crate::nerm::NermClient;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::RowReport;
@@ -81,93 +78,111 @@ pub fn accepts(settings: &Settings, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes on one uploaded object: dedup, validate, plan, then queue the work. `invocation` is
-/// the Lambda request id: Lambda retries an invocation that failed or timed out with the same
-/// one, while a duplicate S3 delivery comes with another.
-#[allow(clippy::too_many_arguments)]
+/// The uploaded object an S3 event names, and the Lambda invocation taking it on.
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub version_or_etag: &'a str,
+    /// The Lambda request id: Lambda retries an invocation that failed or timed out with the
+    /// same one, while a duplicate S3 delivery comes with another.
+    pub invocation: &'a str,
+}
+
+/// One run of the ingest, as it goes.
+struct RunContext<'a> {
+    run: String,
+    key: &'a str,
+    dry_run: bool,
+    /// The object tag lifted the full-sync disable threshold.
+    overridden: bool,
+    started_at: String,
+}
+
+impl RunContext<'_> {
+    fn transient(&self, e: impl std::fmt::Display) -> IngestError {
+        IngestError::Transient { run_id: self.run.clone(), key: self.key.to_string(), message: e.to_string() }
+    }
+    fn rejected(&self, e: impl std::fmt::Display) -> IngestError {
+        IngestError::Rejected { run_id: self.run.clone(), key: self.key.to_string(), message: e.to_string() }
+    }
+}
+
+/// Takes on one uploaded object: dedup, validate, plan, then queue the work.
 pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
-    store: &S,
-    queue: &Q,
-    notifier: &N,
+    p: &Pipeline<'_, S, Q, N>,
     client: &NermClient,
     config: &MappingConfig,
-    settings: &Settings,
-    bucket: &str,
-    key: &str,
-    version_or_etag: &str,
-    invocation: &str,
+    upload: Upload<'_>,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
-    if let Err(why) = accepts(settings, key) {
+    let key = upload.key;
+    if let Err(why) = accepts(p.settings, key) {
         return Ok(IngestOutcome::Ignored(why));
     }
-    let run = run_id(bucket, key, version_or_etag);
-    let transient =
-        |e: PortError| IngestError::Transient { run_id: run.clone(), key: key.to_string(), message: e.to_string() };
+    let run = run_id(upload.bucket, key, upload.version_or_etag);
+    let mut ctx = RunContext { run, key, dry_run: false, overridden: false, started_at: crate::report::now_rfc3339() };
     // The first read of the object: one that is not there (or cannot be read) stays so on a retry.
-    let tags = store.tags(key).await.map_err(|e| match e.retryable {
-        true => transient(e),
-        false => IngestError::Rejected { run_id: run.clone(), key: key.to_string(), message: e.to_string() },
-    })?;
+    let tags = p.store.tags(key).await.map_err(|e| if e.retryable { ctx.transient(e) } else { ctx.rejected(e) })?;
     let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let dry_run =
-        key[settings.input_prefix.len()..].starts_with("dry-run/") || tag(DRY_RUN_TAG).is_some_and(|v| v == "true");
+    ctx.dry_run =
+        key[p.settings.input_prefix.len()..].starts_with("dry-run/") || tag(DRY_RUN_TAG).is_some_and(|v| v == "true");
+    ctx.overridden = tag(OVERRIDE_TAG) == Some(OVERRIDE_VALUE);
     let mut config = config.clone();
-    let overridden = tag(OVERRIDE_TAG) == Some(OVERRIDE_VALUE);
-    if overridden {
-        config.sync.allow_mass_disable = true;
+    config.sync.allow_mass_disable |= ctx.overridden;
+    if let Some(duplicate) = claim_run(p, &ctx, upload.version_or_etag, upload.invocation).await? {
+        return Ok(duplicate);
     }
-
-    let started_at = crate::report::now_rfc3339();
-    let marker = serde_json::json!({
-        "run_id": run, "key": key, "version": version_or_etag, "started_at": started_at, "invocation": invocation
-    });
-    let marker_key = settings.marker_key(&run);
-    let body = marker.to_string().into_bytes();
-    if !store.put_if_absent(&marker_key, body.clone(), "application/json").await.map_err(transient)? {
-        // Taken before. Only a run that died before writing its manifest is taken on again:
-        // at once by Lambda's retry of the same invocation (the attempt was killed or timed
-        // out), and by anyone once its marker is older than any invocation can live.
-        let manifest = store.get(&settings.manifest_key(&run)).await.map_err(transient)?;
-        let earlier = store
-            .get(&marker_key)
-            .await
-            .map_err(transient)?
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .unwrap_or_default();
-        let field = |name: &str| earlier.get(name).and_then(|t| t.as_str()).unwrap_or_default().to_string();
-        let retried = !invocation.is_empty() && field("invocation") == invocation;
-        let stale = crate::report::millis_between(&field("started_at"), &started_at) > STALE_MARKER_MS;
-        if manifest.is_some() || !(retried || stale) {
-            return Ok(IngestOutcome::Duplicate { run_id: run });
-        }
-        tracing::warn!(run_id = %run, retried, "an earlier attempt of this run died before planning; starting it again");
-        store.put(&marker_key, body, "application/json").await.map_err(transient)?;
-    }
-
     // From here on a transient failure must let the retried event in: drop the marker again.
-    let result = take_on(
-        store,
-        queue,
-        notifier,
-        client,
-        &config,
-        settings,
-        &run,
-        key,
-        dry_run,
-        overridden,
-        &started_at,
-        work_dir,
-    )
-    .await;
+    let result = take_on(p, client, &config, &ctx, work_dir).await;
     if let Err(e) = &result
         && e.is_retryable()
-        && let Err(de) = store.delete(&settings.marker_key(&run)).await
+        && let Err(de) = p.store.delete(&p.settings.marker_key(&ctx.run)).await
     {
-        tracing::error!(run_id = %run, error = %de, "could not remove the run marker; a retry will be taken as a duplicate");
+        tracing::error!(run_id = %ctx.run, error = %de, "could not remove the run marker; a retry will be taken as a duplicate");
     }
     result
+}
+
+/// Claims the run with its marker. A run taken before is a duplicate, unless it died before
+/// writing its manifest: then it is taken on again at once by Lambda's retry of the same
+/// invocation (the attempt was killed or timed out), and by anyone once its marker is older
+/// than any invocation can live. A retried invocation of a run that has its manifest moves the
+/// run on instead (the attempt may have died queueing the links wave).
+async fn claim_run<S: ObjectStore, Q: WorkQueue, N: Notifier>(
+    p: &Pipeline<'_, S, Q, N>,
+    ctx: &RunContext<'_>,
+    version: &str,
+    invocation: &str,
+) -> Result<Option<IngestOutcome>, IngestError> {
+    let marker = serde_json::json!({
+        "run_id": ctx.run, "key": ctx.key, "version": version, "started_at": ctx.started_at, "invocation": invocation
+    });
+    let marker_key = p.settings.marker_key(&ctx.run);
+    let body = marker.to_string().into_bytes();
+    let t = |e| ctx.transient(e);
+    if p.store.put_if_absent(&marker_key, body.clone(), "application/json").await.map_err(t)? {
+        return Ok(None);
+    }
+    let manifest = p.store.get(&p.settings.manifest_key(&ctx.run)).await.map_err(t)?;
+    let earlier = p.store.get(&marker_key).await.map_err(t)?;
+    let earlier: serde_json::Value = earlier.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let field = |name: &str| earlier.get(name).and_then(|t| t.as_str()).unwrap_or_default().to_string();
+    let retried = !invocation.is_empty() && field("invocation") == invocation;
+    let stale = crate::report::millis_between(&field("started_at"), &ctx.started_at) > STALE_MARKER_MS;
+    let duplicate = Some(IngestOutcome::Duplicate { run_id: ctx.run.clone() });
+    if manifest.is_some() {
+        if retried {
+            super::advance(p, &ctx.run, true).await.map_err(t)?;
+        }
+        return Ok(duplicate);
+    }
+    if !(retried || stale) {
+        return Ok(duplicate);
+    }
+    tracing::warn!(run_id = %ctx.run, retried, "an earlier attempt of this run died before planning; starting it again");
+    p.store.put(&marker_key, body, "application/json").await.map_err(t)?;
+    Ok(None)
 }
 
 /// The token endpoint refused the PAT: no retry can help until someone fixes the secret, so the
@@ -182,12 +197,10 @@ const ROWS_PER_PART: usize = 10_000;
 const MESSAGES_PER_SEND: usize = 100;
 
 /// Where the ingest's planner output goes as it comes: settled rows into report parts of
-/// [`ROWS_PER_PART`] rows, plans into messages queued a hundred at a time, so memory does not
-/// grow with the file.
-struct IngestSink<'a, S, Q> {
-    store: &'a S,
-    queue: &'a Q,
-    settings: &'a Settings,
+/// [`ROWS_PER_PART`] rows, plans into records messages queued a hundred at a time, so memory
+/// does not grow with the file.
+struct IngestSink<'a, S, Q, N> {
+    p: &'a Pipeline<'a, S, Q, N>,
     run: &'a str,
     /// `None` in a dry run: plans are reported, not queued.
     target: Option<Target>,
@@ -197,14 +210,9 @@ struct IngestSink<'a, S, Q> {
     parts: usize,
     plans: Vec<EmployeePlan>,
     messages: usize,
-    /// Logins that manage someone in the file (from the first pass).
-    managers: LoginIndex,
-    /// Which part each manager queued so far went to (lower-cased login → part): a message
-    /// names the parts its plans' managers come from (see [`super::ids`]).
-    manager_parts: std::collections::BTreeMap<String, String>,
 }
 
-impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
+impl<S: ObjectStore, Q: WorkQueue, N> IngestSink<'_, S, Q, N> {
     async fn flush_rows(&mut self) -> Result<(), RunError> {
         if self.rows.is_empty() {
             return Ok(());
@@ -212,7 +220,7 @@ impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
         let rows = std::mem::take(&mut self.rows);
         let part = format!("{}.ingest{:05}", self.attempt, self.parts);
         self.parts += 1;
-        write_part(self.store, self.settings, self.run, &part, &rows).await.map_err(sink_error)
+        write_part(self.p.store, self.p.settings, self.run, &part, &rows).await.map_err(sink_error)
     }
 
     async fn flush_plans(&mut self) -> Result<(), RunError> {
@@ -221,20 +229,17 @@ impl<S: ObjectStore, Q: WorkQueue> IngestSink<'_, S, Q> {
             return Ok(());
         }
         let plans = std::mem::take(&mut self.plans);
-        let per_message = self.settings.items_per_message;
         let prefix = format!("{}.m", self.attempt);
-        let mut messages = WorkMessage::batch_from(self.run, &prefix, target, plans, per_message, self.messages);
+        let (per_message, run) = (self.p.settings.items_per_message, self.run);
+        let messages = WorkMessage::batch(run, (&prefix, self.messages), Stage::Records, target, plans, per_message);
         self.messages += messages.len();
-        // The parts of the managers in this go first: a plan's manager may come later in it.
-        for m in &messages {
-            for p in m.items.iter().filter(|p| self.managers.contains(&p.login)) {
-                self.manager_parts.insert(login_key(&p.login), m.part.clone());
-            }
-        }
-        for m in &mut messages {
-            m.managers = super::ids::managers_of(&m.items, &m.part, &self.manager_parts);
-        }
-        self.queue.send(messages.iter().map(WorkMessage::to_body).collect(), 0).await.map_err(sink_error)
+        message::send(self.p.store, self.p.queue, self.p.settings, messages).await.map_err(sink_error)
+    }
+
+    /// Sends what is left.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        self.flush_plans().await?;
+        self.flush_rows().await
     }
 }
 
@@ -242,15 +247,7 @@ fn sink_error(e: PortError) -> RunError {
     RunError::Sink(e.to_string())
 }
 
-impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
-    fn wants_managers(&self) -> bool {
-        self.target.is_some()
-    }
-
-    fn file_indexed(&mut self, file: &FileIndex) {
-        self.managers = file.managers.clone();
-    }
-
+impl<S: ObjectStore, Q: WorkQueue, N: Notifier> PlanSink for IngestSink<'_, S, Q, N> {
     async fn settled(&mut self, row: RowReport) -> Result<(), RunError> {
         self.rows.push(row);
         if self.rows.len() >= ROWS_PER_PART {
@@ -264,148 +261,134 @@ impl<S: ObjectStore, Q: WorkQueue> PlanSink for IngestSink<'_, S, Q> {
             return self.settled(outcome_row(plan, None)).await;
         }
         self.plans.push(plan);
-        if self.plans.len() >= self.settings.items_per_message * MESSAGES_PER_SEND {
+        if self.plans.len() >= self.p.settings.items_per_message * MESSAGES_PER_SEND {
             self.flush_plans().await?;
         }
         Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Downloads the file, plans it into messages and report parts, and writes the manifest.
 async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
-    store: &S,
-    queue: &Q,
-    notifier: &N,
+    p: &Pipeline<'_, S, Q, N>,
     client: &NermClient,
     config: &MappingConfig,
-    settings: &Settings,
-    run: &str,
-    key: &str,
-    dry_run: bool,
-    overridden: bool,
-    started_at: &str,
+    ctx: &RunContext<'_>,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
-    let transient =
-        |e: PortError| IngestError::Transient { run_id: run.to_string(), key: key.to_string(), message: e.to_string() };
-    let local = work_dir.join(format!("{run}.csv"));
-    store.download(key, &local).await.map_err(transient)?;
-    let progress = |msg: &str| tracing::info!(run_id = run, "{msg}");
+    let local = work_dir.join(format!("{}.csv", ctx.run));
+    p.store.download(ctx.key, &local).await.map_err(|e| ctx.transient(e))?;
+    let attempt = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let mut sink = IngestSink {
-        store,
-        queue,
-        settings,
-        run,
+        p,
+        run: &ctx.run,
         target: None,
-        attempt: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+        attempt,
         rows: Vec::new(),
         parts: 0,
         plans: Vec::new(),
         messages: 0,
-        managers: LoginIndex::default(),
-        manager_parts: Default::default(),
     };
-    let planned = match resolve(config, client).await {
-        Ok(resolved) => {
-            sink.target = (!dry_run).then(|| Target::from_resolved(&resolved));
-            let planned = plan_file(|| std::fs::File::open(&local), &resolved, client, &mut sink, &progress).await;
-            match planned {
-                Ok(p) => match (sink.flush_plans().await, sink.flush_rows().await) {
-                    (Ok(()), Ok(())) => Ok(p),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                },
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    let planned = plan_into(&mut sink, &local, config, client, ctx).await;
     let _ = std::fs::remove_file(&local);
-    let stats = PartStats::from_client(&client.stats());
-    let stats_body = serde_json::to_vec(&stats).unwrap_or_default();
-    store
-        .put(&format!("{}ingest.json", settings.stats_prefix(run)), stats_body, "application/json")
-        .await
-        .map_err(transient)?;
-    let planned = match planned {
-        Ok(p) => p,
-        Err(RunError::Threshold(t)) => {
-            // Quarantine: nothing applied, the report says why, an operator can override.
+    let stats = serde_json::to_vec(&PartStats::from_client(&client.stats())).unwrap_or_default();
+    let stats_key = format!("{}ingest.json", p.settings.stats_prefix(&ctx.run));
+    p.store.put(&stats_key, stats, "application/json").await.map_err(|e| ctx.transient(e))?;
+    let (attempt, target, messages) = (sink.attempt, sink.target, sink.messages);
+    let manifest = Manifest { target, messages: messages as u64, ..empty_manifest(ctx, &attempt) };
+    let outcome = match planned {
+        Ok(planned) => Ok(started(manifest, planned, ctx)),
+        Err(e) => stopped(manifest, e, ctx),
+    };
+    let (manifest, outcome) = match outcome {
+        Ok(o) => o,
+        // S3, SQS or NERM trouble: the event is retried, and nothing is reported yet.
+        Err(e) => return Err(e),
+    };
+    // Provisioners may have applied every message already: the run moves on from here then.
+    put_manifest(p.store, p.settings, &manifest).await.map_err(|e| ctx.transient(e))?;
+    super::advance(p, &ctx.run, false).await.map_err(|e| ctx.transient(e))?;
+    outcome
+}
+
+/// Resolves the config and plans the file into the sink.
+async fn plan_into<S: ObjectStore, Q: WorkQueue, N: Notifier>(
+    sink: &mut IngestSink<'_, S, Q, N>,
+    local: &Path,
+    config: &MappingConfig,
+    client: &NermClient,
+    ctx: &RunContext<'_>,
+) -> Result<crate::engine::run::PlannedRun, RunError> {
+    let resolved = resolve(config, client).await?;
+    sink.target = (!ctx.dry_run).then(|| Target::from_resolved(&resolved));
+    let progress = |msg: &str| tracing::info!(run_id = %ctx.run, "{msg}");
+    let planned = plan_file(|| std::fs::File::open(local), &resolved, client, sink, &progress).await?;
+    sink.flush().await?;
+    Ok(planned)
+}
+
+/// The manifest of a planned run, and what the ingest answers.
+fn started(
+    manifest: Manifest,
+    planned: crate::engine::run::PlannedRun,
+    ctx: &RunContext<'_>,
+) -> (Manifest, Result<IngestOutcome, IngestError>) {
+    let rows = planned.settled + planned.plans;
+    let mut warnings = planned.warnings;
+    if ctx.overridden {
+        warnings.push(format!(
+            "the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE} lifted the full-sync disable threshold for this run"
+        ));
+    }
+    let run_id = ctx.run.clone();
+    let outcome = match manifest.messages {
+        0 => IngestOutcome::Finished { run_id, rows },
+        m => IngestOutcome::Started { run_id, messages: m as usize, rows },
+    };
+    (Manifest { expected_rows: rows, warnings, planned: planned.planned, ..manifest }, Ok(outcome))
+}
+
+/// A run that stopped before any write: quarantined by the full-sync threshold, or a file or
+/// config error reported as its only outcome; or trouble worth retrying (`Err`).
+fn stopped(
+    manifest: Manifest,
+    e: RunError,
+    ctx: &RunContext<'_>,
+) -> Result<(Manifest, Result<IngestOutcome, IngestError>), IngestError> {
+    let nothing = Manifest { messages: 0, target: None, ..manifest };
+    match e {
+        RunError::Threshold(t) => {
             let reason = format!(
                 "{t}. To apply anyway, upload the file again with the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE}"
             );
-            let manifest = Manifest {
-                quarantined: Some(reason.clone()),
-                ..empty_manifest(run, key, dry_run, started_at, &sink.attempt)
-            };
-            put_manifest(store, settings, &manifest).await.map_err(transient)?;
-            finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
-            return Ok(IngestOutcome::Quarantined { run_id: run.to_string(), reason });
+            let outcome = IngestOutcome::Quarantined { run_id: ctx.run.clone(), reason: reason.clone() };
+            Ok((Manifest { quarantined: Some(reason), ..nothing }, Ok(outcome)))
         }
-        Err(e @ (RunError::Nerm(_) | RunError::Report(_) | RunError::Sink(_))) if !credentials_refused(&e) => {
-            return Err(IngestError::Transient {
-                run_id: run.to_string(),
-                key: key.to_string(),
-                message: e.to_string(),
-            });
+        e @ (RunError::Nerm(_) | RunError::Report(_) | RunError::Sink(_)) if !credentials_refused(&e) => {
+            Err(ctx.transient(e))
         }
-        Err(e) => {
-            // A file or config error: report it as the run's only outcome.
+        e => {
             let message = e.to_string();
-            let manifest = Manifest {
-                warnings: vec![format!("the run did not start: {message}")],
-                ..empty_manifest(run, key, dry_run, started_at, &sink.attempt)
-            };
-            put_manifest(store, settings, &manifest).await.map_err(transient)?;
-            finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
-            return Err(IngestError::Rejected { run_id: run.to_string(), key: key.to_string(), message });
+            let warnings = vec![format!("the run did not start: {message}")];
+            Ok((Manifest { warnings, ..nothing }, Err(ctx.rejected(message))))
         }
-    };
-
-    let rows = planned.settled + planned.plans;
-    let messages = sink.messages;
-    let manifest = Manifest {
-        run_id: run.to_string(),
-        source_key: key.to_string(),
-        dry_run,
-        started_at: started_at.to_string(),
-        attempt: sink.attempt.clone(),
-        expected_rows: rows,
-        messages: messages as u64,
-        warnings: {
-            let mut w = planned.warnings;
-            if overridden {
-                w.push(format!(
-                    "the object tag {OVERRIDE_TAG}={OVERRIDE_VALUE} lifted the full-sync disable threshold for this run"
-                ));
-            }
-            w
-        },
-        quarantined: None,
-        planned: planned.planned,
-    };
-    // Provisioners may have finished every message already: whoever sees the last row
-    // reported after the manifest exists completes the run.
-    put_manifest(store, settings, &manifest).await.map_err(transient)?;
-    finish_if_complete(store, notifier, settings, run).await.map_err(transient)?;
-    if messages == 0 {
-        return Ok(IngestOutcome::Finished { run_id: run.to_string(), rows });
     }
-    Ok(IngestOutcome::Started { run_id: run.to_string(), messages, rows })
 }
 
-/// A manifest for a run that applies nothing (quarantined, or never started).
-fn empty_manifest(run: &str, key: &str, dry_run: bool, started_at: &str, attempt: &str) -> Manifest {
+/// A manifest for a run that applies nothing yet.
+fn empty_manifest(ctx: &RunContext<'_>, attempt: &str) -> Manifest {
     Manifest {
-        run_id: run.to_string(),
-        source_key: key.to_string(),
-        dry_run,
-        started_at: started_at.to_string(),
+        run_id: ctx.run.clone(),
+        source_key: ctx.key.to_string(),
+        dry_run: ctx.dry_run,
+        started_at: ctx.started_at.clone(),
         attempt: attempt.to_string(),
         expected_rows: 0,
         messages: 0,
         warnings: vec![],
         quarantined: None,
         planned: Default::default(),
+        target: None,
     }
 }
 

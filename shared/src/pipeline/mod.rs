@@ -1,22 +1,28 @@
 //! The engine split over AWS: the ingest plans a file and fans the plans out as messages; each
-//! provisioner applies one message and writes its part of the report; whoever completes the
-//! run merges the report and announces it. Everything here talks to the outside through
+//! provisioner applies one message and writes its part of the report. A run goes in two waves:
+//! first the employees' records (users, profiles, roles, profile links), then, once every
+//! records part is applied, the links to the managers the run created ([`links`]). Whoever
+//! reports the last row merges the report and announces it. Everything here talks to the outside through
 //! [`crate::ports`], so it runs the same against S3/SQS/SNS, moto, or in-memory fakes.
 //!
 //! S3 layout of a run (prefixes from the settings):
 //! - `{state}{run}/started.json`: the dedup marker (written only if absent: a second delivery
 //!   of the same object is a no-op); `{state}{run}/manifest.json`: what the run expects;
 //!   `{state}{run}/stats/{part}-{random}.json`: NERM request counts of each receive of a part; `{state}{run}/notified`;
-//!   `{state}{run}/ids/{part}.json`: the NERM ids of a part's employees, written once it is applied
-//!   (other parts read their managers' ids there, see [`ids`]); `{state}{run}/claims/{part}.json`:
-//!   what the first receive of a part decided to report (see [`provision()`]: SQS may deliver a
-//!   message more than once, and each part is reported once).
+//!   `{state}{run}/ids/{part}.json`: the NERM ids of a records part's employees, written once it
+//!   is applied (the links wave reads its managers' ids there, see [`ids`]);
+//!   `{state}{run}/claims/{part}.json`: what the first receive of a part decided to report, and
+//!   the links it left for the second wave (see [`provision()`]: SQS may deliver a message more
+//!   than once, and each part is reported once); `{state}{run}/links.json`: the links wave was
+//!   queued (see [`links`]); `{state}{run}/plans/{part}.json`: a message's plans when they did
+//!   not fit in it.
 //! - `{reports}{run}/parts/{part}-{rows}.jsonl`: report rows (part names begin with the ingest
 //!   attempt's tag, see [`Manifest::attempt`]); `{reports}{run}/report.jsonl`,
 //!   `report.csv`, `summary.json`: the merged report once every row is accounted for.
 
 pub mod ids;
 pub mod ingest;
+pub mod links;
 pub mod message;
 pub mod provision;
 
@@ -24,13 +30,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{Notifier, ObjectStore, PortError};
+use crate::engine::Target;
+use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::{CsvReportWriter, JsonlWriter, Outcome, RowReport, Summary};
 use crate::report_page::ListedRows;
 
 pub use ingest::{IngestError, IngestOutcome, ingest};
-pub use message::{MessageError, WorkMessage};
-pub use provision::{ProvisionError, Target, provision};
+pub use message::{MessageError, Stage, WorkMessage};
+pub use provision::{ProvisionError, provision};
+
+/// What the pipeline talks to, and where it keeps things: passed to every stage.
+pub struct Pipeline<'a, S, Q, N> {
+    pub store: &'a S,
+    pub queue: &'a Q,
+    pub notifier: &'a N,
+    pub settings: &'a Settings,
+}
 
 /// Where a deployment keeps things; the Lambdas fill it from their environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +53,8 @@ pub struct Settings {
     pub input_prefix: String,
     pub report_prefix: String,
     pub run_state_prefix: String,
-    /// Employees per SQS message.
+    /// Employees per SQS message: one NERM bulk call's worth.
     pub items_per_message: usize,
-    /// A plan waiting for its manager is re-queued at most this many times.
-    pub max_wait_attempts: u32,
-    /// Delay before a waiting plan is tried again.
-    pub wait_delay_seconds: u32,
 }
 
 impl Default for Settings {
@@ -52,9 +63,7 @@ impl Default for Settings {
             input_prefix: "incoming/".into(),
             report_prefix: "reports/".into(),
             run_state_prefix: "runs/".into(),
-            items_per_message: 25,
-            max_wait_attempts: 8,
-            wait_delay_seconds: 30,
+            items_per_message: crate::nerm::client::BULK_MAX,
         }
     }
 }
@@ -71,9 +80,7 @@ impl Settings {
             input_prefix: env.var_or("INPUT_PREFIX", "incoming/"),
             report_prefix: env.var_or("REPORT_PREFIX", "reports/"),
             run_state_prefix: env.var_or("RUN_STATE_PREFIX", "runs/"),
-            items_per_message: env.number("ITEMS_PER_MESSAGE", 25)?.max(1) as usize,
-            wait_delay_seconds: env.number("WAIT_DELAY_SECONDS", 30)?,
-            ..Settings::default()
+            items_per_message: env.number("ITEMS_PER_MESSAGE", crate::nerm::client::BULK_MAX as u32)?.max(1) as usize,
         })
     }
 
@@ -89,6 +96,14 @@ impl Settings {
     /// The ids object of one part (see [`ids`]).
     pub fn ids_key(&self, run: &str, part: &str) -> String {
         format!("{}{run}/ids/{part}.json", self.run_state_prefix)
+    }
+    /// Where a message's plans wait when they do not fit in it (see [`message::send`]).
+    pub fn plans_key(&self, run: &str, part: &str) -> String {
+        format!("{}{run}/plans/{part}.json", self.run_state_prefix)
+    }
+    /// Whether the links wave was queued (see [`links`]).
+    pub fn links_key(&self, run: &str) -> String {
+        format!("{}{run}/links.json", self.run_state_prefix)
     }
     /// What the first receive of a part decided (see [`provision()`]).
     pub fn claim_key(&self, run: &str, part: &str) -> String {
@@ -137,6 +152,10 @@ pub struct Manifest {
     /// Why nothing was applied (full-sync threshold), if so.
     pub quarantined: Option<String>,
     pub planned: BTreeMap<String, u64>,
+    /// The NERM side of the run, for the links wave's messages. `None` in a manifest from
+    /// before the links wave, or of a run that applies nothing.
+    #[serde(default)]
+    pub target: Option<Target>,
 }
 
 /// NERM requests made by one part of the run.
@@ -179,25 +198,36 @@ async fn rows_reported<S: ObjectStore>(store: &S, settings: &Settings, manifest:
         .sum())
 }
 
-/// If every row of the run is reported, merges the parts into the final report, writes
-/// `summary.json` and announces it once. Returns the summary when the run is complete.
-pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
-    store: &S,
-    notifier: &N,
-    settings: &Settings,
+/// Moves a run on after one of its parts (or its manifest) was written: queues the links wave
+/// once every records part is applied, and finishes the run once every row is reported.
+/// `take_over`: the caller knows that whoever started queueing the links wave died.
+pub async fn advance<S: ObjectStore, Q: WorkQueue, N: Notifier>(
+    p: &Pipeline<'_, S, Q, N>,
     run: &str,
+    take_over: bool,
 ) -> Result<Option<Summary>, PortError> {
-    let Some(manifest) = read_manifest(store, settings, run).await? else {
+    let Some(manifest) = read_manifest(p.store, p.settings, run).await? else {
         return Ok(None);
     };
-    if rows_reported(store, settings, &manifest).await? < manifest.expected_rows {
+    links::queue_if_due(p, &manifest, take_over).await?;
+    finish_if_complete(p, &manifest).await
+}
+
+/// If every row of the run is reported, merges the parts into the final report, writes
+/// `summary.json` and announces it once. Returns the summary when the run is complete.
+async fn finish_if_complete<S: ObjectStore, Q, N: Notifier>(
+    p: &Pipeline<'_, S, Q, N>,
+    manifest: &Manifest,
+) -> Result<Option<Summary>, PortError> {
+    let (store, settings, run) = (p.store, p.settings, manifest.run_id.as_str());
+    if rows_reported(store, settings, manifest).await? < manifest.expected_rows {
         return Ok(None);
     }
     let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
-    let merged = merge_and_upload(store, settings, run, &work, &manifest).await;
+    let merged = merge_and_upload(store, settings, run, &work, manifest).await;
     let _ = std::fs::remove_dir_all(&work);
     let (mut summary, listed) = merged?;
-    add_run_facts(&mut summary, &manifest, run_stats(store, settings, run).await?);
+    add_run_facts(&mut summary, manifest, run_stats(store, settings, run).await?);
     let page = crate::report_page::render(&summary, &store.uri(&manifest.source_key), &listed)
         .map_err(|e| PortError::new("report", format!("report.html: {e}"), false))?;
     store.put(&settings.report_key(run, "report.html"), page.into_bytes(), "text/html; charset=utf-8").await?;
@@ -205,7 +235,7 @@ pub async fn finish_if_complete<S: ObjectStore, N: Notifier>(
         .put(&settings.report_key(run, "summary.json"), summary.to_json_pretty().into_bytes(), "application/json")
         .await?;
     if store.put_if_absent(&settings.notified_key(run), b"{}".to_vec(), "application/json").await? {
-        announce(store, notifier, settings, &summary).await?;
+        announce(store, p.notifier, settings, &summary).await?;
     }
     Ok(Some(summary))
 }

@@ -108,8 +108,8 @@ enum KillAt {
     Writes(u64),
     /// Once the first part of the report was written (one message done, the batch not).
     FirstPart,
-    /// Once a plan waiting for its manager was re-queued (a delayed message appeared).
-    Requeued,
+    /// Once the last records part queued the links wave (new messages appeared).
+    LinksQueued,
 }
 
 /// Drops 40 employees (messages of 8), hands all 5 messages to one provisioner as one batch,
@@ -147,7 +147,7 @@ async fn killed_mid_batch(tag: &str, kill: KillAt) -> String {
                 KillAt::Writes(n) => stack.sim.stats().await["writes"].as_u64().unwrap_or(0) >= n,
                 // (the ingest's own part, of the rows it settled, is there from the start)
                 KillAt::FirstPart => stack.keys(&parts_prefix).await.iter().any(|k| !k.contains(".ingest")),
-                KillAt::Requeued => stack.queue_depth(&stack.queue).await > batch.len() as u64,
+                KillAt::LinksQueued => stack.queue_depth(&stack.queue).await > batch.len() as u64,
             };
             if reached {
                 return;
@@ -213,65 +213,43 @@ async fn a_provisioner_killed_after_one_message_of_its_batch_was_reported_leaves
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_provisioner_killed_after_requeuing_a_waiting_plan_leaves_no_row_twice() {
-    println!("{}", killed_mid_batch("killwait", KillAt::Requeued).await);
+async fn a_provisioner_killed_after_queueing_the_links_wave_leaves_no_row_twice() {
+    println!("{}", killed_mid_batch("killwave", KillAt::LinksQueued).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_message_delivered_twice_that_ends_differently_the_second_time_reports_each_row_once() {
-    // GIVEN 40 employees in 5 messages of 8, and one message whose plans wait for managers that
-    // a later message creates
+async fn messages_of_both_waves_delivered_twice_report_each_row_once() {
+    // GIVEN 40 employees in 5 records messages of 8, managers anywhere in the file
     let stack = Stack::new("dup").await;
     let people = employees(40);
     let mut cfg = stack.ingest_config();
     cfg.settings.items_per_message = 8;
     let (answer, _) = stack.drop_csv(&stack.ingest_with(cfg), "incoming/hr.csv", &to_csv(&people)).await;
     let run = run_of(&answer, "started");
-    let mut batch = Vec::new();
-    while batch.len() < 5 {
-        let got = stack.receive_up_to(&stack.queue, 10, 1).await;
-        assert!(!got.is_empty(), "the 5 messages are visible");
-        batch.extend(got);
-    }
-    let parsed: Vec<shared::pipeline::WorkMessage> = batch
-        .iter()
-        .map(|m| shared::pipeline::WorkMessage::parse(m.body().unwrap_or_default()).expect("a work message"))
-        .collect();
-    let waiter = parsed
-        .iter()
-        .position(|m| m.managers.values().any(|p| *p != m.part))
-        .expect("a message whose managers come from another part");
+    let records = stack.take_all(&stack.queue).await;
+    assert_eq!(records.len(), 5);
     let provisioner = stack.provisioner();
 
-    // WHEN that message is worked first (its plans wait and are re-queued), then the others
-    // (the managers now exist) ...
-    let first = stack.provision_batch(&provisioner, std::slice::from_ref(&batch[waiter])).await;
+    // WHEN every records message is worked, then delivered once more (a standard queue delivers
+    // at least once) ...
+    let first = stack.provision_batch(&provisioner, &records).await;
     assert!(first.failed.is_empty(), "{first:?}");
-    let requeued = stack.queue_depth(&stack.queue).await - 4;
-    assert!(requeued >= 1, "the first receive re-queued its waiting plans");
-    let others: Vec<_> = (0..batch.len()).filter(|i| *i != waiter).map(|i| batch[i].clone()).collect();
-    let rest = stack.provision_batch(&provisioner, &others).await;
-    assert!(rest.failed.is_empty(), "{rest:?}");
-    // ... and SQS delivers the first message once more (a standard queue delivers at least once),
-    // so its second receive finds every manager and waits for none
-    stack
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(&stack.queue.url)
-        .message_body(batch[waiter].body().unwrap_or_default())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("send the duplicate: {}", err(&e)));
-    let drain = stack.drain(&provisioner).await;
+    let links = stack.take_all(&stack.queue).await;
+    assert!(!links.is_empty(), "the last records part queued the links wave");
+    let again = stack.provision_batch(&provisioner, &records).await;
+    assert!(again.failed.is_empty(), "{again:?}");
+    assert_eq!(stack.queue_depth(&stack.queue).await, 0, "the links wave is queued once");
+    // ... and so is every message of the links wave
+    for batch in [&links, &links] {
+        let done = stack.provision_batch(&provisioner, batch).await;
+        assert!(done.failed.is_empty(), "{done:?}");
+    }
 
     // THEN NERM holds every employee once, and the report has every row once, counted once
-    assert!(drain.failures().is_empty(), "{drain:#?}");
     let state = stack.sim.state().await;
     assert_nerm_matches(&state, &people);
     assert_no_strays(&state, &people);
-    let settings = stack.settings();
-    let rows = assert_report_accounts_for(&stack, &settings, &run, &people).await;
+    let rows = assert_report_accounts_for(&stack, &stack.settings(), &run, &people).await;
     let summary = stack.summary(&run).await.expect("a summary");
     assert_eq!(summary.counts.values().sum::<u64>(), 40, "{summary:#?}");
     assert!(rows.iter().all(|r| r.outcome.is_done()), "{rows:#?}");

@@ -154,9 +154,9 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn managers_created_by_other_parts_are_found_through_s3_without_one_nerm_lookup() {
-    // GIVEN 60 new employees, managers anywhere in the file, queued in 6 messages of 10: most
-    // plans' manager is created by another message
+async fn managers_created_by_other_parts_are_linked_in_one_full_links_wave_without_one_nerm_lookup() {
+    // GIVEN 60 new employees, managers anywhere in the file, queued in 6 records messages of 10:
+    // most plans' manager is created by another message
     let stack = Stack::new("ids").await;
     let people = employees(60);
     let mut cfg = stack.ingest_config();
@@ -166,19 +166,10 @@ async fn managers_created_by_other_parts_are_found_through_s3_without_one_nerm_l
     assert_eq!(answer["records"][0]["outcome"]["messages"], 6, "{answer}");
     let settings = stack.settings();
     let queued = stack.take_all(&stack.queue).await;
-    let messages: Vec<shared::pipeline::WorkMessage> = queued
-        .iter()
-        .map(|m| shared::pipeline::WorkMessage::parse(m.body().unwrap_or_default()).expect("a work message"))
-        .collect();
-    // (the messages name the other parts their managers come from)
-    let from_others: usize = messages.iter().map(|m| m.managers.len()).sum();
-    assert!(from_others >= 10, "most managers come from other parts: {from_others}");
-    for m in &messages {
-        assert!(m.managers.values().all(|p| *p != m.part), "a message never names its own part: {m:?}");
-    }
     // (in the worst order: every message before the parts its managers come from)
-    for m in messages.iter().rev() {
-        stack.aws.sqs.send_message().queue_url(&stack.queue.url).message_body(m.to_body()).send().await.expect("send");
+    for m in queued.iter().rev() {
+        let body = m.body().unwrap_or_default();
+        stack.aws.sqs.send_message().queue_url(&stack.queue.url).message_body(body).send().await.expect("send");
     }
     stack.sim.reset_stats().await;
 
@@ -192,16 +183,18 @@ async fn managers_created_by_other_parts_are_found_through_s3_without_one_nerm_l
     assert_no_strays(&state, &people);
     let rows = assert_report_accounts_for(&stack, &settings, &run, &people).await;
     assert_eq!(outcomes(&rows), BTreeMap::from([(Outcome::Created, 60)]));
-    // AND plans did wait for the parts creating their managers ...
-    assert!(drain.messages_handled() > 6, "some plans waited: {drain:#?}");
-    // ... but not one manager was looked up in NERM: no read of users or their links at all
+    // AND the manager links went out as one links message after the 6 records messages: one
+    // bulk call each for the user_manager links and the profiles' manager attribute
+    assert_eq!(drain.messages_handled(), 7, "{drain:#?}");
     let requests = engine::requests_of(&stack.sim.stats().await);
+    assert_eq!(requests.get("POST /api/user_managers"), Some(&1), "{requests:#?}");
+    // ... and not one manager was looked up in NERM: no read of users or their links at all
     let lookups: BTreeMap<&String, &u64> = requests
         .iter()
         .filter(|(k, _)| k.starts_with("GET /api/users") || k.starts_with("GET /api/user_profiles"))
         .collect();
     assert!(lookups.is_empty(), "manager lookups: {lookups:?} of {requests:#?}");
-    // AND each queued part left its ids object under the run's state prefix
+    // AND each records part left its ids object under the run's state prefix
     let ids = stack.keys(&format!("{}{run}/ids/", settings.run_state_prefix)).await;
     assert_eq!(ids.len(), 6, "{ids:?}");
     assert_eq!(stack.queue_depth(&stack.dlq).await, 0);

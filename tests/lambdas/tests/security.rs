@@ -308,8 +308,6 @@ fn hr_settings() -> Settings {
         report_prefix: "hr/out/reports/".into(),
         run_state_prefix: "hr/state/".into(),
         items_per_message: 25,
-        wait_delay_seconds: 1,
-        ..Settings::default()
     }
 }
 

@@ -70,10 +70,6 @@ struct Cli {
     /// Messages per provisioner invocation (the event source's `BatchSize`, 10 in template.yaml).
     #[arg(long, default_value_t = 10)]
     batch_size: i32,
-    /// Seconds before a plan waiting for its manager is tried again (`WAIT_DELAY_SECONDS`,
-    /// 30 by default).
-    #[arg(long, default_value_t = Settings::default().wait_delay_seconds)]
-    wait_delay: u32,
     /// A run that has not finished after this long fails.
     #[arg(long, default_value_t = 1_800)]
     timeout_secs: u64,
@@ -225,7 +221,7 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
         .map_err(|e| format!("set the work queue's visibility timeout: {}", err(&e)))?;
 
     // The deployment's settings and pace (template.yaml defaults, unless the flags say otherwise).
-    let settings = Settings { wait_delay_seconds: cli.wait_delay, ..Settings::default() };
+    let settings = Settings::default();
     // Each instance's share of the limit, as the functions compute it from their environment.
     let share = shared::env::Env::from_fn(|name| match name {
         "NERM_REQUESTS_PER_10S" => Some(limit.per_10s().to_string()),
@@ -351,7 +347,7 @@ async fn scenario(cli: &Cli) -> Result<(), String> {
     let scenario = format!(
         "5. end to end through the local stack: {} employees, first import (moto + simulator at \
          R = {} req / {} s, {} ms latency; {} provisioners of {} messages per batch, each paced to \
-         {} req / 10 s; waits retried after {} s)",
+         {} req / 10 s)",
         fmt_num(cli.employees as f64),
         limit.requests,
         limit.seconds,
@@ -359,7 +355,6 @@ async fn scenario(cli: &Cli) -> Result<(), String> {
         cli.workers,
         cli.batch_size,
         (limit.per_10s() / cli.workers).max(1),
-        cli.wait_delay
     );
     let s = scenario.as_str();
     let per_run = |f: &dyn Fn(&RunResult) -> f64| -> Vec<f64> { got.iter().map(f).collect() };

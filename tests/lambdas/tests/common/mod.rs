@@ -263,9 +263,9 @@ impl Stack {
 
     // ----- the handlers' configuration -----------------------------------------------------------
 
-    /// The deployment's settings; a plan waiting for its manager comes back after one second.
+    /// The deployment's settings.
     pub fn settings(&self) -> Settings {
-        Settings { items_per_message: 25, wait_delay_seconds: 1, ..Settings::default() }
+        Settings::default()
     }
 
     pub fn ingest_config(&self) -> csv_ingest::config::Config {
