@@ -10,9 +10,11 @@ pub struct Config {
     pub topic_arn: String,
     pub secret_id: String,
     pub settings: Settings,
-    /// This worker's share of the NERM limit ([`Env::nerm_share_per_10s`]): the deployment's
-    /// requests per 10 s divided by every instance that may call NERM at once (the event
-    /// source's maximum concurrency plus the ingest's).
+    /// This worker's share of the NERM limit: the deployment's requests per 10 s divided by the
+    /// event source's maximum concurrency, so the provisioners together use all of it. Nothing
+    /// is set aside for the ingest: its reads come before its own run's messages exist, so they
+    /// only ever overlap another run's provisioning, for the length of a snapshot, and NERM's
+    /// 429s (with `Retry-After`, which the client honours) pace that overlap.
     pub requests_per_10s: u32,
     /// The queue's redrive limit: on that receive, failures are reported before the DLQ.
     pub max_receive_count: u32,
@@ -31,10 +33,17 @@ impl Config {
             topic_arn: env.var("SUMMARY_TOPIC_ARN")?,
             secret_id: env.var("NERM_SECRET_ID")?,
             settings,
-            requests_per_10s: env.nerm_share_per_10s()?,
+            requests_per_10s: share_per_10s(env)?,
             max_receive_count: env.number("MAX_RECEIVE_COUNT", 5)?.max(1),
         })
     }
+}
+
+/// See [`Config::requests_per_10s`].
+fn share_per_10s(env: &Env) -> Result<u32, String> {
+    let total = env.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
+    let provisioners = env.number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
+    Ok((total / provisioners).max(1))
 }
 
 #[cfg(test)]
@@ -62,7 +71,7 @@ mod tests {
         assert_eq!(cfg.queue_url, "https://sqs.eu-west-1.amazonaws.com/123456789012/work");
         assert_eq!(cfg.settings, Settings::default());
         assert_eq!(cfg.max_receive_count, 5);
-        assert_eq!(cfg.requests_per_10s, 33);
+        assert_eq!(cfg.requests_per_10s, 50);
     }
 
     #[test]
@@ -89,15 +98,11 @@ mod tests {
     }
 
     #[test]
-    fn each_worker_paces_to_its_share_so_the_fleet_and_the_ingest_stay_under_the_limit() {
+    fn the_workers_together_pace_to_the_whole_limit() {
         let mut vars = required();
-        vars.extend([
-            ("NERM_REQUESTS_PER_10S", "100"),
-            ("PROVISIONER_MAX_CONCURRENCY", "4"),
-            ("INGEST_RESERVED_CONCURRENCY", "1"),
-        ]);
-        let share = config(&vars).unwrap().requests_per_10s;
-        assert_eq!(share, 20);
-        assert!(share * (4 + 1) <= 100);
+        vars.extend([("NERM_REQUESTS_PER_10S", "100"), ("PROVISIONER_MAX_CONCURRENCY", "4")]);
+        assert_eq!(config(&vars).unwrap().requests_per_10s, 25);
+        vars.insert("NERM_REQUESTS_PER_10S", "3");
+        assert_eq!(config(&vars).unwrap().requests_per_10s, 1, "never zero");
     }
 }

@@ -61,7 +61,8 @@ pub async fn provision<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let ours = applied.decision(&msg.items);
     let decision = claim(p, &msg, ours, earlier).await.map_err(storage)?;
     write_part(p.store, p.settings, &run, &part, &decision.rows).await.map_err(storage)?;
-    if let Some(old) = decision.replaces {
+    // (a replaced part of as many rows has the same key: it was just overwritten)
+    if let Some(old) = decision.replaces.filter(|old| *old != p.settings.part_key(&run, &part, decision.rows.len())) {
         p.store.delete(&old).await.map_err(storage)?;
     }
     advance(p, &run, false).await.map_err(storage)?;

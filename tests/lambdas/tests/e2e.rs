@@ -270,7 +270,7 @@ async fn an_unchanged_rerun_through_the_stack_makes_zero_nerm_writes() {
     assert!(csv.starts_with(HEADER), "the reference export");
     let (answer, first_up) = stack.drop_csv(&ingest, "incoming/hr.csv", &csv).await;
     let first = run_of(&answer, "started");
-    assert_eq!(answer["records"][0]["outcome"]["messages"], 2, "40 employees / 25 per message: {answer}");
+    assert_eq!(answer["records"][0]["outcome"]["messages"], 1, "40 employees / 100 per message: {answer}");
     let drain = stack.drain(&provisioner).await;
     assert!(drain.failures().is_empty(), "{drain:#?}");
     let state = stack.sim.state().await;
@@ -511,7 +511,7 @@ async fn a_file_with_bad_rows_reports_each_and_provisions_the_rest() {
     let (answer, _) = stack.drop_csv(&ingest, "incoming/hr.csv", &to_csv(&rows)).await;
     let run = run_of(&answer, "started");
     assert_eq!(answer["records"][0]["outcome"]["rows"], 35, "{answer}");
-    assert_eq!(answer["records"][0]["outcome"]["messages"], 2, "30 valid rows / 25 per message: {answer}");
+    assert_eq!(answer["records"][0]["outcome"]["messages"], 1, "30 valid rows / 100 per message: {answer}");
     let drain = stack.drain(&provisioner).await;
     assert!(drain.failures().is_empty(), "{drain:#?}");
 

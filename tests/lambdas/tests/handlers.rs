@@ -67,7 +67,10 @@ async fn a_dropped_csv_is_provisioned_and_reported(people: &[HrRow]) {
     let mut imported = people.to_vec();
     imported.push(HrRow { manager_login: String::new(), ..unknown_manager });
     assert!(csv.starts_with(HEADER));
-    let (ingest, provisioner) = (stack.ingest(), stack.provisioner());
+    // (small messages, so that managers and employees are in different parts)
+    let mut cfg = stack.ingest_config();
+    cfg.settings.items_per_message = 25;
+    let (ingest, provisioner) = (stack.ingest_with(cfg), stack.provisioner());
 
     // WHEN HR drops it as "incoming/hr export.csv" (the event carries "incoming/hr+export.csv")
     let up = stack.upload("incoming/hr export.csv", csv, None).await;
@@ -224,7 +227,7 @@ async fn the_same_s3_event_delivered_twice_runs_once() {
 
     // AND the one run provisions everybody once
     let drain = stack.drain(&provisioner).await;
-    assert_eq!(drain.messages_handled(), 1, "{drain:#?}");
+    assert_eq!(drain.messages_handled(), 2, "the records message and the links wave: {drain:#?}");
     assert!(drain.failures().is_empty(), "{drain:#?}");
     let state = stack.sim.state().await;
     assert_nerm_matches(&state, &people);

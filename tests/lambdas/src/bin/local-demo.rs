@@ -84,6 +84,14 @@ async fn main() {
         stats["spec_violations"].as_array().map_or(0, Vec::len)
     );
     stack.sim.reset_stats().await;
+    // The same file through the CLI's engine (`nerm-sync apply`), against a fresh tenant.
+    let cli = common::Harness::start().await.run(&csv, &common::engine::example_config(), false).await;
+    let (lambdas, by_cli) = (first.requests_total, cli.summary.requests_total);
+    println!(
+        "  the same file through `nerm-sync apply` against a fresh tenant: {by_cli} NERM requests \
+         (the Lambdas: {lambdas}, {:.2}x)",
+        lambdas as f64 / by_cli.max(1) as f64
+    );
 
     println!("\n== 2. HR drops the same file again (a new S3 version, so a new run)");
     let (second, second_dir) = drop_and_run(&stack, &csv, &out).await;
