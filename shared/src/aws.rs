@@ -243,10 +243,31 @@ impl SqsQueue {
     }
 }
 
+/// SQS takes at most 10 messages and 256 KiB of bodies per `SendMessageBatch`.
+const SQS_BATCH_MESSAGES: usize = 10;
+const SQS_BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits bodies into runs that fit one `SendMessageBatch` each (a body is never split).
+fn sqs_batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        if i > start && (i - start == SQS_BATCH_MESSAGES || bytes + b.len() > SQS_BATCH_BYTES) {
+            out.push(&bodies[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += b.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
+
 impl WorkQueue for SqsQueue {
     async fn send(&self, bodies: Vec<String>, delay_seconds: u32) -> Result<(), PortError> {
         use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-        for chunk in bodies.chunks(10) {
+        for chunk in sqs_batches(&bodies) {
             let entries: Vec<SendMessageBatchRequestEntry> = chunk
                 .iter()
                 .enumerate()
@@ -423,6 +444,25 @@ impl CredentialSource for NermSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqs_batches_hold_at_most_ten_messages_and_256_kib() {
+        // GIVEN 25 small bodies, then 3 of 100 KiB and 2 of 200 KiB
+        let mut bodies: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
+        bodies.extend((0..3).map(|_| "x".repeat(100 * 1024)));
+        bodies.extend((0..2).map(|_| "y".repeat(200 * 1024)));
+        // WHEN they are split for SendMessageBatch
+        let sizes: Vec<usize> = sqs_batches(&bodies).iter().map(|b| b.len()).collect();
+        // THEN by ten, then as many big ones as fit in 256 KiB, every body once and in order
+        assert_eq!(sizes, [10, 10, 5 + 2, 1, 1, 1]);
+        assert!(
+            sqs_batches(&bodies)
+                .iter()
+                .all(|b| b.len() == 1 || b.iter().map(String::len).sum::<usize>() <= SQS_BATCH_BYTES)
+        );
+        assert_eq!(sqs_batches(&bodies).concat(), bodies);
+        assert!(sqs_batches(&[]).is_empty());
+    }
 
     #[test]
     fn a_secret_missing_its_token_names_the_key_and_not_the_value() {
