@@ -56,10 +56,11 @@ pub(super) async fn started<S: ObjectStore>(
 pub(super) async fn queue_if_due<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     p: &Pipeline<'_, S, Q, N>,
     manifest: &Manifest,
+    parts: &[String],
     take_over: bool,
 ) -> Result<(), PortError> {
     let Some(target) = &manifest.target else { return Ok(()) };
-    if manifest.messages == 0 || !records_applied(p, manifest).await? || !claim(p, manifest, take_over).await? {
+    if manifest.messages == 0 || !records_applied(p, manifest, parts) || !claim(p, manifest, take_over).await? {
         return Ok(());
     }
     let plans = deferred_links(p, manifest).await?;
@@ -82,13 +83,11 @@ pub(super) async fn queue_if_due<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     p.store.put(&p.settings.links_key(run), to_body(&marker)?, "application/json").await
 }
 
-/// Whether every records message of the run has written its part.
-async fn records_applied<S: ObjectStore, Q, N>(
-    p: &Pipeline<'_, S, Q, N>,
-    manifest: &Manifest,
-) -> Result<bool, PortError> {
+/// Whether every records message of the run has written its part (`parts`: the run's report
+/// parts that count).
+fn records_applied<S, Q, N>(p: &Pipeline<'_, S, Q, N>, manifest: &Manifest, parts: &[String]) -> bool {
     let prefix = format!("{}{}", p.settings.parts_prefix(&manifest.run_id), records_parts(manifest));
-    Ok(p.store.list(&prefix).await?.len() as u64 >= manifest.messages)
+    parts.iter().filter(|k| k.starts_with(&prefix)).count() as u64 >= manifest.messages
 }
 
 /// Takes the duty of queueing the wave: `false` when it is queued, or someone alive is at it.

@@ -116,7 +116,7 @@ impl Settings {
         format!("{}{run}/parts/", self.report_prefix)
     }
     /// The parts that count toward a run (see [`Manifest::attempt`]).
-    fn counted_parts_prefix(&self, manifest: &Manifest) -> String {
+    pub(crate) fn counted_parts_prefix(&self, manifest: &Manifest) -> String {
         match manifest.attempt.as_str() {
             "" => self.parts_prefix(&manifest.run_id),
             attempt => format!("{}{attempt}.", self.parts_prefix(&manifest.run_id)),
@@ -188,14 +188,14 @@ pub(crate) async fn write_part<S: ObjectStore>(
     store.put(&settings.part_key(run, part, rows.len()), body, "application/x-ndjson").await
 }
 
-/// Rows reported so far, from the names of the parts that count.
-async fn rows_reported<S: ObjectStore>(store: &S, settings: &Settings, manifest: &Manifest) -> Result<u64, PortError> {
+/// Rows reported so far, from the names of the parts that count (`parts`, listed under
+/// [`Settings::counted_parts_prefix`]).
+fn rows_reported(parts: &[String], settings: &Settings, manifest: &Manifest) -> u64 {
     let prefix = settings.counted_parts_prefix(manifest);
-    let keys = store.list(&prefix).await?;
-    Ok(keys
+    parts
         .iter()
         .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(".jsonl")?.rsplit_once('-')?.1.parse::<u64>().ok())
-        .sum())
+        .sum()
 }
 
 /// Moves a run on after one of its parts (or its manifest) was written: queues the links wave
@@ -209,8 +209,9 @@ pub async fn advance<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let Some(manifest) = read_manifest(p.store, p.settings, run).await? else {
         return Ok(None);
     };
-    links::queue_if_due(p, &manifest, take_over).await?;
-    finish_if_complete(p, &manifest).await
+    let parts = p.store.list(&p.settings.counted_parts_prefix(&manifest)).await?;
+    links::queue_if_due(p, &manifest, &parts, take_over).await?;
+    finish_if_complete(p, &manifest, &parts).await
 }
 
 /// If every row of the run is reported, merges the parts into the final report, writes
@@ -218,9 +219,10 @@ pub async fn advance<S: ObjectStore, Q: WorkQueue, N: Notifier>(
 async fn finish_if_complete<S: ObjectStore, Q, N: Notifier>(
     p: &Pipeline<'_, S, Q, N>,
     manifest: &Manifest,
+    parts: &[String],
 ) -> Result<Option<Summary>, PortError> {
     let (store, settings, run) = (p.store, p.settings, manifest.run_id.as_str());
-    if rows_reported(store, settings, manifest).await? < manifest.expected_rows {
+    if rows_reported(parts, settings, manifest) < manifest.expected_rows {
         return Ok(None);
     }
     let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));

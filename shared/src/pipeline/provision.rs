@@ -114,18 +114,17 @@ async fn apply<S: ObjectStore, Q, N>(
     msg: &WorkMessage,
 ) -> Result<Applied, PortError> {
     let mut ids = Ids::from_plans(&msg.items);
-    let defers =
-        msg.stage == Stage::Records && msg.version >= 3 && !links::started(p.store, p.settings, &msg.run_id).await?;
-    let (plans, deferred): (Vec<EmployeePlan>, Vec<Vec<Op>>) = if defers {
-        msg.items.iter().cloned().map(EmployeePlan::split_new_manager_links).unzip()
-    } else {
-        if msg.stage == Stage::Records && msg.items.iter().flat_map(|p| &p.ops).any(Op::links_new_manager) {
-            let attempt = msg.part.split_once('.').map_or("", |(a, _)| a);
-            let run_ids = read_run_ids(p.store, p.settings, &msg.run_id, &format!("{attempt}.m")).await?;
-            ids.users.extend(run_ids.users);
-            ids.profiles.extend(run_ids.profiles);
-        }
-        (msg.items.clone(), vec![Vec::new(); msg.items.len()])
+    let new_managers = msg.stage == Stage::Records && msg.items.iter().flat_map(|p| &p.ops).any(Op::links_new_manager);
+    let late = new_managers && (msg.version < 3 || links::started(p.store, p.settings, &msg.run_id).await?);
+    if late {
+        let attempt = msg.part.split_once('.').map_or("", |(a, _)| a);
+        let run_ids = read_run_ids(p.store, p.settings, &msg.run_id, &format!("{attempt}.m")).await?;
+        ids.users.extend(run_ids.users);
+        ids.profiles.extend(run_ids.profiles);
+    }
+    let (plans, deferred): (Vec<EmployeePlan>, Vec<Vec<Op>>) = match new_managers && !late {
+        true => msg.items.iter().cloned().map(EmployeePlan::split_new_manager_links).unzip(),
+        false => (msg.items.clone(), vec![Vec::new(); msg.items.len()]),
     };
     let applier = Applier::new(client, &msg.target);
     let (errors, ids) = applier.apply_with(&plans, ids, MissingManager::Fail).await;
