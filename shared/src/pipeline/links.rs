@@ -135,3 +135,153 @@ async fn deferred_links<S: ObjectStore, Q, N>(
 fn to_body(marker: &LinksMarker) -> Result<Vec<u8>, PortError> {
     serde_json::to_vec(marker).map_err(|e| PortError::new("links", e.to_string(), false))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine::{Op, PlanKind, Target};
+    use crate::pipeline::ids::{PartIds, write_ids};
+    use crate::pipeline::{Settings, write_part};
+    use crate::ports::memory::{MemoryNotifier, MemoryQueue, MemoryStore};
+
+    const RUN: &str = "run1";
+
+    fn manifest() -> Manifest {
+        Manifest {
+            run_id: RUN.into(),
+            source_key: "incoming/hr.csv".into(),
+            dry_run: false,
+            started_at: "2026-12-07T20:00:00Z".into(),
+            attempt: "a1".into(),
+            expected_rows: 2,
+            messages: 2,
+            warnings: vec![],
+            quarantined: None,
+            planned: BTreeMap::new(),
+            target: Some(Target {
+                profile_type_id: "t".into(),
+                key_attribute: "employee_id".into(),
+                manager_attribute: Some("manager".into()),
+                self_relationship: Some("owner".into()),
+                concurrency: 2,
+            }),
+        }
+    }
+
+    /// Ann, created by part a1.m00000, whose manager Boss part a1.m00001 created.
+    fn ann_waiting() -> EmployeePlan {
+        EmployeePlan {
+            line: 2,
+            login: "ann@example.com".into(),
+            key: "E2".into(),
+            user_id: Some("u-ann".into()),
+            profile_id: Some("p-ann".into()),
+            kind: PlanKind::Create,
+            ops: vec![
+                Op::SetProfileManager {
+                    manager_login: "Boss@example.com".into(),
+                    manager_key: "E1".into(),
+                    manager_profile_id: None,
+                },
+                Op::SetUserManager {
+                    manager_login: "Boss@example.com".into(),
+                    manager_user_id: None,
+                    existing_link_id: None,
+                },
+            ],
+            changes: vec!["user created".into()],
+            warnings: vec![],
+        }
+    }
+
+    /// The run's state once both records parts are applied: Ann's links deferred by part 0.
+    async fn records_applied(store: &MemoryStore, settings: &Settings) {
+        let decision = Decision { deferred: vec![ann_waiting()], ..Decision::default() };
+        store.insert(&settings.claim_key(RUN, "a1.m00000"), serde_json::to_vec(&decision).unwrap());
+        store.insert(&settings.claim_key(RUN, "a1.m00001"), serde_json::to_vec(&Decision::default()).unwrap());
+        let boss = PartIds {
+            users: BTreeMap::from([("boss@example.com".into(), "u-boss".into())]),
+            profiles: BTreeMap::from([("E1".into(), "p-boss".into())]),
+        };
+        write_ids(store, settings, RUN, "a1.m00000", &PartIds::default()).await.unwrap();
+        write_ids(store, settings, RUN, "a1.m00001", &boss).await.unwrap();
+        write_part(store, settings, RUN, "a1.m00000", &[]).await.unwrap();
+        write_part(store, settings, RUN, "a1.m00001", &[]).await.unwrap();
+    }
+
+    fn sent(queue: &MemoryQueue) -> Vec<WorkMessage> {
+        queue.sent.lock().unwrap().iter().map(|(b, _)| WorkMessage::parse(b).unwrap()).collect()
+    }
+
+    async fn parts(store: &MemoryStore, settings: &Settings) -> Vec<String> {
+        store.list(&settings.parts_prefix(RUN)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_links_wave_goes_out_once_with_the_managers_ids_when_every_records_part_is_in() {
+        // GIVEN both records parts applied, the first leaving Ann's links to her new manager
+        let (store, queue, notifier, settings) =
+            (MemoryStore::default(), MemoryQueue::default(), MemoryNotifier::default(), Settings::default());
+        let p = Pipeline { store: &store, queue: &queue, notifier: &notifier, settings: &settings };
+        records_applied(&store, &settings).await;
+        // WHEN two provisioners see the run complete, one after the other
+        let all = parts(&store, &settings).await;
+        queue_if_due(&p, &manifest(), &all, false).await.unwrap();
+        queue_if_due(&p, &manifest(), &all, false).await.unwrap();
+        // THEN one links message went out, carrying Ann with her manager's ids ...
+        let msgs = sent(&queue);
+        assert_eq!(msgs.len(), 1, "{msgs:#?}");
+        assert_eq!((msgs[0].stage, msgs[0].part.as_str()), (Stage::ManagerLinks, "a1.l00000"));
+        assert_eq!(msgs[0].items.len(), 1);
+        assert!(msgs[0].items[0].ops.iter().all(|op| !op.links_new_manager()), "{:?}", msgs[0].items[0].ops);
+        assert!(msgs[0].items[0].ops.contains(&Op::SetUserManager {
+            manager_login: "Boss@example.com".into(),
+            manager_user_id: Some("u-boss".into()),
+            existing_link_id: None
+        }));
+        // ... and the wave is marked queued
+        let marker: LinksMarker =
+            serde_json::from_slice(&store.get(&settings.links_key(RUN)).await.unwrap().unwrap()).unwrap();
+        assert!(marker.queued && marker.messages == 1);
+    }
+
+    #[tokio::test]
+    async fn no_links_go_out_while_a_records_part_is_missing() {
+        // GIVEN only the first records part written
+        let (store, queue, notifier, settings) =
+            (MemoryStore::default(), MemoryQueue::default(), MemoryNotifier::default(), Settings::default());
+        let p = Pipeline { store: &store, queue: &queue, notifier: &notifier, settings: &settings };
+        write_part(&store, &settings, RUN, "a1.m00000", &[]).await.unwrap();
+        // WHEN the run is advanced
+        queue_if_due(&p, &manifest(), &parts(&store, &settings).await, false).await.unwrap();
+        // THEN nothing is queued or claimed
+        assert!(sent(&queue).is_empty());
+        assert!(!started(&store, &settings, RUN).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_claim_left_by_a_sender_who_died_is_taken_over_when_stale_or_by_its_own_retry() {
+        // GIVEN both records parts applied, and a claim of the wave that was never marked queued
+        let (store, queue, notifier, settings) =
+            (MemoryStore::default(), MemoryQueue::default(), MemoryNotifier::default(), Settings::default());
+        let p = Pipeline { store: &store, queue: &queue, notifier: &notifier, settings: &settings };
+        records_applied(&store, &settings).await;
+        let all = parts(&store, &settings).await;
+        let fresh = LinksMarker { queued: false, at: crate::report::now_rfc3339(), messages: 0 };
+        store.insert(&settings.links_key(RUN), serde_json::to_vec(&fresh).unwrap());
+        // WHEN another provisioner advances the run while the claim is fresh: nothing
+        queue_if_due(&p, &manifest(), &all, false).await.unwrap();
+        assert!(sent(&queue).is_empty(), "a fresh claim may be someone still sending");
+        // ... but the caller's own retry (it knows the claimant died) sends the wave
+        queue_if_due(&p, &manifest(), &all, true).await.unwrap();
+        assert_eq!(sent(&queue).len(), 1);
+        // AND a claim older than any Lambda lives is taken over by anyone
+        queue.sent.lock().unwrap().clear();
+        let stale = LinksMarker { queued: false, at: "2026-12-07T00:00:00Z".into(), messages: 0 };
+        store.insert(&settings.links_key(RUN), serde_json::to_vec(&stale).unwrap());
+        queue_if_due(&p, &manifest(), &all, false).await.unwrap();
+        assert_eq!(sent(&queue).len(), 1);
+    }
+}

@@ -151,7 +151,7 @@ pub(super) struct Decision {
     pub deferred: Vec<EmployeePlan>,
     /// The report part an earlier decision wrote, to delete once this one's is written.
     #[serde(skip)]
-    replaces: Option<String>,
+    pub replaces: Option<String>,
 }
 
 impl Decision {
