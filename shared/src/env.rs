@@ -50,7 +50,7 @@ impl<'a> Env<'a> {
     /// snapshot of one upload may overlap another run's provisioning.
     pub fn nerm_share_per_10s(&self) -> Result<u32, String> {
         let total = self.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
-        let provisioners = self.number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
+        let provisioners = self.number("PROVISIONER_MAX_CONCURRENCY", 4)?.max(1);
         let ingests = self.number("INGEST_RESERVED_CONCURRENCY", 1)?.max(1);
         Ok((total / (provisioners + ingests)).max(1))
     }

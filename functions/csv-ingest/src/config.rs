@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(cfg.work_dir, PathBuf::from("/tmp"));
         assert_eq!(cfg.config_s3_key, None);
         // 100 requests per 10 s shared by 2 provisioners and 1 ingest.
-        assert_eq!(cfg.requests_per_10s, 33);
+        assert_eq!(cfg.requests_per_10s, 20);
     }
 
     #[test]

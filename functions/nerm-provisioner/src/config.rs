@@ -42,7 +42,7 @@ impl Config {
 /// See [`Config::requests_per_10s`].
 fn share_per_10s(env: &Env) -> Result<u32, String> {
     let total = env.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
-    let provisioners = env.number("PROVISIONER_MAX_CONCURRENCY", 2)?.max(1);
+    let provisioners = env.number("PROVISIONER_MAX_CONCURRENCY", 4)?.max(1);
     Ok((total / provisioners).max(1))
 }
 
@@ -71,7 +71,7 @@ mod tests {
         assert_eq!(cfg.queue_url, "https://sqs.eu-west-1.amazonaws.com/123456789012/work");
         assert_eq!(cfg.settings, Settings::default());
         assert_eq!(cfg.max_receive_count, 5);
-        assert_eq!(cfg.requests_per_10s, 50);
+        assert_eq!(cfg.requests_per_10s, 25);
     }
 
     #[test]

@@ -115,7 +115,13 @@ fn the_local_values_point_both_functions_at_the_same_stack_and_pace() {
     }
     let env = |vars: &BTreeMap<String, String>| {
         let vars = vars.clone();
-        Env::from_fn(move |n| vars.get(n).cloned()).nerm_share_per_10s().expect("a share")
+        Env::from_fn(move |n| vars.get(n).cloned())
     };
-    assert_eq!(env(ingest), env(provisioner), "the two functions disagree about their share");
+    // The provisioners together pace to the whole limit; the ingest to a share beside them.
+    let limit: u32 = provisioner["NERM_REQUESTS_PER_10S"].parse().expect("a number");
+    let workers: u32 = provisioner["PROVISIONER_MAX_CONCURRENCY"].parse().expect("a number");
+    let share = nerm_provisioner::config::Config::from_vars(&env(provisioner)).expect("a config").requests_per_10s;
+    assert_eq!(share * workers, limit, "the provisioners' shares add up to the limit");
+    let ingest = csv_ingest::config::Config::from_vars(&env(ingest)).expect("a config").requests_per_10s;
+    assert!(ingest > 0 && ingest < limit, "the ingest's share: {ingest}");
 }

@@ -64,8 +64,8 @@ struct Cli {
     /// Latency the simulator adds to every request.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-    /// Concurrent provisioners (`ProvisionerMaxConcurrency`, 2 in template.yaml).
-    #[arg(long, default_value_t = 2)]
+    /// Concurrent provisioners (`ProvisionerMaxConcurrency`, 4 in template.yaml).
+    #[arg(long, default_value_t = 4)]
     workers: u32,
     /// Messages per provisioner invocation (the event source's `BatchSize`, 1 in template.yaml).
     #[arg(long, default_value_t = 1)]
