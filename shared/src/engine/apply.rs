@@ -1,10 +1,10 @@
 //! Stage 3, apply: carry out plans with as few NERM requests as possible, idempotently.
 //!
-//! Writes go out as bulk calls of at most 100 records (NOTES §3.4), phase by phase — users,
-//! then profiles, then the links that need both — so links find the ids created before them.
-//! Each bulk answer (records or a job, NOTES §2.11) is matched back to its inputs; whatever a
-//! bulk call did not confirm is retried one by one, and a create without a clear answer is
-//! settled by looking the record up, never by blindly creating it again (NOTES §3.3).
+//! Writes go out as bulk calls of at most 100 records, phase by phase — users, then profiles,
+//! then the links that need both — so links find the ids created before them. Each bulk answer
+//! (records or a job) is matched back to its inputs; whatever a bulk call did not confirm is
+//! retried one by one, and a create without a clear answer is settled by looking the record up,
+//! never by blindly creating it again (docs/nerm-api.md, "Bulk writes and jobs").
 
 use std::collections::HashMap;
 
@@ -75,7 +75,7 @@ impl Kind {
     fn is_patch(self) -> bool {
         matches!(self, Kind::PatchUsers | Kind::PatchProfiles)
     }
-    /// The id key of a job's per-record result (NOTES §2.11, §5 item 17).
+    /// The id key of a job's per-record result (docs/nerm-api.md, "Bulk writes and jobs").
     fn job_id_key(self) -> &'static str {
         match self {
             Kind::CreateUsers | Kind::PatchUsers => "user_id",
@@ -1052,7 +1052,7 @@ impl<'a> Applier<'a> {
     async fn look_up_one(&self, kind: Kind, item: &Item) -> Result<Option<String>, NermError> {
         Ok(match &item.identity {
             Identity::Id(id) => Some(id.clone()),
-            // NERM's login filter is exact (NOTES §5 item 5): ask with the login as written.
+            // NERM's login filter may compare exactly: ask with the login as written.
             Identity::User { login } => {
                 let asked = item.body.get("login").and_then(Value::as_str).map_or(login.as_str(), str::trim);
                 self.client.user_by_login(asked).await?.map(|u| u.id)
