@@ -265,7 +265,7 @@ fn sqs_batches(bodies: &[String]) -> Vec<&[String]> {
 }
 
 impl WorkQueue for SqsQueue {
-    async fn send(&self, bodies: Vec<String>, delay_seconds: u32) -> Result<(), PortError> {
+    async fn send(&self, bodies: Vec<String>) -> Result<(), PortError> {
         use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
         for chunk in sqs_batches(&bodies) {
             let entries: Vec<SendMessageBatchRequestEntry> = chunk
@@ -275,7 +275,6 @@ impl WorkQueue for SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(format!("m{i}"))
                         .message_body(b)
-                        .delay_seconds(delay_seconds.min(900) as i32)
                         .build()
                         .expect("id and body are set")
                 })

@@ -62,8 +62,8 @@ pub trait ObjectStore: Send + Sync {
 
 /// The queue that carries work from the ingest to the provisioners.
 pub trait WorkQueue: Send + Sync {
-    /// Sends messages (the adapter batches them); `delay_seconds` postpones delivery.
-    fn send(&self, bodies: Vec<String>, delay_seconds: u32) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Sends messages (the adapter batches them).
+    fn send(&self, bodies: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// Where run summaries are announced.
@@ -140,12 +140,12 @@ pub mod memory {
 
     #[derive(Default)]
     pub struct MemoryQueue {
-        pub sent: Mutex<Vec<(String, u32)>>,
+        pub sent: Mutex<Vec<String>>,
     }
 
     impl WorkQueue for MemoryQueue {
-        async fn send(&self, bodies: Vec<String>, delay_seconds: u32) -> Result<(), PortError> {
-            self.sent.lock().unwrap().extend(bodies.into_iter().map(|b| (b, delay_seconds)));
+        async fn send(&self, bodies: Vec<String>) -> Result<(), PortError> {
+            self.sent.lock().unwrap().extend(bodies);
             Ok(())
         }
     }

@@ -212,7 +212,7 @@ mod tests {
     }
 
     fn sent(queue: &MemoryQueue) -> Vec<WorkMessage> {
-        queue.sent.lock().unwrap().iter().map(|(b, _)| WorkMessage::parse(b).unwrap()).collect()
+        queue.sent.lock().unwrap().iter().map(|b| WorkMessage::parse(b).unwrap()).collect()
     }
 
     async fn parts(store: &MemoryStore, settings: &Settings) -> Vec<String> {

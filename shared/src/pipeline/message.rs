@@ -157,7 +157,7 @@ pub async fn send<S: ObjectStore, Q: WorkQueue>(
         }
         bodies.push(body);
     }
-    queue.send(bodies, 0).await
+    queue.send(bodies).await
 }
 
 /// Brings the message's plans in from S3 if they travelled there.
@@ -262,7 +262,7 @@ mod tests {
         // WHEN it is queued
         send(&store, &queue, &settings, msgs).await.unwrap();
         // THEN the body stays small and names the plans object ...
-        let bodies: Vec<String> = queue.sent.lock().unwrap().iter().map(|(b, _)| b.clone()).collect();
+        let bodies: Vec<String> = queue.sent.lock().unwrap().clone();
         assert_eq!(bodies.len(), 1);
         assert!(bodies[0].len() < 2048, "{} bytes", bodies[0].len());
         let mut msg = WorkMessage::parse(&bodies[0]).unwrap();
