@@ -51,6 +51,7 @@ run "$BENCH" plan --work "$WORK" --results "$RESULTS" --employees 100000 --runs 
 run "$BENCH" requests --results "$RESULTS" --employees 10000
 run "$BENCH" pacing --results "$RESULTS" --runs 3 --stream-runs 1 --employees 4000 --writes 330
 run infra/local/with-moto.sh "$CARGO_TARGET_DIR/release/bench-e2e" --results "$RESULTS" --employees 2000 --runs 3
+run infra/local/with-moto.sh "$CARGO_TARGET_DIR/release/bench-e2e" --results "$RESULTS" --employees 20000 --runs 1
 strace_flag=()
 if command -v strace >/dev/null 2>&1; then
     strace_flag=(--strace)

@@ -465,7 +465,7 @@ async fn scenario(cli: &Cli) -> Result<(), String> {
             "checked in every run: summary.json and report.jsonl, every row created; DLQ empty; no spec violation",
         ),
     ];
-    util::save(&cli.results, "5-e2e", &m)
+    util::save(&cli.results, &format!("5-e2e-{:06}", cli.employees), &m)
 }
 
 #[tokio::main]
