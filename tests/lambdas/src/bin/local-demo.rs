@@ -85,8 +85,13 @@ async fn main() {
     );
     stack.sim.reset_stats().await;
     // The same file through the CLI's engine (`nerm-sync apply`), against a fresh tenant.
-    let cli = common::Harness::start().await.run(&csv, &common::engine::example_config(), false).await;
-    let (lambdas, by_cli) = (first.requests_total, cli.summary.requests_total);
+    let fresh = common::Harness::start().await;
+    let quiet = |_: &str| {};
+    let (cli, _) =
+        common::engine::run_once_with(&fresh.client(), &csv, &common::engine::example_config(), false, &quiet)
+            .await
+            .expect("the CLI's engine applies the file");
+    let (lambdas, by_cli) = (first.requests_total, cli.requests_total);
     println!(
         "  the same file through `nerm-sync apply` against a fresh tenant: {by_cli} NERM requests \
          (the Lambdas: {lambdas}, {:.2}x)",
