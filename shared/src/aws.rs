@@ -301,6 +301,28 @@ impl WorkQueue for SqsQueue {
         }
         Ok(())
     }
+
+    async fn backlog(&self) -> Result<u64, PortError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let names = [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ];
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                let s = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                PortError::new("sqs", format!("attributes of {}: {s}", self.url), true)
+            })?;
+        let count = |n: &A| out.attributes().and_then(|a| a.get(n)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(names.iter().map(count).sum())
+    }
 }
 
 /// Run summaries go to an SNS topic.

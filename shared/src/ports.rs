@@ -64,6 +64,8 @@ pub trait ObjectStore: Send + Sync {
 pub trait WorkQueue: Send + Sync {
     /// Sends messages (the adapter batches them).
     fn send(&self, bodies: Vec<String>) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Messages waiting or being worked on (approximate, as SQS counts them).
+    fn backlog(&self) -> impl Future<Output = Result<u64, PortError>> + Send;
 }
 
 /// Where run summaries are announced.
@@ -147,6 +149,9 @@ pub mod memory {
         async fn send(&self, bodies: Vec<String>) -> Result<(), PortError> {
             self.sent.lock().unwrap().extend(bodies);
             Ok(())
+        }
+        async fn backlog(&self) -> Result<u64, PortError> {
+            Ok(self.sent.lock().unwrap().len() as u64)
         }
     }
 

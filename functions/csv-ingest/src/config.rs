@@ -19,6 +19,9 @@ pub struct Config {
     /// This ingest's share of the NERM limit ([`Env::nerm_share_per_10s`]): its snapshot may
     /// run while provisioners apply another run.
     pub requests_per_10s: u32,
+    /// The deployment's whole limit: the ingest's pace while no run is being provisioned (the
+    /// work queue is empty), so that a rerun's snapshot is not held to a share nobody else uses.
+    pub limit_per_10s: u32,
     /// A mapping config in the bucket instead of the packaged one.
     pub config_s3_key: Option<String>,
     /// Where the uploaded file is downloaded to (Lambda's `/tmp`).
@@ -39,9 +42,19 @@ impl Config {
             secret_id: env.var("NERM_SECRET_ID")?,
             settings,
             requests_per_10s: env.nerm_share_per_10s()?,
+            limit_per_10s: env.number("NERM_REQUESTS_PER_10S", 100)?.max(1),
             config_s3_key: env.var_opt("CONFIG_S3_KEY"),
             work_dir: PathBuf::from(env.var_or("WORK_DIR", "/tmp")),
         })
+    }
+
+    /// The ingest's pace for a work queue holding `backlog` messages (`None`: unknown): the whole
+    /// limit when nothing is being provisioned, else its share.
+    pub fn pace_per_10s(&self, backlog: Option<u64>) -> u32 {
+        match backlog {
+            Some(0) => self.limit_per_10s,
+            _ => self.requests_per_10s,
+        }
     }
 
     /// The mapping config: from the bucket when `CONFIG_S3_KEY` is set, else the packaged one.
@@ -112,6 +125,16 @@ mod tests {
         assert_eq!(config(&vars).unwrap().requests_per_10s, 50);
         vars.insert("NERM_REQUESTS_PER_10S", "3");
         assert_eq!(config(&vars).unwrap().requests_per_10s, 1, "never zero");
+    }
+
+    #[test]
+    fn the_ingest_takes_the_whole_limit_only_while_no_run_is_being_provisioned() {
+        let mut vars = required();
+        vars.extend([("NERM_REQUESTS_PER_10S", "100"), ("PROVISIONER_MAX_CONCURRENCY", "4")]);
+        let cfg = config(&vars).unwrap();
+        assert_eq!(cfg.pace_per_10s(Some(0)), 100, "an empty work queue: nobody else calls NERM");
+        assert_eq!(cfg.pace_per_10s(Some(3)), 20, "a run is being provisioned: the ingest's share");
+        assert_eq!(cfg.pace_per_10s(None), 20, "unknown: the share");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use shared::nerm::{ClientOptions, NermClient, TokenProvider};
 use shared::pipeline::ingest::Upload;
 use shared::pipeline::ingest::decode_s3_key;
 use shared::pipeline::{IngestOutcome, Pipeline, ingest};
-use shared::ports::ObjectStore;
+use shared::ports::{ObjectStore, WorkQueue};
 
 use crate::config::{Config, PACKAGED_CONFIG};
 
@@ -56,14 +56,25 @@ impl Deps {
         }
     }
 
+    /// The whole limit while no run is being provisioned (an empty work queue), else the share
+    /// that leaves the rest to the provisioners. SQS's counts are approximate: a run that starts
+    /// meanwhile gets 429s (honoured with `Retry-After`) for the length of this snapshot.
+    async fn pace_per_10s(&self) -> u32 {
+        let backlog = self.aws.queue.backlog().await;
+        if let Err(e) = &backlog {
+            tracing::warn!(error = %e, "could not read the work queue's backlog; pacing to the ingest's share");
+        }
+        self.cfg.pace_per_10s(backlog.ok())
+    }
+
     async fn client(&self, mapping: &MappingConfig) -> Result<NermClient, HandlerError> {
         let (url, _) =
             self.aws.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
         let n = &mapping.nerm;
         let mut opts = ClientOptions::from_mapping(n);
         // The deployment's limit wins over the mapping config's, whichever is lower.
-        opts.requests_per_window =
-            n.requests_per_window.min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
+        let per_10s = self.pace_per_10s().await;
+        opts.requests_per_window = n.requests_per_window.min(per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
         let tokens: Arc<dyn TokenProvider> = self.aws.tokens.clone();
         NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
     }

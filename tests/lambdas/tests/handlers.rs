@@ -631,3 +631,20 @@ async fn a_full_sync_threshold_breach_is_quarantined() {
     assert_eq!(stack.notifications().await.len(), 1);
     stack.sim.assert_no_spec_violations().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_work_queues_backlog_counts_waiting_and_in_flight_messages() {
+    use shared::ports::WorkQueue;
+    // GIVEN the ingest's view of an empty work queue (it then paces to the whole limit)
+    let stack = Stack::new("backlog").await;
+    let ingest = stack.ingest();
+    assert_eq!(ingest.aws.queue.backlog().await.expect("the queue's attributes"), 0);
+    // WHEN a run queues its records message, and a provisioner takes it (in flight)
+    let (answer, _) = stack.drop_csv(&ingest, "incoming/hr.csv", &to_csv(&employees(5))).await;
+    run_of(&answer, "started");
+    let waiting = ingest.aws.queue.backlog().await.expect("the queue's attributes");
+    let taken = stack.receive_up_to(&stack.queue, 10, 1).await;
+    let in_flight = ingest.aws.queue.backlog().await.expect("the queue's attributes");
+    // THEN both count: a run is being provisioned, and the ingest keeps to its share
+    assert_eq!((waiting, taken.len(), in_flight), (1, 1, 1));
+}

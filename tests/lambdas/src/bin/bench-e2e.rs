@@ -271,6 +271,7 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
     let ingest = stack.ingest_with(csv_ingest::config::Config {
         settings: settings.clone(),
         requests_per_10s: share,
+        limit_per_10s: limit.per_10s(),
         ..stack.ingest_config()
     });
     let provisioner = nerm_provisioner::config::Config {

@@ -276,6 +276,7 @@ impl Stack {
             secret_id: self.secret_id.clone(),
             settings: self.settings(),
             requests_per_10s: 10_000,
+            limit_per_10s: 10_000,
             config_s3_key: None,
             work_dir: self.work_dir.clone(),
         }
