@@ -122,7 +122,7 @@ struct RunResult {
     queued: u64,
     handled: u64,
     /// Messages the provisioners queued (the links wave).
-    requeued: u64,
+    links_wave: u64,
     /// Requests served for a rerun of a file with 1% of the rows changed, and its wall time.
     rerun_accepted: u64,
     rerun_wall: f64,
@@ -329,7 +329,7 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
         client_retries: summary.retries,
         queued,
         handled: received.len() as u64,
-        requeued: (distinct.len() as u64).saturating_sub(queued),
+        links_wave: (distinct.len() as u64).saturating_sub(queued),
         redelivered: (received.len() - distinct.len()) as u64,
         invocations: batches.len() as u64,
         failures: batches.iter().map(|b| b.failed.len() as u64).sum(),
@@ -387,7 +387,7 @@ async fn scenario(cli: &Cli) -> Result<(), String> {
             (p.accepted as f64 - burst).max(0.0) / r,
             p.queued,
             p.handled,
-            p.requeued,
+            p.links_wave,
             p.redelivered,
             p.invocations,
             p.rerun_accepted,
@@ -457,7 +457,7 @@ async fn scenario(cli: &Cli) -> Result<(), String> {
                 "queued by the ingest per run: {}; the links wave: {}; redelivered: {}; \
                  failures reported: {}; provisioner invocations: {}",
                 list(&|p| p.queued),
-                list(&|p| p.requeued),
+                list(&|p| p.links_wave),
                 list(&|p| p.redelivered),
                 list(&|p| p.failures),
                 list(&|p| p.invocations)
