@@ -243,20 +243,29 @@ fn describe_page(page: &PageProbe, route: &str) -> String {
         )
     } else if page.served < page.asked as usize {
         format!(
-            "the largest list (GET {route}, {} records) fits one page of the {} asked; a larger one would show \
+            "the largest list (GET {route}, {}) fits one page of the {} asked; a larger one would show \
              whether NERM serves full pages",
-            page.served, page.asked
+            counted(page.served as u64, "record"),
+            page.asked
         )
     } else {
         format!("NERM serves pages of {} records as asked (GET {route})", page.asked)
     }
 }
 
+/// `1 page`, `3 pages`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// The snapshot's predicted cost, list by list.
 fn describe_snapshot(lists: &[SnapshotList], totals: &[u64], pages: &[u64], catalog: u64, per_page: u64) -> String {
     let all: u64 = catalog + pages.iter().sum::<u64>();
-    let each: Vec<String> =
-        lists.iter().zip(totals.iter().zip(pages)).map(|(l, (t, p))| format!("{} {t} in {p}", l.plural)).collect();
+    let each: Vec<String> = lists
+        .iter()
+        .zip(totals.iter().zip(pages))
+        .map(|(l, (&t, &p))| format!("{} {} in {}", l.plural, counted(t, "record"), counted(p, "page")))
+        .collect();
     format!(
         "a plan (or a run before its first write) reads NERM in {all} requests: the catalog in {catalog}, \
          then {} (pages of {per_page})",
