@@ -3,12 +3,10 @@
 //!
 //! `AWS_ENDPOINT_URL` (honoured by `aws_config`) points every client at moto for local runs.
 
-use std::num::NonZeroUsize;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use tokio::io::AsyncWriteExt;
 
 use crate::nerm::auth::CredentialsFuture;
@@ -48,7 +46,7 @@ impl Adapters {
         topic_arn: &str,
         secret_id: &str,
     ) -> Result<Adapters, SecretError> {
-        let secret = std::sync::Arc::new(NermSecret::new(sdk, secret_id, Duration::from_secs(300))?);
+        let secret = std::sync::Arc::new(NermSecret::new(sdk, secret_id, Duration::from_secs(300)));
         let tokens = AccessTokens::new(secret.clone(), Duration::from_secs(30))
             .map_err(|e| SecretError { secret_id: secret_id.to_string(), problem: e.to_string() })?;
         Ok(Adapters {
@@ -360,9 +358,21 @@ impl Notifier for SnsNotifier {
 /// The NERM base URL and credentials, from one Secrets Manager secret holding either
 /// `{"base_url", "token"}` (a legacy API key) or `{"base_url", "token_url", "client_id",
 /// "client_secret"}` (an ISC personal access token); cached with a TTL, read afresh on demand.
+///
+/// The cache is one entry behind an async lock (so concurrent readers wait for one read). A crate
+/// for it (`aws_secretsmanager_caching`) turned on every default feature of the SDK and
+/// `aws-config`, which linked a second, legacy TLS and HTTP stack into the Lambdas.
 pub struct NermSecret {
-    cache: SecretsManagerCachingClient,
+    client: aws_sdk_secretsmanager::Client,
     secret_id: String,
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<CachedSecret>>,
+}
+
+/// The last `SecretString` read and when. No `Debug`: it holds the secret.
+struct CachedSecret {
+    read_at: Instant,
+    text: String,
 }
 
 /// A problem with the secret; the message names the secret and the key, never a value.
@@ -374,19 +384,10 @@ pub struct SecretError {
 }
 
 impl NermSecret {
-    pub fn new(
-        config: &aws_config::SdkConfig,
-        secret_id: impl Into<String>,
-        ttl: Duration,
-    ) -> Result<Self, SecretError> {
-        let secret_id = secret_id.into();
+    pub fn new(config: &aws_config::SdkConfig, secret_id: impl Into<String>, ttl: Duration) -> Self {
         let builder = aws_sdk_secretsmanager::config::Builder::from(config);
         let client = aws_sdk_secretsmanager::Client::from_conf(builder.build());
-        let cache =
-            SecretsManagerCachingClient::new(client, NonZeroUsize::new(4).expect("non-zero"), ttl, true).map_err(
-                |e| SecretError { secret_id: secret_id.clone(), problem: format!("cannot build the cache: {e}") },
-            )?;
-        Ok(NermSecret { cache, secret_id })
+        NermSecret { client, secret_id: secret_id.into(), ttl, cached: tokio::sync::Mutex::new(None) }
     }
 
     /// Reads (from the cache) and parses the secret.
@@ -397,18 +398,32 @@ impl NermSecret {
     /// Reads the secret, bypassing the cache when `fresh`, and parses it.
     pub async fn fetch(&self, fresh: bool) -> Result<(String, Credentials), SecretError> {
         let fail = |problem: String| SecretError { secret_id: self.secret_id.clone(), problem };
-        let text = {
-            let out = self.cache.get_secret_value(&self.secret_id, None, None, fresh).await;
-            // Only the error's kind is kept: SDK errors never carry the value, but be strict.
-            match out {
-                Ok(v) => v
-                    .secret_string
-                    .ok_or_else(|| "it has no SecretString (binary secrets are not supported)".to_string()),
-                Err(e) => Err(format!("cannot be read: {}", e.to_string().chars().take(300).collect::<String>())),
+        let mut cached = self.cached.lock().await;
+        let valid = cached.as_ref().filter(|c| !fresh && c.read_at.elapsed() < self.ttl);
+        let text = match valid {
+            Some(c) => c.text.clone(),
+            None => {
+                let text = self.read_secret_string().await.map_err(fail)?;
+                *cached = Some(CachedSecret { read_at: Instant::now(), text: text.clone() });
+                text
+            }
+        };
+        drop(cached);
+        parse_secret(&text).map_err(fail)
+    }
+
+    /// One `GetSecretValue` call: the `SecretString`, or what went wrong (never the value).
+    async fn read_secret_string(&self) -> Result<String, String> {
+        let out = self.client.get_secret_value().secret_id(&self.secret_id).send().await;
+        match out {
+            Ok(v) => {
+                v.secret_string.ok_or_else(|| "it has no SecretString (binary secrets are not supported)".to_string())
+            }
+            Err(e) => {
+                let e = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
+                Err(format!("cannot be read: {}", e.chars().take(300).collect::<String>()))
             }
         }
-        .map_err(fail)?;
-        parse_secret(&text).map_err(fail)
     }
 }
 

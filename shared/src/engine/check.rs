@@ -1,12 +1,13 @@
-//! The preflight (`nerm-sync check`): does this mapping fit this tenant? Answered in a handful of
-//! NERM requests whatever the tenant's size — the catalog (profile types, attributes, roles) and
-//! one page of one record each for users and profiles — with the same wording a run would use,
-//! since it resolves the mapping exactly as a run does.
+//! The preflight (`nerm-sync check`): does this mapping fit this tenant? Answered in a dozen NERM
+//! requests or fewer whatever the tenant's size — the catalog (profile types, attributes, roles),
+//! a one-record count of each list a run reads, and one full page of the largest — with the same
+//! wording a run would use, since it resolves the mapping exactly as a run does. It never writes,
+//! so the bulk limit is only described, not probed.
 
 use std::fmt;
 
-use crate::config::{ConfigError, MappingConfig, NermCatalog, Problem, ResolvedConfig};
-use crate::nerm::{NermClient, NermError};
+use crate::config::{ConfigError, MappingConfig, NermCatalog, Problem, ResolvedConfig, RoleStrategy};
+use crate::nerm::{NermClient, NermError, PageProbe};
 
 use super::Snapshot;
 
@@ -43,6 +44,9 @@ pub struct CheckItem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CheckReport {
     pub items: Vec<CheckItem>,
+    /// The requests a plan (a full snapshot with its catalog) is predicted to make, when the
+    /// mapping resolved and every list could be counted.
+    pub snapshot_requests: Option<u64>,
 }
 
 impl CheckReport {
@@ -66,9 +70,11 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Checks the credentials, the mapping against the tenant's catalog, and the tenant's size.
+/// Checks the credentials, the mapping against the tenant's catalog, and what reading and
+/// writing this tenant costs.
 pub async fn preflight(config: &MappingConfig, client: &NermClient) -> CheckReport {
     let mut report = CheckReport::default();
+    let before = client.stats();
     let catalog = match Snapshot::catalog(client).await {
         Ok(c) => c,
         Err(e) => {
@@ -76,12 +82,21 @@ pub async fn preflight(config: &MappingConfig, client: &NermClient) -> CheckRepo
             return report;
         }
     };
+    let catalog_requests = client.stats().since(&before).total_requests();
     report.push("credentials", Verdict::Ok, "NERM accepted them (the catalog was read)");
-    match config.resolve(&catalog) {
-        Ok(resolved) => add_resolved(&mut report, &resolved),
-        Err(e) => add_problems(&mut report, config, &catalog, &e),
-    }
-    add_tenant_size(&mut report, client).await;
+    // A mapping that does not resolve cannot plan, so only the users are counted and paged.
+    let (lists, catalog_requests) = match config.resolve(&catalog) {
+        Ok(resolved) => {
+            add_resolved(&mut report, &resolved);
+            (snapshot_lists(&resolved), Some(catalog_requests))
+        }
+        Err(e) => {
+            add_problems(&mut report, config, &catalog, &e);
+            (vec![SnapshotList::offset("/users", "users")], None)
+        }
+    };
+    add_reading_costs(&mut report, client, &lists, catalog_requests).await;
+    add_bulk_size(&mut report, client);
     report
 }
 
@@ -134,10 +149,141 @@ fn add_problems(report: &mut CheckReport, config: &MappingConfig, catalog: &Nerm
     }
 }
 
-/// How many users NERM holds: one record's page, with the total in its metadata.
-async fn add_tenant_size(report: &mut CheckReport, client: &NermClient) {
-    match client.count("/users", &[]).await {
-        Ok(n) => report.push("tenant", Verdict::Ok, format!("{n} users in NERM")),
-        Err(e) => report.push("tenant", Verdict::Fail, e.to_string()),
+/// One list endpoint a run's snapshot reads in full.
+struct SnapshotList {
+    route: &'static str,
+    plural: &'static str,
+    filters: Vec<(&'static str, String)>,
+}
+
+impl SnapshotList {
+    fn offset(route: &'static str, plural: &'static str) -> Self {
+        SnapshotList { route, plural, filters: Vec::new() }
     }
+}
+
+/// The lists `Snapshot::load` reads for this mapping, in its order.
+fn snapshot_lists(resolved: &ResolvedConfig) -> Vec<SnapshotList> {
+    let mut lists = vec![
+        SnapshotList::offset("/users", "users"),
+        SnapshotList {
+            route: "/profiles",
+            plural: "profiles",
+            filters: vec![("profile_type_id", resolved.profile_type().id.clone())],
+        },
+    ];
+    if resolved.config().roles.strategy == RoleStrategy::UserRole {
+        lists.push(SnapshotList::offset("/user_roles", "user_roles"));
+    }
+    lists.push(SnapshotList::offset("/user_profiles", "user_profiles"));
+    lists.push(SnapshotList::offset("/user_managers", "user_managers"));
+    lists
+}
+
+/// The tenant's size, the page size NERM really serves, and (given what the catalog cost) what a
+/// full snapshot — a plan, or a run before its first write — costs in requests: a one-record
+/// count of each list, then one full page of the largest, where a server that serves smaller
+/// pages than asked shows it.
+async fn add_reading_costs(
+    report: &mut CheckReport,
+    client: &NermClient,
+    lists: &[SnapshotList],
+    catalog: Option<u64>,
+) {
+    let mut totals = Vec::with_capacity(lists.len());
+    for list in lists {
+        match client.count(list.route, &list.filters).await {
+            Ok(n) => totals.push(n),
+            Err(e) => {
+                report.push("tenant", Verdict::Fail, e.to_string());
+                return;
+            }
+        }
+    }
+    report.push("tenant", Verdict::Ok, format!("{} users in NERM", totals[0]));
+    let largest = (0..lists.len()).max_by_key(|&i| totals[i]).unwrap_or(0);
+    let list = &lists[largest];
+    let page = match client.page_probe(list.route, list.plural, &probe_filters(list)).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.push("nerm.page_size", Verdict::Fail, e.to_string());
+            return;
+        }
+    };
+    report.push("nerm.page_size", Verdict::Ok, describe_page(&page, list.route));
+    let Some(catalog) = catalog else { return };
+    let per_page = u64::from(page.page_size());
+    let pages: Vec<u64> = totals.iter().map(|&t| pages_for(t, per_page)).collect();
+    report.snapshot_requests = Some(catalog + pages.iter().sum::<u64>());
+    report.push("snapshot", Verdict::Ok, describe_snapshot(lists, &totals, &pages, catalog, per_page));
+}
+
+/// A probe's query: the list's filters, and for keyset-paged profiles the blank first `after_id`.
+fn probe_filters(list: &SnapshotList) -> Vec<(&'static str, String)> {
+    let mut filters = list.filters.clone();
+    if list.route == "/profiles" {
+        filters.push(("after_id", String::new()));
+    }
+    filters
+}
+
+/// Requests a full read of `total` records takes at `per_page` records a page (an empty list
+/// still costs its one page).
+fn pages_for(total: u64, per_page: u64) -> u64 {
+    total.div_ceil(per_page.max(1)).max(1)
+}
+
+/// What one full page says about the page size.
+fn describe_page(page: &PageProbe, route: &str) -> String {
+    if page.clamped() {
+        format!(
+            "NERM serves {} records a page where {} were asked (GET {route}); reads follow `_metadata.total`, \
+             so nothing is missed, in more pages",
+            page.served, page.asked
+        )
+    } else if page.served < page.asked as usize {
+        format!(
+            "the largest list (GET {route}, {}) fits one page of the {} asked; a larger one would show \
+             whether NERM serves full pages",
+            counted(page.served as u64, "record"),
+            page.asked
+        )
+    } else {
+        format!("NERM serves pages of {} records as asked (GET {route})", page.asked)
+    }
+}
+
+/// `1 page`, `3 pages`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// The snapshot's predicted cost, list by list.
+fn describe_snapshot(lists: &[SnapshotList], totals: &[u64], pages: &[u64], catalog: u64, per_page: u64) -> String {
+    let all: u64 = catalog + pages.iter().sum::<u64>();
+    let each: Vec<String> = lists
+        .iter()
+        .zip(totals.iter().zip(pages))
+        .map(|(l, (&t, &p))| format!("{} {} in {}", l.plural, counted(t, "record"), counted(p, "page")))
+        .collect();
+    format!(
+        "a plan (or a run before its first write) reads NERM in {all} requests: the catalog in {catalog}, \
+         then {} (pages of {per_page})",
+        each.join(", ")
+    )
+}
+
+/// Bulk writes: the size they start at, and how the tenant's own limit is learnt. `check` never
+/// writes, so it cannot probe the limit.
+fn add_bulk_size(report: &mut CheckReport, client: &NermClient) {
+    report.push(
+        "bulk size",
+        Verdict::Ok,
+        format!(
+            "writes start at {} records a body; the tenant's limit is learnt on the first bulk write, not here: \
+             a body NERM refuses with a 400 costs one request and goes again as two halves, and the size \
+             that works is kept for the rest of the run",
+            client.bulk_size()
+        ),
+    );
 }

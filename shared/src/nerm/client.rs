@@ -127,6 +127,31 @@ impl ClientStats {
     }
 }
 
+/// What one full page of a list said about paging ([`NermClient::page_probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageProbe {
+    /// The page size asked for (the configured one).
+    pub asked: u32,
+    /// The records the page held.
+    pub served: usize,
+    /// The page's `_metadata.total`, if the server sent one.
+    pub total: Option<u64>,
+}
+
+impl PageProbe {
+    /// Whether the server served fewer records than asked although it holds more: it clamps
+    /// `limit` to a smaller page.
+    pub fn clamped(&self) -> bool {
+        self.served > 0 && self.served < self.asked as usize && self.total.is_some_and(|t| t > self.served as u64)
+    }
+
+    /// The records each page of a full read holds: the served size when the server clamps,
+    /// otherwise the asked one.
+    pub fn page_size(&self) -> u32 {
+        if self.clamped() { u32::try_from(self.served).unwrap_or(self.asked) } else { self.asked }
+    }
+}
+
 pub struct NermClient {
     http: reqwest::Client,
     base: Url,
@@ -496,6 +521,24 @@ impl NermClient {
             route: format!("GET {route}"),
             detail: "no _metadata.total in the answer".into(),
         })
+    }
+
+    /// One page of a list endpoint at the configured page size, read only for what it says about
+    /// paging: how many records the server served, and its `_metadata.total`.
+    pub async fn page_probe(
+        &self,
+        route: &str,
+        plural: &str,
+        filters: &[(&str, String)],
+    ) -> Result<PageProbe, NermError> {
+        let mut q: Vec<(&str, String)> = filters.to_vec();
+        q.push(("limit", self.opts.page_size.to_string()));
+        q.push(("metadata", "true".into()));
+        let v = self.call(Method::GET, route, route, &q, None).await?;
+        let total = v.get("_metadata").and_then(|m| m.get("total")).and_then(Value::as_u64);
+        let served = Self::records(v, plural, route)?.len();
+        self.note_page_size(served);
+        Ok(PageProbe { asked: self.opts.page_size, served, total })
     }
 
     /// Every record of a list endpoint, read with offset paging. The server may clamp `limit`

@@ -8,6 +8,6 @@ pub mod model;
 pub mod token;
 
 pub use auth::{AccessTokens, CredentialSource, Credentials, PatCredentials, PatSource, SecretOrigin};
-pub use client::{ClientOptions, ClientStats, NermClient, check_base_url};
+pub use client::{ClientOptions, ClientStats, NermClient, PageProbe, check_base_url};
 pub use error::NermError;
 pub use token::{SecretToken, StaticToken, TokenProvider};

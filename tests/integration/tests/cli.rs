@@ -215,6 +215,10 @@ async fn check_passes_the_example_mapping_on_the_demo_tenant_in_at_most_20_reque
     let (stdout, err) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{err}");
     assert!(stdout.contains("ok  credentials:") && stdout.contains("ok  profile.type:"), "{stdout}");
+    // AND the paging, the predicted cost of a plan and the bulk size get a line each
+    for item in ["ok  nerm.page_size:", "ok  snapshot: a plan", "ok  bulk size:"] {
+        assert!(stdout.contains(item), "{item}: {stdout}");
+    }
     assert!(stdout.trim_end().ends_with("verdict: the mapping can run"), "{stdout}");
     assert!(requests_of(&err) <= 20, "{err}");
     assert!(non_get_requests(&sim.stats().await).is_empty());
