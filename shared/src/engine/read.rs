@@ -280,9 +280,6 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             let Ok(row) = row else { continue };
             let rules = &mut self.rules;
             let (line, login, key) = (row.line(), row.get(rules.login), row.get(rules.key));
-            // The tables' lines load while the row is judged (a 1M-row table misses the caches).
-            rules.validator.prefetch_login(login);
-            index.keys.prefetch(key);
             let valid = rules.judge(&row).is_ok();
             let manager = rules.manager.map_or("", |i| row.get(i));
             // A login seen before makes the row a duplicate: rejected, as the second pass says.
