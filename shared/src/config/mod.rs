@@ -40,7 +40,6 @@ pub use values::{
 
 use error::{Problems, known_list};
 use values::normalize_value;
-pub(crate) use values::with_normalized_value;
 
 /// A validated mapping config. Build it with [`MappingConfig::from_toml_str`]; every field
 /// below already passed its checks (column names are normalised, templates parsed).

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use crate::config::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
-    with_normalized_value,
 };
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
-/// Lower-cased, trimmed login: how logins are compared (NOTES §3.1, §5 item 10).
+/// A login folded for comparison ([`crate::login`]: trimmed, case-folded): how logins are
+/// compared everywhere.
 pub fn login_key(login: &str) -> String {
-    login.trim().to_lowercase()
+    crate::login::fold_login(login)
 }
 
 /// The NERM state the mapping config manages.
@@ -141,7 +141,7 @@ impl Snapshot {
 
     /// The user with this login, compared like [`login_key`] (without allocating for ASCII).
     pub fn user_by_login(&self, login: &str) -> Option<&User> {
-        with_normalized_value(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
+        crate::login::with_folded(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
     }
 
     pub fn user_by_id(&self, id: &str) -> Option<&User> {

@@ -13,6 +13,8 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
+use crate::login::{folded, push_folded};
+
 /// Where a login was first seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeenLogin {
@@ -218,16 +220,6 @@ impl<M: Copy + Default> ArenaTable<M> {
     }
 }
 
-fn push_lowercase(dst: &mut String, s: &str) {
-    if s.is_ascii() {
-        let start = dst.len();
-        dst.push_str(s);
-        dst[start..].make_ascii_lowercase();
-    } else {
-        dst.extend(s.chars().flat_map(char::to_lowercase));
-    }
-}
-
 /// Appends an accepted login's length-prefixed key, spelling (`""` when it is written
 /// lower-case) and manager login (as written, `""` for none) to the arena; returns where they
 /// start. The caller checked [`room`].
@@ -243,17 +235,6 @@ fn push_accepted(arena: &mut String, key: &str, written: &str, manager: &str) ->
 /// Whether `extra` more bytes keep every arena position within a `u32`.
 fn room(arena: &str, extra: usize) -> Result<(), LoginIndexFull> {
     u32::try_from(arena.len().saturating_add(extra)).map(|_| ()).map_err(|_| LoginIndexFull)
-}
-
-/// `login` lower-cased, borrowed when it already is.
-fn lowered(login: &str) -> std::borrow::Cow<'_, str> {
-    if login.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-        let mut s = String::with_capacity(login.len());
-        push_lowercase(&mut s, login);
-        std::borrow::Cow::Owned(s)
-    } else {
-        std::borrow::Cow::Borrowed(login)
-    }
 }
 
 /// A login's slot data: line and accepted flag, and where its accepted row's employee key
@@ -316,6 +297,7 @@ impl LoginIndex {
         accepted: bool,
         key: Option<(&str, &str)>,
     ) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        let login = crate::input::trim(login);
         let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) | if accepted { ACCEPTED_BIT } else { 0 };
         if let Some((key, manager)) = key {
             // Lower-casing grows a text at most threefold; then the key, the manager and three
@@ -330,7 +312,7 @@ impl LoginIndex {
             LoginMeta { line, accepted }
         };
         let len = login.is_ascii().then_some(login.len());
-        let found = self.logins.insert(len, |a| push_lowercase(a, login), new_meta, |_| {})?;
+        let found = self.logins.insert(len, |a| push_folded(a, login), new_meta, |_| {})?;
         Ok(found.map(seen))
     }
 
@@ -338,7 +320,7 @@ impl LoginIndex {
     /// had `login`, once it is accepted as a whole (the first call wins). `false` if the login
     /// was never inserted.
     pub fn accept(&mut self, login: &str, key: &str, manager: &str) -> Result<bool, LoginIndexFull> {
-        let lower = lowered(login);
+        let lower = folded(login);
         let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
         if slot.meta.accepted != NONE {
             return Ok(true);
@@ -354,12 +336,12 @@ impl LoginIndex {
 
     /// Where `login` was first seen (ignoring case), if at all.
     pub fn get(&self, login: &str) -> Option<SeenLogin> {
-        self.logins.find(&lowered(login)).map(|slot| seen(slot.meta))
+        self.logins.find(&folded(login)).map(|slot| seen(slot.meta))
     }
 
     /// What was recorded for an accepted login, and the login lower-cased.
     fn accepted_of(&self, login: &str) -> Option<(Accepted<'_>, &str)> {
-        let slot = self.logins.find(&lowered(login))?;
+        let slot = self.logins.find(&folded(login))?;
         Some((self.accepted_at(slot)?, self.logins.text(slot)))
     }
 
@@ -405,7 +387,7 @@ impl LoginIndex {
             if manager.is_empty() {
                 return None;
             }
-            self.logins.find_bucket(&lowered(manager))
+            self.logins.find_bucket(&folded(manager))
         };
         let mut state = vec![NEW; table.num_buckets()];
         let mut cycles = std::collections::HashSet::new();
