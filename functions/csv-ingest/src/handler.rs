@@ -1,6 +1,6 @@
 //! Handles an S3 event: every record whose key is an input CSV becomes (at most) one run.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_lambda_events::event::s3::S3Event;
 use serde_json::{Value, json};
@@ -17,6 +17,55 @@ use crate::config::{Config, PACKAGED_CONFIG};
 pub struct Deps {
     pub cfg: Config,
     pub aws: Adapters,
+    /// The mapping and NERM client warm invocations share (see [`InstanceCache`]).
+    cache: InstanceCache,
+}
+
+/// What one Lambda instance keeps across warm invocations: the parsed mapping config, and the
+/// NERM client built for it. Like the provisioner's, a kept client's rate limiter remembers
+/// what earlier runs spent, where a client per record would start each with a full burst on
+/// top of them. The mapping's text is still read on every record (a changed config in the
+/// bucket takes effect at once); it is parsed, and the client rebuilt, only when that text or
+/// the secret's URL changed.
+#[derive(Default)]
+struct InstanceCache(Mutex<Option<Cached>>);
+
+struct Cached {
+    text: String,
+    mapping: Arc<MappingConfig>,
+    url: String,
+    client: Arc<NermClient>,
+}
+
+impl InstanceCache {
+    /// The mapping parsed from `text`, reused while the text is the same.
+    fn mapping(&self, text: &str, parse: impl FnOnce() -> Result<MappingConfig, HandlerError>) -> Result<Arc<MappingConfig>, HandlerError> {
+        if let Some(c) = self.lock().as_ref().filter(|c| c.text == text) {
+            return Ok(c.mapping.clone());
+        }
+        Ok(Arc::new(parse()?))
+    }
+
+    /// The client for `mapping` and `url`, built by `make` unless the one kept was built for both.
+    fn client(
+        &self,
+        text: &str,
+        mapping: &Arc<MappingConfig>,
+        url: &str,
+        make: impl FnOnce() -> Result<NermClient, HandlerError>,
+    ) -> Result<Arc<NermClient>, HandlerError> {
+        let mut cached = self.lock();
+        if let Some(c) = cached.as_ref().filter(|c| c.text == text && c.url == url) {
+            return Ok(c.client.clone());
+        }
+        let client = Arc::new(make()?);
+        *cached = Some(Cached { text: text.to_owned(), mapping: mapping.clone(), url: url.to_owned(), client: client.clone() });
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Deps {
@@ -28,43 +77,52 @@ impl Deps {
     pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
         let aws = Adapters::new(sdk, &cfg.bucket, &cfg.queue_url, &cfg.topic_arn, &cfg.secret_id)
             .map_err(|e| e.to_string())?;
-        Ok(Deps { cfg, aws })
+        Ok(Deps { cfg, aws, cache: InstanceCache::default() })
     }
 
-    async fn mapping(&self) -> Result<MappingConfig, HandlerError> {
-        match &self.cfg.config_s3_key {
-            None => Config::mapping(PACKAGED_CONFIG, "(packaged)")
-                .map_err(|m| HandlerError { retryable: false, message: m }),
-            Some(key) => {
-                let bytes = self
-                    .aws
-                    .store
-                    .get(key)
-                    .await
-                    .map_err(|e| HandlerError { retryable: e.retryable, message: e.to_string() })?
-                    .ok_or_else(|| HandlerError {
-                        retryable: false,
-                        message: format!("mapping config s3://{}/{key} does not exist", self.cfg.bucket),
-                    })?;
-                let text = String::from_utf8(bytes).map_err(|_| HandlerError {
-                    retryable: false,
-                    message: format!("mapping config {key} is not UTF-8"),
-                })?;
-                Config::mapping(&text, key).map_err(|m| HandlerError { retryable: false, message: m })
-            }
-        }
-    }
-
-    async fn client(&self, mapping: &MappingConfig) -> Result<NermClient, HandlerError> {
+    /// The mapping config and its NERM client for one run (kept per instance, see
+    /// [`InstanceCache`]), the client's per-run counters reset.
+    async fn mapping_and_client(&self) -> Result<(Arc<MappingConfig>, Arc<NermClient>), HandlerError> {
+        let (text, origin) = self.mapping_text().await?;
+        let mapping = self.cache.mapping(&text, || {
+            Config::mapping(&text, &origin).map_err(|m| HandlerError { retryable: false, message: m })
+        })?;
         let (url, _) =
             self.aws.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+        let client = self.cache.client(&text, &mapping, &url, || self.client(&mapping, &url))?;
+        client.begin_run();
+        Ok((mapping, client))
+    }
+
+    /// The mapping config's text and where it came from: the bucket when `CONFIG_S3_KEY` is
+    /// set, else the packaged one.
+    async fn mapping_text(&self) -> Result<(String, String), HandlerError> {
+        let Some(key) = &self.cfg.config_s3_key else {
+            return Ok((PACKAGED_CONFIG.to_owned(), "(packaged)".to_owned()));
+        };
+        let bytes = self
+            .aws
+            .store
+            .get(key)
+            .await
+            .map_err(|e| HandlerError { retryable: e.retryable, message: e.to_string() })?
+            .ok_or_else(|| HandlerError {
+                retryable: false,
+                message: format!("mapping config s3://{}/{key} does not exist", self.cfg.bucket),
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| HandlerError { retryable: false, message: format!("mapping config {key} is not UTF-8") })?;
+        Ok((text, key.clone()))
+    }
+
+    fn client(&self, mapping: &MappingConfig, url: &str) -> Result<NermClient, HandlerError> {
         let n = &mapping.nerm;
         let mut opts = ClientOptions::from_mapping(n);
         // The deployment's limit wins over the mapping config's, whichever is lower.
         opts.requests_per_window =
             n.requests_per_window.min(self.cfg.requests_per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
         let tokens: Arc<dyn TokenProvider> = self.aws.tokens.clone();
-        NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
+        NermClient::new(url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
     }
 }
 
@@ -120,8 +178,7 @@ pub async fn handle_invocation(deps: &Deps, event: S3Event, request_id: &str) ->
             outcomes.push(json!({ "key": key, "outcome": { "ignored": why } }));
             continue;
         }
-        let mapping = deps.mapping().await?;
-        let client = deps.client(&mapping).await?;
+        let (mapping, client) = deps.mapping_and_client().await?;
         let result = ingest(
             &deps.aws.store,
             &deps.aws.queue,

@@ -313,6 +313,15 @@ impl NermClient {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Starts a new run on a client kept across runs: its request statistics, retry budget and
+    /// unreadable-record warnings start afresh (they are per run), while what it learned of the
+    /// tenant (rate limiter state, pause, page and bulk sizes) is kept.
+    pub fn begin_run(&self) {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = ClientStats::default();
+        self.budget.store(i64::from(self.opts.retry_budget), Ordering::SeqCst);
+        self.unreadable.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn bump(&self, f: impl FnOnce(&mut ClientStats)) {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
