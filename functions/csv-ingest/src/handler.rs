@@ -39,7 +39,11 @@ struct Cached {
 
 impl InstanceCache {
     /// The mapping parsed from `text`, reused while the text is the same.
-    fn mapping(&self, text: &str, parse: impl FnOnce() -> Result<MappingConfig, HandlerError>) -> Result<Arc<MappingConfig>, HandlerError> {
+    fn mapping(
+        &self,
+        text: &str,
+        parse: impl FnOnce() -> Result<MappingConfig, HandlerError>,
+    ) -> Result<Arc<MappingConfig>, HandlerError> {
         if let Some(c) = self.lock().as_ref().filter(|c| c.text == text) {
             return Ok(c.mapping.clone());
         }
@@ -59,7 +63,12 @@ impl InstanceCache {
             return Ok(c.client.clone());
         }
         let client = Arc::new(make()?);
-        *cached = Some(Cached { text: text.to_owned(), mapping: mapping.clone(), url: url.to_owned(), client: client.clone() });
+        *cached = Some(Cached {
+            text: text.to_owned(),
+            mapping: mapping.clone(),
+            url: url.to_owned(),
+            client: client.clone(),
+        });
         Ok(client)
     }
 
@@ -238,4 +247,49 @@ fn emit_metrics(stats: &shared::nerm::ClientStats, result: &Result<IngestOutcome
         "csv-ingest",
         &[("RowsIngested", rows), ("NermRequests", stats.total_requests()), ("NermThrottled", stats.rate_limited)],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::nerm::{SecretToken, StaticToken};
+
+    use super::*;
+
+    fn parsed(text: &str) -> Result<MappingConfig, HandlerError> {
+        Config::mapping(text, "(test)").map_err(|m| HandlerError { retryable: false, message: m })
+    }
+
+    fn client_for(url: &str, built: &mut u32) -> Result<NermClient, HandlerError> {
+        *built += 1;
+        let tokens: Arc<dyn TokenProvider> = Arc::new(StaticToken::new(SecretToken::new("t")));
+        NermClient::new(url, tokens, ClientOptions::default())
+            .map_err(|e| HandlerError { retryable: false, message: e.to_string() })
+    }
+
+    #[test]
+    fn a_warm_instance_reuses_its_mapping_and_client_until_the_mapping_or_the_url_changes() {
+        let cache = InstanceCache::default();
+        let mut built = 0;
+        let one = |cache: &InstanceCache, text: &str, url: &str, built: &mut u32| {
+            let mapping = cache.mapping(text, || parsed(text)).expect("a mapping");
+            let client = cache.client(text, &mapping, url, || client_for(url, built)).expect("a client");
+            (mapping, client)
+        };
+        // GIVEN a first run on the instance
+        let (m1, c1) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:1", &mut built);
+        // WHEN the next run has the same mapping text and URL
+        let (m2, c2) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:1", &mut built);
+        // THEN it gets the same mapping and client (one client built)
+        assert!(Arc::ptr_eq(&m1, &m2) && Arc::ptr_eq(&c1, &c2));
+        assert_eq!(built, 1);
+        // WHEN the secret's URL changes THEN a new client is built
+        let (_, c3) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:2", &mut built);
+        assert!(!Arc::ptr_eq(&c1, &c3));
+        assert_eq!(built, 2);
+        // WHEN the mapping's text changes THEN it is parsed again and a new client built
+        let edited = format!("{PACKAGED_CONFIG}\n# edited\n");
+        let (m4, c4) = one(&cache, &edited, "http://127.0.0.1:2", &mut built);
+        assert!(!Arc::ptr_eq(&m1, &m4) && !Arc::ptr_eq(&c3, &c4));
+        assert_eq!(built, 3);
+    }
 }

@@ -185,7 +185,8 @@ impl FileIndex {
     }
     /// Whether following the managers from `login`'s row comes back to it.
     pub fn in_manager_cycle(&self, login: &str) -> bool {
-        !self.in_manager_cycles.is_empty() && crate::login::with_folded(login, |key| self.in_manager_cycles.contains(key))
+        !self.in_manager_cycles.is_empty()
+            && crate::login::with_folded(login, |key| self.in_manager_cycles.contains(key))
     }
     pub fn has_key(&self, key: &str) -> bool {
         self.keys.contains(key)
