@@ -9,7 +9,7 @@ use super::values::{RoleStrategy, RoleType, UserType, normalize_value, with_norm
 use super::{ConfigError, MappingConfig, NameIndex, Template, index_names};
 
 /// The parts of a tenant the config refers to. The planner fills it from NERM
-/// (`/profile_types`, `/ne_attributes`, `/roles`, NOTES §2.4, §2.7, §2.8).
+/// (`/profile_types`, `/ne_attributes`, `/roles`, docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NermCatalog {
     pub profile_types: Vec<CatalogProfileType>,

@@ -638,7 +638,7 @@ impl<'a> Planner<'a> {
         out
     }
 
-    /// The user's `group_strings` for the wanted roles (NOTES §4 item 3), to be joined with
+    /// The user's `group_strings` for the wanted roles (docs/nerm-api.md, "Roles under SSO"), to be joined with
     /// `,`: each role's first directory group; groups the file does not mention are kept
     /// unless roles are managed.
     fn wanted_groups(&self, roles: &[&'a CatalogRole], current: Option<&'a str>) -> Vec<&'a str> {

@@ -1,4 +1,4 @@
-//! What NERM holds today, read once in full pages and indexed for the diff (NOTES §3.3 step 2).
+//! What NERM holds today, read once in full pages and indexed for the diff (docs/nerm-api.md, "Endpoints used").
 //!
 //! A handful of paged reads replace per-employee lookups: an unchanged rerun costs only these.
 
@@ -44,7 +44,7 @@ impl Snapshot {
     pub async fn catalog(client: &NermClient) -> Result<NermCatalog, NermError> {
         let types = client.profile_types().await?;
         let attributes = client.attributes().await?;
-        // GET /roles does not return a role's type, but filters on it (NOTES §2.4): two reads
+        // GET /roles does not return a role's type, but filters on it (docs/nerm-api.md, "Records and their values"): two reads
         // tell lifecycle from portal roles, so a portal role in the file is a clear row error.
         let lifecycle = client.list_all::<Role>("/roles", "roles", &[("type", "NeprofileRole".into())]).await?;
         let portal = client.list_all::<Role>("/roles", "roles", &[("type", "NeaccessRole".into())]).await?;
