@@ -521,7 +521,7 @@ fn set(s: &mut String, value: &str) {
 /// The first pass: every row validated and file-level errors found before any write; logins
 /// and keys indexed for the planner.
 pub fn index_file<R: Read + Send + 'static>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
-    // Piped without the row-only rules: this pass does less per row than the second, and with
-    // them the reader's thread became the slower one (1M rows: +0.097 s, median of 12 pairs).
+    // Piped without the row-only rules: this pass does less per row than the second, so moving
+    // those rules onto the reader's thread would make it the slower of the two (BENCHMARKS.md).
     EmployeeReader::new(input, ctx)?.pipe(cores() >= 1.5, false).index_rows(ctx.index_managers)
 }
