@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use serde_json::{Value, json};
 use shared::aws::Adapters;
 use shared::config::MappingConfig;
@@ -147,82 +147,100 @@ pub async fn handle_invocation(deps: &Deps, event: S3Event, request_id: &str) ->
     let mut outcomes = Vec::new();
     let mut retry: Option<String> = None;
     for record in event.records {
-        let bucket = record.s3.bucket.name.clone().unwrap_or_default();
-        let Some(raw_key) = record.s3.object.key.clone() else {
-            tracing::warn!(%bucket, "an S3 record without an object key was rejected");
-            outcomes.push(json!({ "key": null, "outcome": "rejected", "reason": "the S3 record has no object key" }));
-            continue;
-        };
-        if bucket != deps.cfg.bucket {
-            tracing::warn!(%bucket, "a record for another bucket was ignored");
-            outcomes.push(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
-            continue;
-        }
-        // Only uploads start a run (the stack subscribes to ObjectCreated only; anything else is
-        // a misrouted event, and a removed object cannot be read anyway).
-        if let Some(name) = record.event_name.as_deref().filter(|n| !n.starts_with("ObjectCreated:")) {
-            tracing::warn!(key = %raw_key, event = %name, "not an upload; ignored");
-            outcomes.push(json!({ "key": raw_key, "outcome": { "ignored": format!("{name} is not an upload") } }));
-            continue;
-        }
-        let key = match decode_s3_key(&raw_key) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "undecodable key");
-                outcomes.push(json!({ "key": raw_key, "outcome": "rejected", "reason": e }));
-                continue;
-            }
-        };
-        let version = record
-            .s3
-            .object
-            .version_id
-            .clone()
-            .filter(|v| !v.is_empty() && v != "null")
-            .or_else(|| record.s3.object.e_tag.clone())
-            .or_else(|| record.s3.object.sequencer.clone())
-            .unwrap_or_default();
-        if let Err(why) = shared::pipeline::ingest::accepts(&deps.cfg.settings, &key) {
-            tracing::info!(key = %key, reason = %why, "not an input file; ignored");
-            outcomes.push(json!({ "key": key, "outcome": { "ignored": why } }));
-            continue;
-        }
-        let (mapping, client) = deps.mapping_and_client().await?;
-        let result = ingest(
-            &deps.aws.store,
-            &deps.aws.queue,
-            &deps.aws.notifier,
-            &client,
-            &mapping,
-            &deps.cfg.settings,
-            &bucket,
-            &key,
-            &version,
-            request_id,
-            &deps.cfg.work_dir,
-        )
-        .await;
-        let stats = client.stats();
-        emit_metrics(&stats, &result);
-        match result {
-            Ok(o) => {
-                tracing::info!(key = %key, outcome = ?o, "ingest done");
-                outcomes.push(json!({ "key": key, "outcome": describe(&o) }));
-            }
-            Err(e) if e.is_retryable() => {
-                tracing::error!(key = %key, error = %e, "ingest failed; the event will be retried");
-                retry.get_or_insert(e.to_string());
-            }
-            Err(e) => {
-                tracing::error!(key = %key, error = %e, "ingest rejected the file");
-                outcomes.push(json!({ "key": key, "outcome": "rejected", "reason": e.to_string() }));
-            }
+        match screen(deps, &record) {
+            Err(outcome) => outcomes.push(outcome),
+            Ok(upload) => match take_on(deps, &upload, request_id).await? {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(retryable) => {
+                    retry.get_or_insert(retryable);
+                }
+            },
         }
     }
     match retry {
         Some(message) => Err(HandlerError { retryable: true, message }),
         None => Ok(json!({ "records": outcomes })),
     }
+}
+
+/// An uploaded input file of this deployment's bucket: a run to take on.
+struct Upload {
+    bucket: String,
+    key: String,
+    /// The object's version id, else its ETag, else the event's sequencer.
+    version: String,
+}
+
+/// Whether a record is an upload of an input file to take on; if not, its outcome (ignored or
+/// rejected, and why).
+fn screen(deps: &Deps, record: &S3EventRecord) -> Result<Upload, Value> {
+    let bucket = record.s3.bucket.name.clone().unwrap_or_default();
+    let Some(raw_key) = record.s3.object.key.clone() else {
+        tracing::warn!(%bucket, "an S3 record without an object key was rejected");
+        return Err(json!({ "key": null, "outcome": "rejected", "reason": "the S3 record has no object key" }));
+    };
+    if bucket != deps.cfg.bucket {
+        tracing::warn!(%bucket, "a record for another bucket was ignored");
+        return Err(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
+    }
+    // Only uploads start a run (the stack subscribes to ObjectCreated only; anything else is
+    // a misrouted event, and a removed object cannot be read anyway).
+    if let Some(name) = record.event_name.as_deref().filter(|n| !n.starts_with("ObjectCreated:")) {
+        tracing::warn!(key = %raw_key, event = %name, "not an upload; ignored");
+        return Err(json!({ "key": raw_key, "outcome": { "ignored": format!("{name} is not an upload") } }));
+    }
+    let key = decode_s3_key(&raw_key).map_err(|e| {
+        tracing::error!(error = %e, "undecodable key");
+        json!({ "key": raw_key, "outcome": "rejected", "reason": e })
+    })?;
+    let object = &record.s3.object;
+    let version = object
+        .version_id
+        .clone()
+        .filter(|v| !v.is_empty() && v != "null")
+        .or_else(|| object.e_tag.clone())
+        .or_else(|| object.sequencer.clone())
+        .unwrap_or_default();
+    if let Err(why) = shared::pipeline::ingest::accepts(&deps.cfg.settings, &key) {
+        tracing::info!(key = %key, reason = %why, "not an input file; ignored");
+        return Err(json!({ "key": key, "outcome": { "ignored": why } }));
+    }
+    Ok(Upload { bucket, key, version })
+}
+
+/// Runs the ingest of one upload: its outcome, or (inner `Err`) why the event must be retried.
+async fn take_on(deps: &Deps, upload: &Upload, request_id: &str) -> Result<Result<Value, String>, HandlerError> {
+    let (mapping, client) = deps.mapping_and_client().await?;
+    let Upload { bucket, key, version } = upload;
+    let result = ingest(
+        &deps.aws.store,
+        &deps.aws.queue,
+        &deps.aws.notifier,
+        &client,
+        &mapping,
+        &deps.cfg.settings,
+        bucket,
+        key,
+        version,
+        request_id,
+        &deps.cfg.work_dir,
+    )
+    .await;
+    emit_metrics(&client.stats(), &result);
+    Ok(match result {
+        Ok(o) => {
+            tracing::info!(key = %key, outcome = ?o, "ingest done");
+            Ok(json!({ "key": key, "outcome": describe(&o) }))
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::error!(key = %key, error = %e, "ingest failed; the event will be retried");
+            Err(e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(key = %key, error = %e, "ingest rejected the file");
+            Ok(json!({ "key": key, "outcome": "rejected", "reason": e.to_string() }))
+        }
+    })
 }
 
 fn describe(o: &IngestOutcome) -> Value {
