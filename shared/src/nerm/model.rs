@@ -231,6 +231,14 @@ pub enum JobOutcome {
     StillRunning(JobStatus),
 }
 
+/// Whether NERM's message says a unique value is already taken. NERM marks this case with no
+/// code, only in words, so this is the one place that reads them (for job items and for the
+/// field errors of a refused write alike).
+pub(crate) fn says_already_taken(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already been taken") || m.contains("already exists")
+}
+
 /// What a job item's error says about writing that record again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobItemFailure {
@@ -252,7 +260,7 @@ impl JobItemFailure {
                 needles.iter().any(|n| m.contains(n))
             })
         };
-        if all(&["already been taken", "already exists"]) {
+        if messages.iter().all(|m| says_already_taken(m)) {
             JobItemFailure::AlreadyTaken
         } else if all(&[
             "timeout",
