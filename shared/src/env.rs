@@ -1,6 +1,23 @@
 //! Reading settings from the environment (the Lambdas' configuration), with errors that name
 //! the variable.
 
+/// Why a setting could not be read; the message names the variable (and the value, never a
+/// secret: only numbers are parsed here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    #[error("environment variable {name} is not set")]
+    Missing { name: String },
+    #[error("environment variable {name} must be a whole number, got {value:?}")]
+    NotANumber { name: String, value: String },
+}
+
+/// For callers that still report configuration errors as text (`Settings::from_vars`).
+impl From<EnvError> for String {
+    fn from(e: EnvError) -> String {
+        e.to_string()
+    }
+}
+
 /// Where settings come from: the process environment ([`Env::process`]) or, in tests, any
 /// lookup ([`Env::from_fn`]), which also lets a test see every name a function asks for.
 pub struct Env<'a> {
@@ -23,8 +40,8 @@ impl<'a> Env<'a> {
     }
 
     /// A required, non-blank variable.
-    pub fn var(&self, name: &str) -> Result<String, String> {
-        self.var_opt(name).ok_or_else(|| format!("environment variable {name} is not set"))
+    pub fn var(&self, name: &str) -> Result<String, EnvError> {
+        self.var_opt(name).ok_or_else(|| EnvError::Missing { name: name.to_string() })
     }
 
     /// An optional variable; blank counts as unset.
@@ -37,10 +54,10 @@ impl<'a> Env<'a> {
     }
 
     /// A whole number, `default` when unset.
-    pub fn number(&self, name: &str, default: u32) -> Result<u32, String> {
+    pub fn number(&self, name: &str, default: u32) -> Result<u32, EnvError> {
         match self.var_opt(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("environment variable {name} must be a whole number, got {v:?}")),
+            Some(v) => v.parse().map_err(|_| EnvError::NotANumber { name: name.to_string(), value: v }),
         }
     }
 
@@ -48,7 +65,7 @@ impl<'a> Env<'a> {
     /// NERM at once gets an equal share of `NERM_REQUESTS_PER_10S`: the provisioners
     /// (`PROVISIONER_MAX_CONCURRENCY`) and the ingests (`INGEST_RESERVED_CONCURRENCY`), whose
     /// snapshot of one upload may overlap another run's provisioning.
-    pub fn nerm_share_per_10s(&self) -> Result<u32, String> {
+    pub fn nerm_share_per_10s(&self) -> Result<u32, EnvError> {
         let total = self.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
         let provisioners = self.number("PROVISIONER_MAX_CONCURRENCY", 4)?.max(1);
         let ingests = self.number("INGEST_RESERVED_CONCURRENCY", 1)?.max(1);

@@ -12,6 +12,7 @@ pub mod env;
 pub mod input;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod login;
 pub mod metrics;
 pub mod nerm;
 pub mod pipeline;

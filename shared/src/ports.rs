@@ -105,7 +105,7 @@ pub mod memory {
         async fn download(&self, key: &str, path: &std::path::Path) -> Result<ObjectInfo, PortError> {
             let body = self.objects.lock().unwrap().get(key).cloned();
             let body = body.ok_or_else(|| PortError::new("memory", format!("no object {key}"), false))?;
-            std::fs::write(path, &body).map_err(|e| PortError::new("memory", e.to_string(), false))?;
+            tokio::fs::write(path, &body).await.map_err(|e| PortError::new("memory", e.to_string(), false))?;
             Ok(ObjectInfo { version_id: None, etag: Some(format!("{:x}", body.len())), size: body.len() as u64 })
         }
         async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
@@ -116,7 +116,7 @@ pub mod memory {
             Ok(())
         }
         async fn upload(&self, key: &str, path: &std::path::Path, _: &str) -> Result<(), PortError> {
-            let body = std::fs::read(path).map_err(|e| PortError::new("memory", e.to_string(), false))?;
+            let body = tokio::fs::read(path).await.map_err(|e| PortError::new("memory", e.to_string(), false))?;
             self.objects.lock().unwrap().insert(key.to_string(), body);
             Ok(())
         }

@@ -1,8 +1,8 @@
 //! Handles an S3 event: every record whose key is an input CSV becomes (at most) one run.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use serde_json::{Value, json};
 use shared::aws::Adapters;
 use shared::config::MappingConfig;
@@ -18,6 +18,66 @@ use crate::config::{Config, PACKAGED_CONFIG};
 pub struct Deps {
     pub cfg: Config,
     pub aws: Adapters,
+    /// The mapping and NERM client warm invocations share (see [`InstanceCache`]).
+    cache: InstanceCache,
+}
+
+/// What one Lambda instance keeps across warm invocations: the parsed mapping config, and the
+/// NERM client built for it. Like the provisioner's, a kept client's rate limiter remembers
+/// what earlier runs spent, where a client per record would start each with a full burst on
+/// top of them. The mapping's text is still read on every record (a changed config in the
+/// bucket takes effect at once); it is parsed, and the client rebuilt, only when that text,
+/// the secret's URL or the ingest's pace (see `Deps::pace_per_10s`) changed.
+#[derive(Default)]
+struct InstanceCache(Mutex<Option<Cached>>);
+
+struct Cached {
+    text: String,
+    mapping: Arc<MappingConfig>,
+    url: String,
+    pace: u32,
+    client: Arc<NermClient>,
+}
+
+impl InstanceCache {
+    /// The mapping parsed from `text`, reused while the text is the same.
+    fn mapping(
+        &self,
+        text: &str,
+        parse: impl FnOnce() -> Result<MappingConfig, HandlerError>,
+    ) -> Result<Arc<MappingConfig>, HandlerError> {
+        if let Some(c) = self.lock().as_ref().filter(|c| c.text == text) {
+            return Ok(c.mapping.clone());
+        }
+        Ok(Arc::new(parse()?))
+    }
+
+    /// The client for the mapping of `text`, `url` and `pace` (requests per 10 s), built by
+    /// `make` unless the one kept was built for all three.
+    fn client(
+        &self,
+        (text, url, pace): (&str, &str, u32),
+        mapping: &Arc<MappingConfig>,
+        make: impl FnOnce() -> Result<NermClient, HandlerError>,
+    ) -> Result<Arc<NermClient>, HandlerError> {
+        let mut cached = self.lock();
+        if let Some(c) = cached.as_ref().filter(|c| c.text == text && c.url == url && c.pace == pace) {
+            return Ok(c.client.clone());
+        }
+        let client = Arc::new(make()?);
+        *cached = Some(Cached {
+            text: text.to_owned(),
+            mapping: mapping.clone(),
+            url: url.to_owned(),
+            pace,
+            client: client.clone(),
+        });
+        Ok(client)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Deps {
@@ -29,31 +89,43 @@ impl Deps {
     pub fn with_sdk(cfg: Config, sdk: &aws_config::SdkConfig) -> Result<Deps, String> {
         let aws = Adapters::new(sdk, &cfg.bucket, &cfg.queue_url, &cfg.topic_arn, &cfg.secret_id)
             .map_err(|e| e.to_string())?;
-        Ok(Deps { cfg, aws })
+        Ok(Deps { cfg, aws, cache: InstanceCache::default() })
     }
 
-    async fn mapping(&self) -> Result<MappingConfig, HandlerError> {
-        match &self.cfg.config_s3_key {
-            None => Config::mapping(PACKAGED_CONFIG, "(packaged)")
-                .map_err(|m| HandlerError { retryable: false, message: m }),
-            Some(key) => {
-                let bytes = self
-                    .aws
-                    .store
-                    .get(key)
-                    .await
-                    .map_err(|e| HandlerError { retryable: e.retryable, message: e.to_string() })?
-                    .ok_or_else(|| HandlerError {
-                        retryable: false,
-                        message: format!("mapping config s3://{}/{key} does not exist", self.cfg.bucket),
-                    })?;
-                let text = String::from_utf8(bytes).map_err(|_| HandlerError {
-                    retryable: false,
-                    message: format!("mapping config {key} is not UTF-8"),
-                })?;
-                Config::mapping(&text, key).map_err(|m| HandlerError { retryable: false, message: m })
-            }
-        }
+    /// The mapping config and its NERM client for one run (kept per instance, see
+    /// [`InstanceCache`]), the client's per-run counters reset.
+    async fn mapping_and_client(&self) -> Result<(Arc<MappingConfig>, Arc<NermClient>), HandlerError> {
+        let (text, origin) = self.mapping_text().await?;
+        let mapping = self.cache.mapping(&text, || {
+            Config::mapping(&text, &origin).map_err(|m| HandlerError { retryable: false, message: m })
+        })?;
+        let (url, _) =
+            self.aws.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+        let pace = self.pace_per_10s().await;
+        let client = self.cache.client((&text, &url, pace), &mapping, || self.client(&mapping, &url, pace))?;
+        client.begin_run();
+        Ok((mapping, client))
+    }
+
+    /// The mapping config's text and where it came from: the bucket when `CONFIG_S3_KEY` is
+    /// set, else the packaged one.
+    async fn mapping_text(&self) -> Result<(String, String), HandlerError> {
+        let Some(key) = &self.cfg.config_s3_key else {
+            return Ok((PACKAGED_CONFIG.to_owned(), "(packaged)".to_owned()));
+        };
+        let bytes = self
+            .aws
+            .store
+            .get(key)
+            .await
+            .map_err(|e| HandlerError { retryable: e.retryable, message: e.to_string() })?
+            .ok_or_else(|| HandlerError {
+                retryable: false,
+                message: format!("mapping config s3://{}/{key} does not exist", self.cfg.bucket),
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| HandlerError { retryable: false, message: format!("mapping config {key} is not UTF-8") })?;
+        Ok((text, key.clone()))
     }
 
     /// The whole limit while no run is being provisioned (an empty work queue), else the share
@@ -67,16 +139,13 @@ impl Deps {
         self.cfg.pace_per_10s(backlog.ok())
     }
 
-    async fn client(&self, mapping: &MappingConfig) -> Result<NermClient, HandlerError> {
-        let (url, _) =
-            self.aws.secret.read().await.map_err(|e| HandlerError { retryable: false, message: e.to_string() })?;
+    fn client(&self, mapping: &MappingConfig, url: &str, per_10s: u32) -> Result<NermClient, HandlerError> {
         let n = &mapping.nerm;
         let mut opts = ClientOptions::from_mapping(n);
         // The deployment's limit wins over the mapping config's, whichever is lower.
-        let per_10s = self.pace_per_10s().await;
         opts.requests_per_window = n.requests_per_window.min(per_10s * n.window().as_secs().max(1) as u32 / 10).max(1);
         let tokens: Arc<dyn TokenProvider> = self.aws.tokens.clone();
-        NermClient::new(&url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
+        NermClient::new(url, tokens, opts).map_err(|e| HandlerError { retryable: false, message: e.to_string() })
     }
 }
 
@@ -92,77 +161,94 @@ pub async fn handle_invocation(deps: &Deps, event: S3Event, request_id: &str) ->
     let mut outcomes = Vec::new();
     let mut retry: Option<String> = None;
     for record in event.records {
-        let bucket = record.s3.bucket.name.clone().unwrap_or_default();
-        let Some(raw_key) = record.s3.object.key.clone() else {
-            tracing::warn!(%bucket, "an S3 record without an object key was rejected");
-            outcomes.push(json!({ "key": null, "outcome": "rejected", "reason": "the S3 record has no object key" }));
-            continue;
-        };
-        if bucket != deps.cfg.bucket {
-            tracing::warn!(%bucket, "a record for another bucket was ignored");
-            outcomes.push(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
-            continue;
-        }
-        // Only uploads start a run (the stack subscribes to ObjectCreated only; anything else is
-        // a misrouted event, and a removed object cannot be read anyway).
-        if let Some(name) = record.event_name.as_deref().filter(|n| !n.starts_with("ObjectCreated:")) {
-            tracing::warn!(key = %raw_key, event = %name, "not an upload; ignored");
-            outcomes.push(json!({ "key": raw_key, "outcome": { "ignored": format!("{name} is not an upload") } }));
-            continue;
-        }
-        let key = match decode_s3_key(&raw_key) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::error!(error = %e, "undecodable key");
-                outcomes.push(json!({ "key": raw_key, "outcome": "rejected", "reason": e }));
-                continue;
-            }
-        };
-        let version = record
-            .s3
-            .object
-            .version_id
-            .clone()
-            .filter(|v| !v.is_empty() && v != "null")
-            .or_else(|| record.s3.object.e_tag.clone())
-            .or_else(|| record.s3.object.sequencer.clone())
-            .unwrap_or_default();
-        if let Err(why) = shared::pipeline::ingest::accepts(&deps.cfg.settings, &key) {
-            tracing::info!(key = %key, reason = %why, "not an input file; ignored");
-            outcomes.push(json!({ "key": key, "outcome": { "ignored": why } }));
-            continue;
-        }
-        let mapping = deps.mapping().await?;
-        let client = deps.client(&mapping).await?;
-        let pipeline = Pipeline {
-            store: &deps.aws.store,
-            queue: &deps.aws.queue,
-            notifier: &deps.aws.notifier,
-            settings: &deps.cfg.settings,
-        };
-        let upload = Upload { bucket: &bucket, key: &key, version_or_etag: &version, invocation: request_id };
-        let result = ingest(&pipeline, &client, &mapping, upload, &deps.cfg.work_dir).await;
-        let stats = client.stats();
-        emit_metrics(&stats, &result);
-        match result {
-            Ok(o) => {
-                tracing::info!(key = %key, outcome = ?o, "ingest done");
-                outcomes.push(json!({ "key": key, "outcome": describe(&o) }));
-            }
-            Err(e) if e.is_retryable() => {
-                tracing::error!(key = %key, error = %e, "ingest failed; the event will be retried");
-                retry.get_or_insert(e.to_string());
-            }
-            Err(e) => {
-                tracing::error!(key = %key, error = %e, "ingest rejected the file");
-                outcomes.push(json!({ "key": key, "outcome": "rejected", "reason": e.to_string() }));
-            }
+        match screen(deps, &record) {
+            Err(outcome) => outcomes.push(outcome),
+            Ok(upload) => match take_on(deps, &upload, request_id).await? {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(retryable) => {
+                    retry.get_or_insert(retryable);
+                }
+            },
         }
     }
     match retry {
         Some(message) => Err(HandlerError { retryable: true, message }),
         None => Ok(json!({ "records": outcomes })),
     }
+}
+
+/// An uploaded input file of this deployment's bucket: a run to take on.
+struct Screened {
+    bucket: String,
+    key: String,
+    /// The object's version id, else its ETag, else the event's sequencer.
+    version: String,
+}
+
+/// Whether a record is an upload of an input file to take on; if not, its outcome (ignored or
+/// rejected, and why).
+fn screen(deps: &Deps, record: &S3EventRecord) -> Result<Screened, Value> {
+    let bucket = record.s3.bucket.name.clone().unwrap_or_default();
+    let Some(raw_key) = record.s3.object.key.clone() else {
+        tracing::warn!(%bucket, "an S3 record without an object key was rejected");
+        return Err(json!({ "key": null, "outcome": "rejected", "reason": "the S3 record has no object key" }));
+    };
+    if bucket != deps.cfg.bucket {
+        tracing::warn!(%bucket, "a record for another bucket was ignored");
+        return Err(json!({ "key": raw_key, "outcome": "ignored", "reason": "another bucket" }));
+    }
+    // Only uploads start a run (the stack subscribes to ObjectCreated only; anything else is
+    // a misrouted event, and a removed object cannot be read anyway).
+    if let Some(name) = record.event_name.as_deref().filter(|n| !n.starts_with("ObjectCreated:")) {
+        tracing::warn!(key = %raw_key, event = %name, "not an upload; ignored");
+        return Err(json!({ "key": raw_key, "outcome": { "ignored": format!("{name} is not an upload") } }));
+    }
+    let key = decode_s3_key(&raw_key).map_err(|e| {
+        tracing::error!(error = %e, "undecodable key");
+        json!({ "key": raw_key, "outcome": "rejected", "reason": e })
+    })?;
+    let object = &record.s3.object;
+    let version = object
+        .version_id
+        .clone()
+        .filter(|v| !v.is_empty() && v != "null")
+        .or_else(|| object.e_tag.clone())
+        .or_else(|| object.sequencer.clone())
+        .unwrap_or_default();
+    if let Err(why) = shared::pipeline::ingest::accepts(&deps.cfg.settings, &key) {
+        tracing::info!(key = %key, reason = %why, "not an input file; ignored");
+        return Err(json!({ "key": key, "outcome": { "ignored": why } }));
+    }
+    Ok(Screened { bucket, key, version })
+}
+
+/// Runs the ingest of one upload: its outcome, or (inner `Err`) why the event must be retried.
+async fn take_on(deps: &Deps, upload: &Screened, request_id: &str) -> Result<Result<Value, String>, HandlerError> {
+    let (mapping, client) = deps.mapping_and_client().await?;
+    let Screened { bucket, key, version } = upload;
+    let pipeline = Pipeline {
+        store: &deps.aws.store,
+        queue: &deps.aws.queue,
+        notifier: &deps.aws.notifier,
+        settings: &deps.cfg.settings,
+    };
+    let upload = Upload { bucket, key, version_or_etag: version, invocation: request_id };
+    let result = ingest(&pipeline, &client, &mapping, upload, &deps.cfg.work_dir).await;
+    emit_metrics(&client.stats(), &result);
+    Ok(match result {
+        Ok(o) => {
+            tracing::info!(key = %key, outcome = ?o, "ingest done");
+            Ok(json!({ "key": key, "outcome": describe(&o) }))
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::error!(key = %key, error = %e, "ingest failed; the event will be retried");
+            Err(e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(key = %key, error = %e, "ingest rejected the file");
+            Ok(json!({ "key": key, "outcome": "rejected", "reason": e.to_string() }))
+        }
+    })
 }
 
 fn describe(o: &IngestOutcome) -> Value {
@@ -187,4 +273,54 @@ fn emit_metrics(stats: &shared::nerm::ClientStats, result: &Result<IngestOutcome
         "csv-ingest",
         &[("RowsIngested", rows), ("NermRequests", stats.total_requests()), ("NermThrottled", stats.rate_limited)],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::nerm::{SecretToken, StaticToken};
+
+    use super::*;
+
+    fn parsed(text: &str) -> Result<MappingConfig, HandlerError> {
+        Config::mapping(text, "(test)").map_err(|m| HandlerError { retryable: false, message: m })
+    }
+
+    fn client_for(url: &str, built: &mut u32) -> Result<NermClient, HandlerError> {
+        *built += 1;
+        let tokens: Arc<dyn TokenProvider> = Arc::new(StaticToken::new(SecretToken::new("t")));
+        NermClient::new(url, tokens, ClientOptions::default())
+            .map_err(|e| HandlerError { retryable: false, message: e.to_string() })
+    }
+
+    #[test]
+    fn a_warm_instance_reuses_its_mapping_and_client_until_the_mapping_or_the_url_changes() {
+        let cache = InstanceCache::default();
+        let mut built = 0;
+        let one = |cache: &InstanceCache, text: &str, url: &str, built: &mut u32| {
+            let mapping = cache.mapping(text, || parsed(text)).expect("a mapping");
+            let client = cache.client((text, url, 100), &mapping, || client_for(url, built)).expect("a client");
+            (mapping, client)
+        };
+        // GIVEN a first run on the instance
+        let (m1, c1) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:1", &mut built);
+        // WHEN the next run has the same mapping text and URL
+        let (m2, c2) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:1", &mut built);
+        // THEN it gets the same mapping and client (one client built)
+        assert!(Arc::ptr_eq(&m1, &m2) && Arc::ptr_eq(&c1, &c2));
+        assert_eq!(built, 1);
+        // WHEN the secret's URL changes THEN a new client is built
+        let (_, c3) = one(&cache, PACKAGED_CONFIG, "http://127.0.0.1:2", &mut built);
+        assert!(!Arc::ptr_eq(&c1, &c3));
+        assert_eq!(built, 2);
+        // WHEN the mapping's text changes THEN it is parsed again and a new client built
+        let edited = format!("{PACKAGED_CONFIG}\n# edited\n");
+        let (m4, c4) = one(&cache, &edited, "http://127.0.0.1:2", &mut built);
+        assert!(!Arc::ptr_eq(&m1, &m4) && !Arc::ptr_eq(&c3, &c4));
+        assert_eq!(built, 3);
+        // WHEN the ingest's pace changes (a run is being provisioned now) THEN a new client
+        let url = "http://127.0.0.1:2";
+        let slower = cache.client((&edited, url, 20), &m4, || client_for(url, &mut built)).expect("a client");
+        assert!(!Arc::ptr_eq(&c4, &slower));
+        assert_eq!(built, 4);
+    }
 }

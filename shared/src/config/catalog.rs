@@ -9,7 +9,7 @@ use super::values::{RoleStrategy, RoleType, UserType, normalize_value, with_norm
 use super::{ConfigError, MappingConfig, NameIndex, Template, index_names};
 
 /// The parts of a tenant the config refers to. The planner fills it from NERM
-/// (`/profile_types`, `/ne_attributes`, `/roles`, NOTES §2.4, §2.7, §2.8).
+/// (`/profile_types`, `/ne_attributes`, `/roles`, docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NermCatalog {
     pub profile_types: Vec<CatalogProfileType>,
@@ -163,116 +163,18 @@ fn normalize_data_type(data_type: &str) -> String {
 pub(super) fn resolve(config: &MappingConfig, catalog: &NermCatalog) -> Result<ResolvedConfig, ConfigError> {
     let mut problems = Problems::default();
     let mut warnings = config.warnings().to_vec();
-
     let profile_type = resolve_profile_type(&config.profile.profile_type, catalog, &mut problems);
-
-    // Attributes: exact uid match (uids are stable identifiers).
-    let by_uid: HashMap<&str, &CatalogAttribute> = catalog
-        .attributes
-        .iter()
-        .rev() // first wins on duplicates
-        .map(|a| (a.uid.as_str(), a))
-        .collect();
-    let known_uids = || known_list(catalog.attributes.iter().map(|a| a.uid.as_str()));
-    let find_attribute = |key: &str, uid: &str, problems: &mut Problems| {
-        if let Some(a) = by_uid.get(uid) {
-            return Some(*a);
-        }
-        let hint = catalog
-            .attributes
-            .iter()
-            .find(|a| a.uid.eq_ignore_ascii_case(uid) || a.label.eq_ignore_ascii_case(uid))
-            .map(|a| format!(" (did you mean `{}`, labelled {:?}?)", a.uid, a.label))
-            .unwrap_or_default();
-        problems.push(
-            key,
-            ProblemKind::UnknownAttribute,
-            format!("attribute `{uid}` does not exist in NERM{hint}; known attribute uids: {}", known_uids()),
-        );
-        None
-    };
-
-    let mut attributes = Vec::with_capacity(config.profile.attributes.len());
-    for mapping in &config.profile.attributes {
-        let key = format!("profile.attributes.{}", mapping.uid);
-        let Some(attr) = find_attribute(&key, &mapping.uid, &mut problems) else {
-            continue;
-        };
-        let data_type = normalize_data_type(&attr.data_type);
-        if NON_TEMPLATE_TYPES.contains(&data_type.as_str()) {
-            problems.push(
-                key,
-                ProblemKind::AttributeType,
-                format!(
-                    "attribute `{}` is a `{}` attribute, which holds ids, not text; a column template cannot fill it{}",
-                    attr.uid,
-                    attr.data_type,
-                    if PROFILE_SELECT_TYPES.contains(&data_type.as_str()) {
-                        " (use `managers.profile_attribute` for the manager link)"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-            continue;
-        }
-        attributes.push(ResolvedAttribute {
-            uid: attr.uid.clone(),
-            id: attr.id.clone(),
-            label: attr.label.clone(),
-            data_type: attr.data_type.clone(),
-            template: mapping.template.clone(),
-        });
-    }
+    let lookup = AttributeLookup::new(catalog);
+    let attributes = resolve_attributes(config, &lookup, &mut problems);
     let key_attribute = attributes.iter().position(|a| a.uid == config.profile.key_attribute);
-
-    let manager_attribute = config.managers.profile_attribute.as_deref().and_then(|uid| {
-        let key = "managers.profile_attribute";
-        let attr = find_attribute(key, uid, &mut problems)?;
-        if !PROFILE_SELECT_TYPES.contains(&normalize_data_type(&attr.data_type).as_str()) {
-            problems.push(
-                key,
-                ProblemKind::AttributeType,
-                format!(
-                    "attribute `{uid}` is a `{}` attribute; the manager link needs a `profile select` attribute",
-                    attr.data_type
-                ),
-            );
-            return None;
-        }
-        if let (Some(pt), Some(selects)) = (&profile_type, &attr.profile_type_id)
-            && *selects != pt.id
-        {
-            let other =
-                catalog.profile_types.iter().find(|t| t.id == *selects).map_or(selects.as_str(), |t| t.name.as_str());
-            problems.push(
-                key,
-                ProblemKind::AttributeType,
-                format!("attribute `{uid}` selects `{other}` profiles, but managers are `{}` profiles", pt.name),
-            );
-            return None;
-        }
-        Some(attr.clone())
-    });
-
+    let manager_attribute = config
+        .managers
+        .profile_attribute
+        .as_deref()
+        .and_then(|uid| resolve_manager_attribute(uid, profile_type.as_ref(), &lookup, &mut problems));
     let roles = catalog.roles.clone();
     let roles_by_name = index_names(roles.iter().map(|r| r.name.as_str()));
-    let mut ambiguous: Vec<&str> = roles
-        .iter()
-        .filter(|r| roles_by_name.get(&normalize_value(&r.name)) == Some(&None))
-        .map(|r| r.name.as_str())
-        .collect();
-    ambiguous.sort_unstable_by_key(|n| n.to_lowercase());
-    ambiguous.dedup();
-    if !ambiguous.is_empty() {
-        warnings.push(ConfigWarning {
-            key: "roles".into(),
-            message: format!(
-                "NERM has several roles whose names differ only in case; rows naming them fail: {}",
-                known_list(ambiguous)
-            ),
-        });
-    }
+    warnings.extend(ambiguous_roles_warning(&roles, &roles_by_name));
 
     let (Some(profile_type), Some(key_attribute)) = (profile_type, key_attribute) else {
         // The reason is already recorded (unknown type or unknown/unusable key attribute).
@@ -302,6 +204,139 @@ pub(super) fn resolve(config: &MappingConfig, catalog: &NermCatalog) -> Result<R
     resolved.default_roles = resolve_defaults(config, &resolved.roles, &resolved.roles_by_name, &mut problems);
     problems.into_result()?;
     Ok(resolved)
+}
+
+/// The tenant's attributes by uid (exact: uids are stable identifiers), with a hint for a uid
+/// that only differs in case or is a label.
+struct AttributeLookup<'a> {
+    catalog: &'a NermCatalog,
+    by_uid: HashMap<&'a str, &'a CatalogAttribute>,
+}
+
+impl<'a> AttributeLookup<'a> {
+    fn new(catalog: &'a NermCatalog) -> Self {
+        let by_uid = catalog
+            .attributes
+            .iter()
+            .rev() // first wins on duplicates
+            .map(|a| (a.uid.as_str(), a))
+            .collect();
+        AttributeLookup { catalog, by_uid }
+    }
+
+    /// The attribute `uid` (configured at `key`), or a problem naming the known uids.
+    fn find(&self, key: &str, uid: &str, problems: &mut Problems) -> Option<&'a CatalogAttribute> {
+        if let Some(a) = self.by_uid.get(uid) {
+            return Some(*a);
+        }
+        let attributes = &self.catalog.attributes;
+        let hint = attributes
+            .iter()
+            .find(|a| a.uid.eq_ignore_ascii_case(uid) || a.label.eq_ignore_ascii_case(uid))
+            .map(|a| format!(" (did you mean `{}`, labelled {:?}?)", a.uid, a.label))
+            .unwrap_or_default();
+        let known = known_list(attributes.iter().map(|a| a.uid.as_str()));
+        problems.push(
+            key,
+            ProblemKind::UnknownAttribute,
+            format!("attribute `{uid}` does not exist in NERM{hint}; known attribute uids: {known}"),
+        );
+        None
+    }
+}
+
+/// The profile attributes the config fills from templates: each must exist and take text.
+fn resolve_attributes(
+    config: &MappingConfig,
+    lookup: &AttributeLookup<'_>,
+    problems: &mut Problems,
+) -> Vec<ResolvedAttribute> {
+    let mut attributes = Vec::with_capacity(config.profile.attributes.len());
+    for mapping in &config.profile.attributes {
+        let key = format!("profile.attributes.{}", mapping.uid);
+        let Some(attr) = lookup.find(&key, &mapping.uid, problems) else {
+            continue;
+        };
+        let data_type = normalize_data_type(&attr.data_type);
+        if NON_TEMPLATE_TYPES.contains(&data_type.as_str()) {
+            let manager_hint = if PROFILE_SELECT_TYPES.contains(&data_type.as_str()) {
+                " (use `managers.profile_attribute` for the manager link)"
+            } else {
+                ""
+            };
+            problems.push(
+                key,
+                ProblemKind::AttributeType,
+                format!(
+                    "attribute `{}` is a `{}` attribute, which holds ids, not text; a column template cannot fill it{manager_hint}",
+                    attr.uid, attr.data_type,
+                ),
+            );
+            continue;
+        }
+        attributes.push(ResolvedAttribute {
+            uid: attr.uid.clone(),
+            id: attr.id.clone(),
+            label: attr.label.clone(),
+            data_type: attr.data_type.clone(),
+            template: mapping.template.clone(),
+        });
+    }
+    attributes
+}
+
+/// `managers.profile_attribute`: a profile select attribute that, when NERM says which type it
+/// selects, selects profiles of the configured type.
+fn resolve_manager_attribute(
+    uid: &str,
+    profile_type: Option<&CatalogProfileType>,
+    lookup: &AttributeLookup<'_>,
+    problems: &mut Problems,
+) -> Option<CatalogAttribute> {
+    let key = "managers.profile_attribute";
+    let attr = lookup.find(key, uid, problems)?;
+    if !PROFILE_SELECT_TYPES.contains(&normalize_data_type(&attr.data_type).as_str()) {
+        problems.push(
+            key,
+            ProblemKind::AttributeType,
+            format!(
+                "attribute `{uid}` is a `{}` attribute; the manager link needs a `profile select` attribute",
+                attr.data_type
+            ),
+        );
+        return None;
+    }
+    if let (Some(pt), Some(selects)) = (profile_type, &attr.profile_type_id)
+        && *selects != pt.id
+    {
+        let types = &lookup.catalog.profile_types;
+        let other = types.iter().find(|t| t.id == *selects).map_or(selects.as_str(), |t| t.name.as_str());
+        problems.push(
+            key,
+            ProblemKind::AttributeType,
+            format!("attribute `{uid}` selects `{other}` profiles, but managers are `{}` profiles", pt.name),
+        );
+        return None;
+    }
+    Some(attr.clone())
+}
+
+/// A warning naming the roles whose names differ only in case (rows naming them fail).
+fn ambiguous_roles_warning(roles: &[CatalogRole], roles_by_name: &NameIndex) -> Option<ConfigWarning> {
+    let mut ambiguous: Vec<&str> = roles
+        .iter()
+        .filter(|r| roles_by_name.get(&normalize_value(&r.name)) == Some(&None))
+        .map(|r| r.name.as_str())
+        .collect();
+    ambiguous.sort_unstable_by_key(|n| n.to_lowercase());
+    ambiguous.dedup();
+    (!ambiguous.is_empty()).then(|| ConfigWarning {
+        key: "roles".into(),
+        message: format!(
+            "NERM has several roles whose names differ only in case; rows naming them fail: {}",
+            known_list(ambiguous)
+        ),
+    })
 }
 
 fn resolve_profile_type(wanted: &str, catalog: &NermCatalog, problems: &mut Problems) -> Option<CatalogProfileType> {

@@ -12,9 +12,8 @@
 //! 3. [`MappingConfig::resolve`]: against a [`NermCatalog`] read from the tenant (profile types,
 //!    attributes, roles) → [`ResolvedConfig`] with ids and the lookups the planner needs.
 //!
-//! Background on the NERM behaviour this encodes: `/work/shared/nerm/NOTES.md` §2.1 (users),
-//! §2.4–2.6 (roles, role assignments, profiles), §2.9–2.10 (contributor and manager links),
-//! §3.3 (import recipe), §4 (SSO and roles).
+//! Background on the NERM behaviour this encodes: `docs/nerm-api.md`, sections "Records and
+//! their values" (users, roles, profiles, links) and "Roles under SSO".
 
 mod catalog;
 mod error;
@@ -40,7 +39,6 @@ pub use values::{
 
 use error::{Problems, known_list};
 use values::normalize_value;
-pub(crate) use values::with_normalized_value;
 
 /// A validated mapping config. Build it with [`MappingConfig::from_toml_str`]; every field
 /// below already passed its checks (column names are normalised, templates parsed).
@@ -680,16 +678,16 @@ fn build_roles(
     if raw.strategy == RoleStrategy::UserRole {
         warnings.push(ConfigWarning {
             key: "roles.strategy".into(),
-            message: "`user_role` assigns roles directly; in NERM's default SSO mode the IdP groups overwrite those roles at every login and at the daily refresh (NOTES §4 items 4-6). Use it only when the tenant manages roles through ISC entitlements or users never log in through an IdP".into(),
+            message: "`user_role` assigns roles directly; in NERM's default SSO mode the IdP groups overwrite those roles at every login and at the daily refresh (see docs/nerm-api.md, section Roles under SSO). Use it only when the tenant manages roles through ISC entitlements or users never log in through an IdP".into(),
         });
     }
     if defaults.is_empty() && columns.roles.is_none() {
         warnings.push(ConfigWarning {
             key: "roles".into(),
             message: if raw.managed {
-                "no `roles.defaults` and no `columns.roles`, and `managed = true`: the sync removes every role, and a NERM user without a role cannot sign in (NOTES §4 item 2)".into()
+                "no `roles.defaults` and no `columns.roles`, and `managed = true`: the sync removes every role, and a NERM user without a role cannot sign in (see docs/nerm-api.md, section Roles under SSO)".into()
             } else {
-                "no `roles.defaults` and no `columns.roles`: the sync grants no role; a NERM user without a role cannot sign in until the IdP grants one (NOTES §4 item 2)".into()
+                "no `roles.defaults` and no `columns.roles`: the sync grants no role; a NERM user without a role cannot sign in until the IdP grants one (see docs/nerm-api.md, section Roles under SSO)".into()
             },
         });
     }
@@ -720,7 +718,7 @@ fn build_contributors(
     if raw.self_relationship == SelfRelationship::None && extra.is_empty() {
         warnings.push(ConfigWarning {
             key: "contributors".into(),
-            message: "`self = \"none\"` and no `extra` contributors: the sync gives no user edit rights on the profiles (NOTES §2.9)".into(),
+            message: "`self = \"none\"` and no `extra` contributors: the sync gives no user edit rights on the profiles (a profile has at most one owner; see docs/nerm-api.md)".into(),
         });
     }
     ContributorsConfig { self_relationship: raw.self_relationship, extra }

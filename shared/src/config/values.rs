@@ -129,7 +129,7 @@ macro_rules! display_as_str {
     )*};
 }
 
-/// NERM user `type` (NOTES §2.1).
+/// NERM user `type` (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum UserType {
     /// Lifecycle (internal / SSO) user.
@@ -147,7 +147,7 @@ impl UserType {
         }
     }
 
-    /// The role type that users of this type can hold (NOTES §2.4).
+    /// The role type that users of this type can hold (docs/nerm-api.md, "Records and their values").
     pub fn role_type(self) -> RoleType {
         match self {
             UserType::NeprofileUser => RoleType::NeprofileRole,
@@ -156,7 +156,7 @@ impl UserType {
     }
 }
 
-/// NERM role `type` (NOTES §2.4).
+/// NERM role `type` (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoleType {
     NeprofileRole,
@@ -172,7 +172,7 @@ impl RoleType {
     }
 }
 
-/// NERM user `status` (NOTES §2.1).
+/// NERM user `status` (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserStatus {
     Active,
@@ -190,7 +190,7 @@ impl UserStatus {
     }
 }
 
-/// NERM profile `status` (NOTES §2.6).
+/// NERM profile `status` (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProfileStatus {
     Active,
@@ -215,10 +215,10 @@ impl ProfileStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoleStrategy {
-    /// Write the roles' directory groups into the user's `group_strings` (NOTES §3.3 step 6).
+    /// Write the roles' directory groups into the user's `group_strings` (docs/nerm-api.md, "Roles under SSO").
     #[default]
     GroupStrings,
-    /// Assign roles directly with `/user_role` (not durable under SSO, NOTES §4).
+    /// Assign roles directly with `/user_role` (not durable under SSO, docs/nerm-api.md, "Roles under SSO").
     UserRole,
 }
 
@@ -231,7 +231,7 @@ impl RoleStrategy {
     }
 }
 
-/// The relationship of an employee's own user to their profile (NOTES §2.9).
+/// The relationship of an employee's own user to their profile (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SelfRelationship {

@@ -206,7 +206,8 @@ impl FileIndex {
     }
     /// Whether following the managers from `login`'s row comes back to it.
     pub fn in_manager_cycle(&self, login: &str) -> bool {
-        !self.in_manager_cycles.is_empty() && self.in_manager_cycles.contains(&login.to_lowercase())
+        !self.in_manager_cycles.is_empty()
+            && crate::login::with_folded(login, |key| self.in_manager_cycles.contains(key))
     }
     pub fn has_key(&self, key: &str) -> bool {
         self.keys.contains(key)
@@ -659,7 +660,7 @@ impl<'a> Planner<'a> {
         out
     }
 
-    /// The user's `group_strings` for the wanted roles (NOTES §4 item 3), to be joined with
+    /// The user's `group_strings` for the wanted roles (docs/nerm-api.md, "Roles under SSO"), to be joined with
     /// `,`: each role's first directory group; groups the file does not mention are kept
     /// unless roles are managed.
     fn wanted_groups(&self, roles: &[&'a CatalogRole], current: Option<&'a str>) -> Vec<&'a str> {
@@ -1039,6 +1040,51 @@ mod tests {
         let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else { panic!() };
         assert_eq!(profile.attributes["manager"], "p-1");
         assert!(!p.ops.iter().any(|o| o.kind() == "set_profile_manager"));
+    }
+
+    #[test]
+    fn a_manager_whose_login_ends_in_a_capital_sigma_is_found_whatever_the_case_of_the_reference() {
+        // GIVEN a manager "ΟΔΥΣ" in the file (word-final Σ lower-cases to ς or σ depending on
+        // who lower-cases it)
+        let cfg = resolved(EXAMPLE);
+        let snap = Snapshot::default();
+        let manager = employee(3, "ΟΔΥΣ", "E1", None);
+        for reference in ["ΟΔΥΣ", "οδυς", "οδυσ", "Οδυς"] {
+            let report = employee(2, "bob", "E2", Some(reference));
+            let file = file_of(&[&report, &manager]);
+            // WHEN a report naming the manager in any case is planned
+            let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&report)));
+            // THEN the manager is the one in the file, written as on its own row
+            assert!(
+                p.ops.contains(&Op::SetProfileManager {
+                    manager_login: "ΟΔΥΣ".into(),
+                    manager_key: "E1".into(),
+                    manager_profile_id: None
+                }),
+                "{reference:?}: {:?}",
+                p.ops
+            );
+        }
+    }
+
+    #[test]
+    fn a_manager_already_in_nerm_whose_login_ends_in_a_capital_sigma_is_found_whatever_the_case() {
+        // GIVEN the manager "ΟΔΥΣ" already in NERM and not in the file
+        let cfg = resolved(EXAMPLE);
+        let manager = employee(3, "ΟΔΥΣ", "E1", None);
+        let (u, p, l) = provisioned(&manager, 1);
+        let snap = Snapshot::from_parts(vec![u], vec![p], vec![], vec![l], vec![], "employee_id");
+        for reference in ["ΟΔΥΣ", "οδυς", "οδυσ"] {
+            let report = employee(2, "bob", "E2", Some(reference));
+            let file = file_of(&[&report]);
+            // WHEN a report naming it in any case is planned
+            let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&report)));
+            // THEN its profile is the new profile's manager
+            let Some(Op::CreateProfile { profile }) = p.ops.iter().find(|o| o.kind() == "create_profile") else {
+                panic!("{reference:?}: {:?}", p.ops)
+            };
+            assert_eq!(profile.attributes["manager"], "p-1", "{reference:?}");
+        }
     }
 
     /// The plan of a change, or of an unchanged row (no operations), with its warnings.

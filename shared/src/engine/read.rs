@@ -280,9 +280,6 @@ impl<'c, R: Read> EmployeeReader<'c, R> {
             let Ok(row) = row else { continue };
             let rules = &mut self.rules;
             let (line, login, key) = (row.line(), row.get(rules.login), row.get(rules.key));
-            // The tables' lines load while the row is judged (a 1M-row table misses the caches).
-            rules.validator.prefetch_login(login);
-            index.keys.prefetch(key);
             let valid = rules.judge(&row).is_ok();
             let manager = rules.manager.map_or("", |i| row.get(i));
             // A login seen before makes the row a duplicate: rejected, as the second pass says.
@@ -348,14 +345,44 @@ impl<'c> RowRules<'c> {
     /// in `role_names`), and a user name and email that render non-empty. All problems at once,
     /// except that the templates are checked only on an otherwise valid row.
     fn judge(&mut self, row: &Row<'_>) -> Result<Verdict, Vec<RowError>> {
-        let cfg = self.cfg;
-        let m = cfg.config();
         let line = row.line();
-        let login = row.get(self.login);
-        let key = row.get(self.key);
         let hr_status = row.get(self.status);
+        let mut errors = self.field_errors(row);
+        let (user_status, profile_status) = self.statuses_for(hr_status);
+        let m = self.cfg.config();
+        if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
+            if user_status.is_none() {
+                errors.push(RowError::new(
+                    line,
+                    Some(&m.columns.status),
+                    format!("status {hr_status:?} has no NERM user status in [user.status_map]"),
+                ));
+            }
+            if profile_status.is_none() {
+                errors.push(RowError::new(
+                    line,
+                    Some(&m.columns.status),
+                    format!("status {hr_status:?} has no NERM profile status in [profile.status_map]"),
+                ));
+            }
+        }
+        self.look_up_roles(row, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.check_templates(row)?;
+        Ok(Verdict {
+            user_status: user_status.map(|s| s.as_str()).unwrap_or_default(),
+            profile_status: profile_status.map(|s| s.as_str()).unwrap_or_default(),
+        })
+    }
+
+    /// The validator's rules on the row's key, login, status and email columns.
+    fn field_errors(&mut self, row: &Row<'_>) -> Vec<RowError> {
+        let m = self.cfg.config();
+        let (login, hr_status) = (row.get(self.login), row.get(self.status));
         let required = [
-            Field::new(&m.columns.key, key),
+            Field::new(&m.columns.key, row.get(self.key)),
             Field::new(&m.columns.login, login),
             Field::new(&m.columns.status, hr_status),
         ];
@@ -378,76 +405,67 @@ impl<'c> RowRules<'c> {
             &spilled
         };
         let fields = RowFields {
-            line,
+            line: row.line(),
             required: &required,
             login: Some(Field::new(&m.columns.login, login)),
             emails,
             status: Some(Field::new(&m.columns.status, hr_status)),
             prechecked: row.prechecked(),
         };
-        let mut errors = match self.validator.check(&fields) {
-            Ok(_) => Vec::new(),
-            Err(errs) => errs,
-        };
+        self.validator.check(&fields).err().unwrap_or_default()
+    }
+
+    /// The NERM user and profile statuses for an HR status (the last one is remembered: files
+    /// are mostly one status).
+    fn statuses_for(&mut self, hr_status: &str) -> (Option<UserStatus>, Option<ProfileStatus>) {
         if self.last_status.0 != hr_status {
+            let m = self.cfg.config();
             set(&mut self.last_status.0, hr_status);
             (self.last_status.1, self.last_status.2) = (m.user_status_for(hr_status), m.profile_status_for(hr_status));
         }
-        let (_, user_status, profile_status) = self.last_status;
-        if !hr_status.is_empty() && errors.iter().all(|e| e.column.as_deref() != Some(m.columns.status.as_str())) {
-            if user_status.is_none() {
-                errors.push(RowError::new(
-                    line,
-                    Some(&m.columns.status),
-                    format!("status {hr_status:?} has no NERM user status in [user.status_map]"),
-                ));
-            }
-            if profile_status.is_none() {
-                errors.push(RowError::new(
-                    line,
-                    Some(&m.columns.status),
-                    format!("status {hr_status:?} has no NERM profile status in [profile.status_map]"),
-                ));
-            }
-        }
+        (self.last_status.1, self.last_status.2)
+    }
+
+    /// Resolves the row's roles into `role_names` (each unknown one is an error); a cell seen
+    /// before is not looked up again.
+    fn look_up_roles(&mut self, row: &Row<'_>, errors: &mut Vec<RowError>) {
         self.role_names.clear();
-        if let Some(i) = self.roles.filter(|&i| !row.get(i).is_empty()) {
-            let value = row.get(i);
-            if let Some((_, names)) = self.known_roles.iter().find(|(known, _)| known == value) {
-                self.role_names.extend_from_slice(names);
-            } else {
-                let mut found = true;
-                for name in m.split_roles(value) {
-                    match cfg.lookup_role(name) {
-                        Ok(r) => self.role_names.push(&r.name),
-                        Err(e) => {
-                            found = false;
-                            errors.push(RowError::new(line, m.columns.roles.as_deref(), e.to_string()));
-                        }
-                    }
-                }
-                if found && self.known_roles.len() < KNOWN_ROLES {
-                    self.known_roles.push((value.to_owned(), self.role_names.clone()));
+        let Some(value) = self.roles.map(|i| row.get(i)).filter(|v| !v.is_empty()) else { return };
+        if let Some((_, names)) = self.known_roles.iter().find(|(known, _)| known == value) {
+            self.role_names.extend_from_slice(names);
+            return;
+        }
+        let (cfg, m) = (self.cfg, self.cfg.config());
+        let mut found = true;
+        for name in m.split_roles(value) {
+            match cfg.lookup_role(name) {
+                Ok(r) => self.role_names.push(&r.name),
+                Err(e) => {
+                    found = false;
+                    errors.push(RowError::new(row.line(), m.columns.roles.as_deref(), e.to_string()));
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if found && self.known_roles.len() < KNOWN_ROLES {
+            self.known_roles.push((value.to_owned(), self.role_names.clone()));
         }
+    }
+
+    /// The user's name and email, which NERM requires, must not render empty.
+    fn check_templates(&self, row: &Row<'_>) -> Result<(), Vec<RowError>> {
         let value = |i: usize| row.get(i);
+        let mut errors = Vec::new();
         if self.templates.name.renders_empty(value) {
-            errors.push(RowError::new(line, None, "the user name template renders empty (NERM requires a name)"));
+            errors.push(RowError::new(row.line(), None, "the user name template renders empty (NERM requires a name)"));
         }
         if self.templates.email.renders_empty(value) {
-            errors.push(RowError::new(line, None, "the user email template renders empty (NERM requires an email)"));
+            errors.push(RowError::new(
+                row.line(),
+                None,
+                "the user email template renders empty (NERM requires an email)",
+            ));
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(Verdict {
-            user_status: user_status.map(|s| s.as_str()).unwrap_or_default(),
-            profile_status: profile_status.map(|s| s.as_str()).unwrap_or_default(),
-        })
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
     /// Refills `e` with what a row judged valid asks for.
@@ -524,7 +542,7 @@ fn set(s: &mut String, value: &str) {
 /// The first pass: every row validated and file-level errors found before any write; logins
 /// and keys indexed for the planner.
 pub fn index_file<R: Read + Send + 'static>(input: R, ctx: &ReadContext<'_>) -> Result<FileIndex, FileError> {
-    // Piped without the row-only rules: this pass does less per row than the second, and with
-    // them the reader's thread became the slower one (1M rows: +0.097 s, median of 12 pairs).
+    // Piped without the row-only rules: this pass does less per row than the second, so moving
+    // those rules onto the reader's thread would make it the slower of the two (BENCHMARKS.md).
     EmployeeReader::new(input, ctx)?.pipe(cores() >= 1.5, false).index_rows(ctx.index_managers)
 }

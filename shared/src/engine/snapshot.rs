@@ -1,4 +1,4 @@
-//! What NERM holds today, read once in full pages and indexed for the diff (NOTES §3.3 step 2).
+//! What NERM holds today, read once in full pages and indexed for the diff (docs/nerm-api.md, "Endpoints used").
 //!
 //! A handful of paged reads replace per-employee lookups: an unchanged rerun costs only these.
 
@@ -6,14 +6,14 @@ use std::collections::HashMap;
 
 use crate::config::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
-    with_normalized_value,
 };
 use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
-/// Lower-cased, trimmed login: how logins are compared (NOTES §3.1, §5 item 10).
+/// A login folded for comparison ([`crate::login`]: trimmed, case-folded): how logins are
+/// compared everywhere.
 pub fn login_key(login: &str) -> String {
-    login.trim().to_lowercase()
+    crate::login::fold_login(login)
 }
 
 /// The NERM state the mapping config manages.
@@ -44,7 +44,7 @@ impl Snapshot {
     pub async fn catalog(client: &NermClient) -> Result<NermCatalog, NermError> {
         let types = client.profile_types().await?;
         let attributes = client.attributes().await?;
-        // GET /roles does not return a role's type, but filters on it (NOTES §2.4): two reads
+        // GET /roles does not return a role's type, but filters on it (docs/nerm-api.md, "Records and their values"): two reads
         // tell lifecycle from portal roles, so a portal role in the file is a clear row error.
         let lifecycle = client.list_all::<Role>("/roles", "roles", &[("type", "NeprofileRole".into())]).await?;
         let portal = client.list_all::<Role>("/roles", "roles", &[("type", "NeaccessRole".into())]).await?;
@@ -141,7 +141,7 @@ impl Snapshot {
 
     /// The user with this login, compared like [`login_key`] (without allocating for ASCII).
     pub fn user_by_login(&self, login: &str) -> Option<&User> {
-        with_normalized_value(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
+        crate::login::with_folded(login, |key| self.user_by_login.get(key).copied()).map(|i| &self.users[i])
     }
 
     pub fn user_by_id(&self, id: &str) -> Option<&User> {

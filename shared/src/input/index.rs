@@ -10,6 +10,10 @@ use std::hash::BuildHasher;
 use std::ops::Range;
 
 use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+use crate::login::{folded, push_folded};
 
 /// Where a login was first seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,83 +49,25 @@ struct ArenaTable<M: Copy + Default> {
 struct Slot<M: Copy> {
     /// Where the text's length prefix starts in the arena.
     start: u32,
-    /// 32 bits of the text's hash, never 0 (0 marks a free slot): growing the table and most
-    /// failed comparisons then need no access to the arena.
+    /// 32 bits of the text's hash: growing the table and most failed comparisons then need no
+    /// access to the arena.
     tag: u32,
     meta: M,
 }
 
-/// Open addressing with linear probing over slots that carry their tag.
-///
-/// At a million rows the table is far larger than the caches, so what an insert costs is the
-/// cache lines it touches. Here the probe reads the very line that the insert then writes,
-/// where hashbrown (used before) reads a control byte in one array and writes the slot in
-/// another. Its slots are also denser: a 1,000,000-row first pass peaks about 13 MiB lower.
-#[derive(Debug, Clone, Default)]
-struct SlotTable<M: Copy> {
-    /// A power of two long (or empty), at most two thirds full.
-    slots: Vec<Slot<M>>,
-    len: usize,
+/// The slots, in a SwissTable ([`hashbrown::HashTable`]) that knows nothing of the arena: a
+/// slot is found by its tag, then told apart from others sharing the tag by comparing texts.
+type SlotTable<M> = HashTable<Slot<M>>;
+
+/// The 64-bit hash the table wants, made from a slot's 32-bit tag: spread over all 64 bits,
+/// since the table takes its buckets from the low bits and its control bytes from the high
+/// ones. Growing the table rehashes from the tag alone, without reading the arena.
+fn spread(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl<M: Copy + Default> SlotTable<M> {
-    fn with_capacity(entries: usize) -> Self {
-        let mut table = SlotTable { slots: Vec::new(), len: 0 };
-        table.resize(Self::size_for(entries));
-        table
-    }
-
-    /// The table size that holds `entries` at most two thirds full.
-    fn size_for(entries: usize) -> usize {
-        (entries.saturating_mul(3) / 2 + 1).next_power_of_two().max(16)
-    }
-
-    /// Where the probe for `tag` starts: its top bits, spread by a Fibonacci multiplier.
-    fn home(&self, tag: u32) -> usize {
-        let bits = self.slots.len().trailing_zeros();
-        (u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
-    }
-
-    /// The position of the slot with `tag` that `eq` accepts, or else of the free slot where
-    /// such a text goes. The table must not be empty.
-    fn probe(&self, tag: u32, mut eq: impl FnMut(&Slot<M>) -> bool) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut at = self.home(tag);
-        loop {
-            let slot = &self.slots[at];
-            if slot.tag == 0 {
-                return Err(at);
-            }
-            if slot.tag == tag && eq(slot) {
-                return Ok(at);
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    /// Makes room for one more slot (which moves slots: probe after this).
-    fn reserve_one(&mut self) {
-        if (self.len + 1) * 3 > self.slots.len() * 2 {
-            self.resize(Self::size_for(self.len + 1).max(self.slots.len() * 2));
-        }
-    }
-
-    fn resize(&mut self, size: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
-        for slot in old.into_iter().filter(|s| s.tag != 0) {
-            if let Err(free) = self.probe(slot.tag, |_| false) {
-                self.slots[free] = slot;
-            }
-        }
-    }
-
-    fn get(&self, tag: u32, eq: impl FnMut(&Slot<M>) -> bool) -> Option<usize> {
-        if self.slots.is_empty() { None } else { self.probe(tag, eq).ok() }
-    }
-
-    fn allocation_size(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<M>>()
-    }
+fn rehash<M: Copy>(slot: &Slot<M>) -> u64 {
+    spread(slot.tag)
 }
 
 /// Appends `len` as base-64 digits, most significant first, every digit but the last marked
@@ -172,7 +118,7 @@ fn text_at(arena: &str, start: usize) -> (&str, usize) {
 
 impl<M: Copy + Default> Default for ArenaTable<M> {
     fn default() -> Self {
-        ArenaTable { arena: String::new(), table: SlotTable::default(), hasher: RandomState::default() }
+        ArenaTable { arena: String::new(), table: HashTable::new(), hasher: RandomState::default() }
     }
 }
 
@@ -180,7 +126,7 @@ impl<M: Copy + Default> ArenaTable<M> {
     fn with_capacity(entries: usize, avg_len: usize) -> Self {
         ArenaTable {
             arena: String::with_capacity(entries.saturating_mul(avg_len + 1)),
-            table: SlotTable::with_capacity(entries),
+            table: HashTable::with_capacity(entries),
             hasher: RandomState::default(),
         }
     }
@@ -188,25 +134,6 @@ impl<M: Copy + Default> ArenaTable<M> {
     fn tag(&self, text: &str) -> u32 {
         let hash = self.hasher.hash_one(text);
         ((hash ^ (hash >> 32)) as u32).max(1)
-    }
-
-    /// Starts loading the slot where `text`'s probe will begin, so that an insert or lookup
-    /// a little later finds it in the cache. Only a hint: it changes nothing, and does nothing
-    /// off x86-64. In a 1,000,000-row first pass that misses the caches, issuing it before the
-    /// row is judged took 0.115 s off 1.2 s (median of 10 alternating pairs).
-    fn prefetch(&self, text: &str) {
-        if self.table.slots.is_empty() {
-            return;
-        }
-        let slot = &self.table.slots[self.table.home(self.tag(text))];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `_mm_prefetch` only needs SSE, which every x86-64 CPU has. It is a hint that
-        // never faults and has no effect on memory; the address is a live slot anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(slot).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = slot;
     }
 
     fn text(&self, slot: &Slot<M>) -> &str {
@@ -241,18 +168,18 @@ impl<M: Copy + Default> ArenaTable<M> {
         }
         let start32 = start as u32;
         let tag = self.tag(&self.arena[text_start..]);
-        self.table.reserve_one();
         let arena = &self.arena;
         let text = &arena[text_start..];
-        match self.table.probe(tag, |slot| text_at(arena, slot.start as usize).0 == text) {
-            Ok(at) => {
-                let meta = &mut self.table.slots[at].meta;
+        let same = |slot: &Slot<M>| slot.tag == tag && text_at(arena, slot.start as usize).0 == text;
+        match self.table.entry(spread(tag), same, rehash) {
+            Entry::Occupied(mut found) => {
+                let meta = &mut found.get_mut().meta;
                 let before = *meta;
                 update(meta);
                 self.arena.truncate(start);
                 Ok(Some(before))
             }
-            Err(free) => {
+            Entry::Vacant(free) => {
                 let text = if len.is_some() {
                     text_start..text_start + text_len
                 } else {
@@ -262,37 +189,34 @@ impl<M: Copy + Default> ArenaTable<M> {
                     start + n..start + n + text_len
                 };
                 let meta = new_meta(&mut self.arena, text);
-                self.table.slots[free] = Slot { start: start32, tag, meta };
-                self.table.len += 1;
+                free.insert(Slot { start: start32, tag, meta });
                 Ok(None)
             }
         }
     }
 
     fn find(&self, text: &str) -> Option<&Slot<M>> {
+        self.find_bucket(text).and_then(|at| self.table.get_bucket(at))
+    }
+
+    /// Where `text`'s slot is in the table (stable until the next insert).
+    fn find_bucket(&self, text: &str) -> Option<usize> {
         let tag = self.tag(text);
-        self.table.get(tag, |slot| self.text(slot) == text).map(|at| &self.table.slots[at])
+        self.table.find_bucket_index(spread(tag), |slot| slot.tag == tag && self.text(slot) == text)
     }
 
     fn find_mut(&mut self, text: &str) -> Option<&mut Slot<M>> {
         let tag = self.tag(text);
         let arena = &self.arena;
-        let at = self.table.get(tag, |slot| text_at(arena, slot.start as usize).0 == text)?;
-        Some(&mut self.table.slots[at])
+        self.table.find_mut(spread(tag), |slot| slot.tag == tag && text_at(arena, slot.start as usize).0 == text)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
     }
 
     fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.table.allocation_size()
-    }
-}
-
-fn push_lowercase(dst: &mut String, s: &str) {
-    if s.is_ascii() {
-        let start = dst.len();
-        dst.push_str(s);
-        dst[start..].make_ascii_lowercase();
-    } else {
-        dst.extend(s.chars().flat_map(char::to_lowercase));
     }
 }
 
@@ -311,17 +235,6 @@ fn push_accepted(arena: &mut String, key: &str, written: &str, manager: &str) ->
 /// Whether `extra` more bytes keep every arena position within a `u32`.
 fn room(arena: &str, extra: usize) -> Result<(), LoginIndexFull> {
     u32::try_from(arena.len().saturating_add(extra)).map(|_| ()).map_err(|_| LoginIndexFull)
-}
-
-/// `login` lower-cased, borrowed when it already is.
-fn lowered(login: &str) -> std::borrow::Cow<'_, str> {
-    if login.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-        let mut s = String::with_capacity(login.len());
-        push_lowercase(&mut s, login);
-        std::borrow::Cow::Owned(s)
-    } else {
-        std::borrow::Cow::Borrowed(login)
-    }
 }
 
 /// A login's slot data: line and accepted flag, and where its accepted row's employee key
@@ -384,6 +297,7 @@ impl LoginIndex {
         accepted: bool,
         key: Option<(&str, &str)>,
     ) -> Result<Option<SeenLogin>, LoginIndexFull> {
+        let login = crate::input::trim(login);
         let line = u32::try_from(line).unwrap_or(u32::MAX).min(LINE_MASK) | if accepted { ACCEPTED_BIT } else { 0 };
         if let Some((key, manager)) = key {
             // Lower-casing grows a text at most threefold; then the key, the manager and three
@@ -398,7 +312,7 @@ impl LoginIndex {
             LoginMeta { line, accepted }
         };
         let len = login.is_ascii().then_some(login.len());
-        let found = self.logins.insert(len, |a| push_lowercase(a, login), new_meta, |_| {})?;
+        let found = self.logins.insert(len, |a| push_folded(a, login), new_meta, |_| {})?;
         Ok(found.map(seen))
     }
 
@@ -406,7 +320,7 @@ impl LoginIndex {
     /// had `login`, once it is accepted as a whole (the first call wins). `false` if the login
     /// was never inserted.
     pub fn accept(&mut self, login: &str, key: &str, manager: &str) -> Result<bool, LoginIndexFull> {
-        let lower = lowered(login);
+        let lower = folded(login);
         let Some(slot) = self.logins.find(&lower) else { return Ok(false) };
         if slot.meta.accepted != NONE {
             return Ok(true);
@@ -422,12 +336,12 @@ impl LoginIndex {
 
     /// Where `login` was first seen (ignoring case), if at all.
     pub fn get(&self, login: &str) -> Option<SeenLogin> {
-        self.logins.find(&lowered(login)).map(|slot| seen(slot.meta))
+        self.logins.find(&folded(login)).map(|slot| seen(slot.meta))
     }
 
     /// What was recorded for an accepted login, and the login lower-cased.
     fn accepted_of(&self, login: &str) -> Option<(Accepted<'_>, &str)> {
-        let slot = self.logins.find(&lowered(login))?;
+        let slot = self.logins.find(&folded(login))?;
         Some((self.accepted_at(slot)?, self.logins.text(slot)))
     }
 
@@ -466,20 +380,20 @@ impl LoginIndex {
         const NEW: u8 = 0;
         const ON_PATH: u8 = 1;
         const DONE: u8 = 2;
-        let slots = &self.logins.table.slots;
+        let table = &self.logins.table;
+        let slot = |at: usize| table.get_bucket(at).expect("a full bucket");
         let next = |at: usize| -> Option<usize> {
-            let manager = self.accepted_at(&slots[at])?.manager;
+            let manager = self.accepted_at(slot(at))?.manager;
             if manager.is_empty() {
                 return None;
             }
-            let lower = lowered(manager);
-            self.logins.table.get(self.logins.tag(&lower), |s| self.logins.text(s) == &*lower)
+            self.logins.find_bucket(&folded(manager))
         };
-        let mut state = vec![NEW; slots.len()];
+        let mut state = vec![NEW; table.num_buckets()];
         let mut cycles = std::collections::HashSet::new();
         let mut path = Vec::new();
-        for start in 0..slots.len() {
-            if slots[start].tag == 0 || state[start] != NEW {
+        for start in table.iter_buckets() {
+            if state[start] != NEW {
                 continue;
             }
             let mut at = Some(start);
@@ -490,21 +404,13 @@ impl LoginIndex {
             }
             if let Some(i) = at.filter(|&i| state[i] == ON_PATH) {
                 let from = path.iter().position(|&p| p == i).unwrap_or(0);
-                cycles.extend(path[from..].iter().map(|&p| self.logins.text(&slots[p]).to_owned()));
+                cycles.extend(path[from..].iter().map(|&p| self.logins.text(slot(p)).to_owned()));
             }
             for p in path.drain(..) {
                 state[p] = DONE;
             }
         }
         cycles
-    }
-
-    /// Hint: `login` will be inserted or looked up soon (ignored for a login with upper
-    /// case, which would need lower-casing first).
-    pub fn prefetch(&self, login: &str) {
-        if !login.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.logins.prefetch(login);
-        }
     }
 
     /// Whether `login` was seen (ignoring case).
@@ -514,12 +420,12 @@ impl LoginIndex {
 
     /// Number of distinct logins.
     pub fn len(&self) -> usize {
-        self.logins.table.len
+        self.logins.len()
     }
 
     /// Whether no login was recorded.
     pub fn is_empty(&self) -> bool {
-        self.logins.table.len == 0
+        self.logins.len() == 0
     }
 
     /// Heap memory held (arena and table allocations), in bytes.
@@ -570,11 +476,6 @@ impl KeyIndex {
         Ok(found.filter(|&l| l != 0).map(u64::from))
     }
 
-    /// Hint: `key` will be inserted or looked up soon.
-    pub fn prefetch(&self, key: &str) {
-        self.keys.prefetch(key);
-    }
-
     /// Whether any row (accepted or not) had `key`.
     pub fn contains(&self, key: &str) -> bool {
         self.keys.find(key).is_some()
@@ -586,11 +487,11 @@ impl KeyIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.keys.table.len
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.table.len == 0
+        self.keys.len() == 0
     }
 
     /// Heap memory held, in bytes.
@@ -602,27 +503,6 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_sharing_a_tag_are_told_apart_and_probing_wraps_past_the_end_and_survives_growth() {
-        let mut table = SlotTable::<u32>::with_capacity(4);
-        assert_eq!(table.slots.len(), 16);
-        // A tag whose probe starts at the last slot, so equal tags wrap around to the front.
-        let tag = (1..).find(|&t| table.home(t) == 15).expect("some tag starts at the end");
-        for meta in 0..12 {
-            table.reserve_one();
-            let free = table.probe(tag, |s| s.meta == meta).expect_err("not there yet");
-            table.slots[free] = Slot { start: meta, tag, meta };
-            table.len += 1;
-        }
-        assert!(table.slots.len() > 16, "twelve slots grew a table of sixteen");
-        for meta in 0..12 {
-            let at = table.get(tag, |s| s.meta == meta).expect("found");
-            assert_eq!(table.slots[at].meta, meta);
-        }
-        assert_eq!(table.get(tag, |s| s.meta == 12), None);
-        assert_eq!(table.get(tag ^ 1, |_| true), None);
-    }
 
     #[test]
     fn the_login_index_finds_logins_ignoring_case() {

@@ -190,11 +190,6 @@ impl<'s> RowValidator<'s> {
         &self.logins
     }
 
-    /// Hint: `login` is about to be checked and recorded (see [`LoginIndex::prefetch`]).
-    pub fn prefetch_login(&self, login: &str) {
-        self.logins.prefetch(login);
-    }
-
     /// Ends validation, keeping the logins seen (for the planner).
     pub fn into_logins(self) -> LoginIndex {
         self.logins

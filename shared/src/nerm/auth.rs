@@ -140,8 +140,19 @@ fn read_secret_file(path: &std::path::Path) -> Result<SecretToken, NermError> {
 
 impl CredentialSource for PatSource {
     fn credentials(&self, _fresh: bool) -> CredentialsFuture<'_> {
-        let read = self.read().map(Credentials::Pat);
-        Box::pin(async move { read })
+        Box::pin(async move {
+            let secret = match &self.secret {
+                SecretOrigin::Value(s) => s.clone(),
+                // A file read blocks: off the async workers, like any disk access.
+                SecretOrigin::File(path) => {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || read_secret_file(&path))
+                        .await
+                        .map_err(|e| NermError::Setup(format!("reading the client secret file failed: {e}")))??
+                }
+            };
+            PatCredentials::new(self.token_url.as_str(), &self.client_id, secret).map(Credentials::Pat)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! answers 429 with `Retry-After`. Retries: 429 always (nothing was applied); 5xx, timeouts and
 //! resets only for idempotent calls (GET, PATCH, DELETE) — a create that got no clear answer is
 //! returned as [`NermError::Ambiguous`] so the caller looks the record up instead of creating
-//! it twice (NOTES §3.3 item 10).
+//! it twice (docs/nerm-api.md, "Bulk writes and jobs").
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
@@ -39,7 +39,7 @@ pub struct ClientOptions {
     pub max_retries: u32,
     /// Retries allowed across the whole run, so a sick NERM is not hammered.
     pub retry_budget: u32,
-    /// Page size for list reads (NOTES §2.0: at most 500).
+    /// Page size for list reads (at most 500: docs/nerm-api.md, "Limits").
     pub page_size: u32,
     /// First backoff step; doubles per attempt, with full jitter, capped at `max_backoff`.
     pub base_backoff: Duration,
@@ -336,6 +336,15 @@ impl NermClient {
 
     pub fn stats(&self) -> ClientStats {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts a new run on a client kept across runs: its request statistics, retry budget and
+    /// unreadable-record warnings start afresh (they are per run), while what it learned of the
+    /// tenant (rate limiter state, pause, page and bulk sizes) is kept.
+    pub fn begin_run(&self) {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = ClientStats::default();
+        self.budget.store(i64::from(self.opts.retry_budget), Ordering::SeqCst);
+        self.unreadable.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn bump(&self, f: impl FnOnce(&mut ClientStats)) {
@@ -673,13 +682,14 @@ impl NermClient {
         self.list_all("/users", "users", &[]).await
     }
 
-    /// The idempotency lookup: 0 rows absent, 1 the match (NOTES §2.2).
+    /// The idempotency lookup: 0 rows absent, 1 the match (docs/nerm-api.md, "Endpoints used").
     pub async fn user_by_login(&self, login: &str) -> Result<Option<User>, NermError> {
         let q = [("login", login.to_string())];
         let v = self.call(Method::GET, "/users", "/users", &q, None).await?;
         let users: Vec<User> = self.readable(Self::records(v, "users", "/users")?, "/users");
-        // Filters are exact per the NOTES, but compare case-insensitively to be safe.
-        Ok(users.into_iter().find(|u| u.login.trim().eq_ignore_ascii_case(login.trim())))
+        // The filter may be exact or not; logins are compared as everywhere else (`crate::login`).
+        let wanted = crate::login::fold_login(login);
+        Ok(users.into_iter().find(|u| crate::login::fold_login(&u.login) == wanted))
     }
 
     pub async fn roles(&self) -> Result<Vec<Role>, NermError> {
@@ -816,7 +826,7 @@ impl NermClient {
     // ----- bulk ----------------------------------------------------------------------------
 
     /// A bulk POST/PATCH (`route` e.g. `/users`, `plural` e.g. `users`); answers the records or
-    /// a job id (NOTES §2.11). A bulk create is not idempotent: on `Ambiguous` re-read.
+    /// a job id (docs/nerm-api.md, "Bulk writes and jobs"). A bulk create is not idempotent: on `Ambiguous` re-read.
     pub async fn bulk(
         &self,
         method: Method,
@@ -909,7 +919,7 @@ fn error_message(bytes: &[u8]) -> String {
     error_body(bytes).0
 }
 
-/// `{"error": msg, "errors": {field: msg | [msg]}}` → (msg, fields) (NOTES §2.0).
+/// `{"error": msg, "errors": {field: msg | [msg]}}` → (msg, fields) (docs/nerm-api.md, "Base URL and envelopes").
 fn error_body(bytes: &[u8]) -> (String, BTreeMap<String, String>) {
     let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
         return ("(no JSON error body)".into(), BTreeMap::new());

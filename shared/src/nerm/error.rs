@@ -66,6 +66,6 @@ impl NermError {
     /// A 400 whose field errors say the value is already taken (e.g. a login).
     pub fn is_already_taken(&self, field: &str) -> bool {
         matches!(self, NermError::Rejected { fields, .. }
-            if fields.get(field).is_some_and(|m| m.contains("already been taken")))
+            if fields.get(field).is_some_and(|m| super::model::says_already_taken(m)))
     }
 }

@@ -1,5 +1,5 @@
 //! The NERM REST client: a leaf of the engine, and the only code that knows HTTP and NERM's
-//! envelopes (NOTES §1–§3). Everything above it works with the typed records in [`model`].
+//! envelopes (`docs/nerm-api.md`). Everything above it works with the typed records in [`model`].
 
 pub mod auth;
 pub mod client;

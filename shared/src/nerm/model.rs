@@ -1,4 +1,4 @@
-//! NERM records as the engine reads them, and the bodies it writes (NOTES §2).
+//! NERM records as the engine reads them, and the bodies it writes (docs/nerm-api.md, "Records and their values").
 //!
 //! Reads are tolerant: unknown fields are ignored, optional fields may be absent or null, and a
 //! text field holding a number or a boolean reads as its text. Writes carry only the fields we
@@ -157,7 +157,7 @@ pub struct UserManager {
     pub manager_id: String,
 }
 
-/// A new user (`POST /user`, NOTES §2.1).
+/// A new user (`POST /user`, docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NewUser {
     pub name: String,
@@ -177,7 +177,7 @@ pub struct NewUser {
     pub sailpoint_identity_id: Option<String>,
 }
 
-/// A new profile (`POST /profile`, NOTES §2.6).
+/// A new profile (`POST /profile`, docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NewProfile {
     pub profile_type_id: String,
@@ -187,10 +187,10 @@ pub struct NewProfile {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// A partial update: only the named fields change (NOTES §3.5).
+/// A partial update: only the named fields change (docs/nerm-api.md, "Records and their values").
 pub type Patch = serde_json::Map<String, serde_json::Value>;
 
-/// What a bulk call answered (NOTES §2.11): the records, or a job to poll.
+/// What a bulk call answered (docs/nerm-api.md, "Bulk writes and jobs"): the records, or a job to poll.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BulkAnswer {
     Records(Vec<serde_json::Value>),
@@ -231,6 +231,14 @@ pub enum JobOutcome {
     StillRunning(JobStatus),
 }
 
+/// Whether NERM's message says a unique value is already taken. NERM marks this case with no
+/// code, only in words, so this is the one place that reads them (for job items and for the
+/// field errors of a refused write alike).
+pub(crate) fn says_already_taken(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("already been taken") || m.contains("already exists")
+}
+
 /// What a job item's error says about writing that record again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobItemFailure {
@@ -252,7 +260,7 @@ impl JobItemFailure {
                 needles.iter().any(|n| m.contains(n))
             })
         };
-        if all(&["already been taken", "already exists"]) {
+        if messages.iter().all(|m| says_already_taken(m)) {
             JobItemFailure::AlreadyTaken
         } else if all(&[
             "timeout",

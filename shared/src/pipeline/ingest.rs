@@ -400,27 +400,21 @@ async fn put_manifest<S: ObjectStore>(store: &S, settings: &Settings, m: &Manife
 /// Decodes a key as S3 event notifications carry it: form-encoded, `+` for a space and `%XX`
 /// for other bytes (UTF-8). Invalid escapes or bytes are an error, never guessed at.
 pub fn decode_s3_key(raw: &str) -> Result<String, String> {
+    // `percent_decode_str` passes a malformed escape through as-is; a key we cannot read is an
+    // error here, so check every '%' first. '+' becomes a space before decoding so that an
+    // escaped plus (%2B) stays a plus.
     let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .ok_or_else(|| format!("key {raw:?}: '%' at byte {i} is not followed by two hex digits"))?;
-                let text = std::str::from_utf8(hex).map_err(|_| format!("key {raw:?}: bad escape at byte {i}"))?;
-                out.push(
-                    u8::from_str_radix(text, 16).map_err(|_| format!("key {raw:?}: bad escape %{text} at byte {i}"))?,
-                );
-                i += 2;
-            }
-            b => out.push(b),
+    for (i, _) in raw.match_indices('%') {
+        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if hex.is_none() {
+            return Err(format!("key {raw:?}: '%' at byte {i} is not followed by two hex digits"));
         }
-        i += 1;
     }
-    String::from_utf8(out).map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
 }
 
 #[cfg(test)]

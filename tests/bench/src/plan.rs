@@ -103,7 +103,7 @@ fn synthesize(csv: &Path, change_every: usize) -> Result<State, String> {
         s.user_managers.push(UserManager { id: id(4, i), user_id, manager_id });
     }
     for (profile, manager_key) in deferred_profile_managers {
-        // GET shows a profile select attribute as the picked profile's name (NOTES §3.6).
+        // GET shows a profile select attribute as the picked profile's name (docs/nerm-api.md, "Records and their values").
         let name = s.profiles[*profile_of_key.get(&manager_key).ok_or("manager profile missing")?].name.clone();
         s.profiles[profile].attributes.insert(manager_attr.clone(), name);
     }

@@ -10,29 +10,25 @@ use std::process::Output;
 use common::*;
 use serde_json::Value;
 
-/// A scratch directory holding the HR file and the report directory of one test.
-struct Scratch(PathBuf);
+/// A scratch directory holding the HR file and the report directory of one test; removed when
+/// the test ends, pass or fail.
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("nerm-sync-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        Scratch(dir)
+        let dir = tempfile::Builder::new().prefix(&format!("nerm-sync-cli-{tag}-")).tempdir();
+        Scratch(dir.expect("a scratch directory"))
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
     }
     fn csv(&self, text: &str) -> PathBuf {
-        let path = self.0.join("hr.csv");
+        let path = self.path().join("hr.csv");
         std::fs::write(&path, text).expect("the HR file is written");
         path
     }
     fn report_dir(&self) -> PathBuf {
-        self.0.join("report")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.path().join("report")
     }
 }
 
@@ -137,7 +133,7 @@ async fn a_run_that_cannot_start_exits_1_and_writes_nothing_to_nerm() {
 
     // GIVEN a config path that does not exist, WHEN nerm-sync runs, THEN it exits 1 naming the file
     let mut args = apply_args(&csv, &sim.api_url(), &scratch.report_dir());
-    let missing = scratch.0.join("no-such-config.toml");
+    let missing = scratch.path().join("no-such-config.toml");
     args[4] = missing.display().to_string();
     let out = nerm_sync(args, Some(TOKEN)).await;
     let err = stderr(&out);
@@ -229,7 +225,7 @@ async fn check_exits_1_for_an_unknown_profile_type_saying_which() {
     // GIVEN a mapping naming a profile type the tenant does not have
     let sim = Harness::start().await;
     let scratch = Scratch::new("check");
-    let config = scratch.0.join("staff.toml");
+    let config = scratch.path().join("staff.toml");
     let text = std::fs::read_to_string(example_config_path()).expect("the example config");
     std::fs::write(&config, text.replacen("type = \"employee\"", "type = \"staff\"", 1)).expect("written");
 

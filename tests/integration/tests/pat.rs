@@ -150,9 +150,8 @@ async fn a_token_endpoint_failing_for_a_while_then_recovering_lets_the_run_compl
 async fn a_client_secret_rotated_mid_run_is_read_afresh_and_the_run_completes() {
     // GIVEN the client secret in a file, as `--client-secret-file` reads it
     let sim = pat_sim(60).await;
-    let dir = std::env::temp_dir().join(format!("pat-rotation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join("client-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("client-secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let tokens = pat_tokens(&sim, SecretOrigin::File(secret_file.clone()));
     let client = paced_client(&sim, tokens.clone(), 1000);
@@ -182,7 +181,6 @@ async fn a_client_secret_rotated_mid_run_is_read_afresh_and_the_run_completes() 
     assert_eq!(summary.count_of(Outcome::Failed), 0);
     assert_eq!(summary.count_of(Outcome::Created), 40);
     assert_nerm_matches(&sim.state().await, &people);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]

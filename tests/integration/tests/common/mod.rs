@@ -173,7 +173,7 @@ impl Harness {
     }
 
     /// Signs `login` in through the simulated IdP right now, synchronously (usable inside a
-    /// progress hook): NERM creates an unknown user just in time (NOTES §4).
+    /// progress hook): NERM creates an unknown user just in time (docs/nerm-api.md, "Roles under SSO").
     pub fn sso_login_now(&self, login: &str, groups: &[&str]) {
         let req: nerm_sim::tenant::LoginRequest =
             serde_json::from_value(json!({ "login": login, "idp_groups": groups })).expect("a login request");
