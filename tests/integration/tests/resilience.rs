@@ -160,11 +160,13 @@ async fn commit_then_fail_faults_leave_no_duplicates_and_no_missing_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_import_of_2000_through_every_fault_at_once_ends_exact() {
     // GIVEN/WHEN/THEN: see faulty_import_of_then_clean_rerun — issue 7's mix: 5 % 5xx, 5 % 429
-    // with Retry-After, 2 % slow past the client's 2 s timeout, 2 % dropped connections and
-    // 2 % of writes applied but answered with an error
+    // with Retry-After, 2 % slow past the client's 2 s timeout, 2 % dropped connections, and
+    // 5 % of writes applied but answered with an error (issue 7 said 2 %; the import makes about
+    // 100 writes, and requests arrive concurrently, so the seed does not fix which ones are hit:
+    // at 2 %, about 1 run in 8 drew no such fault and the check that every fault fired failed)
     let faults = json!({
         "error_rate": 0.05, "throttle_rate": 0.05, "throttle_retry_after_secs": 1, "slow_rate": 0.02,
-        "slow_ms": 2_500, "drop_rate": 0.02, "commit_then_fail_rate": 0.02, "seed": 7
+        "slow_ms": 2_500, "drop_rate": 0.02, "commit_then_fail_rate": 0.05, "seed": 7
     });
     faulty_import_of_then_clean_rerun("issue 7 mix, 2,000 employees", faults, many_employees(2_000)).await;
 }
