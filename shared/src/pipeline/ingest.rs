@@ -403,11 +403,12 @@ pub fn decode_s3_key(raw: &str) -> Result<String, String> {
     // `percent_decode_str` passes a malformed escape through as-is; a key we cannot read is an
     // error here, so check every '%' first. '+' becomes a space before decoding so that an
     // escaped plus (%2B) stays a plus.
-    let bytes = raw.as_bytes();
     for (i, _) in raw.match_indices('%') {
-        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        if hex.is_none() {
+        let Some(escape) = raw.get(i + 1..i + 3) else {
             return Err(format!("key {raw:?}: '%' at byte {i} is not followed by two hex digits"));
+        };
+        if !escape.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("key {raw:?}: bad escape %{escape} at byte {i}"));
         }
     }
     let spaced = raw.replace('+', " ");
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(decode_s3_key("incoming/a%2Bb%20c%C3%A9.csv").unwrap(), "incoming/a+b cé.csv");
         assert_eq!(decode_s3_key("incoming%2Fx.csv").unwrap(), "incoming/x.csv");
         assert!(decode_s3_key("bad%2").is_err());
-        assert!(decode_s3_key("bad%zz").is_err());
+        assert!(decode_s3_key("bad%zz").unwrap_err().contains("bad escape %zz at byte 3"));
         assert!(decode_s3_key("bad%ff.csv").is_err());
     }
 
