@@ -61,10 +61,10 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// This worker's share of NERM's rate limit (requests per 10 s). Every instance that can call
-    /// NERM at once gets an equal share of `NERM_REQUESTS_PER_10S`: the provisioners
-    /// (`PROVISIONER_MAX_CONCURRENCY`) and the ingests (`INGEST_RESERVED_CONCURRENCY`), whose
-    /// snapshot of one upload may overlap another run's provisioning.
+    /// The ingest's share of NERM's rate limit (requests per 10 s) while a run is being
+    /// provisioned: `NERM_REQUESTS_PER_10S` divided by every instance that may call NERM then, the
+    /// provisioners (`PROVISIONER_MAX_CONCURRENCY`) and the ingests (`INGEST_RESERVED_CONCURRENCY`).
+    /// The provisioners themselves pace to the whole limit between them (nerm-provisioner's config).
     pub fn nerm_share_per_10s(&self) -> Result<u32, EnvError> {
         let total = self.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
         let provisioners = self.number("PROVISIONER_MAX_CONCURRENCY", 4)?.max(1);

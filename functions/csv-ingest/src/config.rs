@@ -89,7 +89,7 @@ mod tests {
         assert_eq!(cfg.settings, Settings::default());
         assert_eq!(cfg.work_dir, PathBuf::from("/tmp"));
         assert_eq!(cfg.config_s3_key, None);
-        // 100 requests per 10 s shared by 2 provisioners and 1 ingest.
+        // 100 requests per 10 s over 4 provisioners and 1 ingest, while a run is provisioned.
         assert_eq!(cfg.requests_per_10s, 20);
     }
 
