@@ -9,13 +9,11 @@
 use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt};
-use reqwest::Method;
-use serde_json::{Value, json};
 
 use super::plan::{EmployeePlan, Op};
 use super::snapshot::{Snapshot, login_key};
-use crate::nerm::model::{BulkAnswer, JobItemFailure, JobOutcome};
-use crate::nerm::{NermClient, NermError};
+use crate::nerm::model::{JobItemFailure, JobOutcome, attribute_patch};
+use crate::nerm::{BulkAnswer, Identity, JobEntry, Listing, NermClient, NermError, Write, WriteKind as Kind};
 
 /// Bulk bodies start at this size; the client lowers it when NERM refuses a body for its size.
 pub use crate::nerm::client::BULK_MAX;
@@ -23,73 +21,10 @@ pub use crate::nerm::client::BULK_MAX;
 /// re-checks of a write that may still land (see [`Applier::find_lost`]).
 const SETTLE_BEFORE_LOOKUP: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// How to recognise a record in an answer, and how to look it up when an answer was lost.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Identity {
-    /// An existing record being patched.
-    Id(String),
-    User {
-        login: String,
-    },
-    Profile {
-        key: String,
-    },
-    UserRole {
-        user_id: String,
-        role_id: String,
-    },
-    UserProfile {
-        user_id: String,
-        profile_id: String,
-        rel: String,
-    },
-    UserManager {
-        user_id: String,
-        manager_id: String,
-    },
-}
-
-/// One kind of write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    CreateUsers,
-    PatchUsers,
-    CreateProfiles,
-    PatchProfiles,
-    CreateUserRoles,
-    CreateUserProfiles,
-    CreateUserManagers,
-}
-
-impl Kind {
-    /// (bulk route, plural key, singular route, singular key)
-    fn routes(self) -> (&'static str, &'static str, &'static str, &'static str) {
-        match self {
-            Kind::CreateUsers | Kind::PatchUsers => ("/users", "users", "/user", "user"),
-            Kind::CreateProfiles | Kind::PatchProfiles => ("/profiles", "profiles", "/profile", "profile"),
-            Kind::CreateUserRoles => ("/user_roles", "user_roles", "/user_role", "user_role"),
-            Kind::CreateUserProfiles => ("/user_profiles", "user_profiles", "/user_profile", "user_profile"),
-            Kind::CreateUserManagers => ("/user_managers", "user_managers", "/user_manager", "user_manager"),
-        }
-    }
-    fn is_patch(self) -> bool {
-        matches!(self, Kind::PatchUsers | Kind::PatchProfiles)
-    }
-    /// The id key of a job's per-record result (docs/nerm-api.md, "Bulk writes and jobs").
-    fn job_id_key(self) -> &'static str {
-        match self {
-            Kind::CreateUsers | Kind::PatchUsers => "user_id",
-            Kind::CreateProfiles | Kind::PatchProfiles => "profile_id",
-            Kind::CreateUserRoles => "user_role_id",
-            Kind::CreateUserProfiles => "user_profile_id",
-            Kind::CreateUserManagers => "user_manager_id",
-        }
-    }
-}
-
+/// One write of one plan, and how its record is recognised in answers and lookups.
 struct Item {
     plan: usize,
-    body: Value,
+    write: Write,
     identity: Identity,
 }
 
@@ -349,20 +284,19 @@ impl<'a> Applier<'a> {
         for plan in self.take_adopted(kind) {
             let p = &plans[plan];
             for op in &p.ops {
-                let (id, mut body) = match (kind, op) {
-                    (Kind::CreateUsers, Op::CreateUser { user }) => {
-                        (ids.users.get(&login_key(&p.login)).cloned(), json!(user))
-                    }
-                    (Kind::CreateProfiles, Op::CreateProfile { profile }) => (
-                        ids.profiles.get(&p.key).cloned(),
-                        json!({ "status": profile.status, "attributes": profile.attributes }),
-                    ),
-                    _ => continue,
+                let write = match (kind, op) {
+                    (Kind::CreateUsers, Op::CreateUser { user }) => ids
+                        .users
+                        .get(&login_key(&p.login))
+                        .map(|id| Write::PatchUser { id: id.clone(), patch: user.as_patch() }),
+                    (Kind::CreateProfiles, Op::CreateProfile { profile }) => ids
+                        .profiles
+                        .get(&p.key)
+                        .map(|id| Write::PatchProfile { id: id.clone(), patch: profile.as_patch() }),
+                    _ => None,
                 };
-                if let (Some(id), Some(m)) = (id, body.as_object_mut()) {
-                    m.remove("profile_type_id");
-                    m.insert("id".into(), json!(id));
-                    out.push(Item { plan, body, identity: Identity::Id(id) });
+                if let Some(write) = write {
+                    out.push(Item::patch(plan, write));
                 }
             }
         }
@@ -413,10 +347,12 @@ impl<'a> Applier<'a> {
                 match op {
                     Op::CreateUser { user } => creates.push(Item {
                         plan: i,
-                        body: json!(user),
                         identity: Identity::User { login: login_key(&user.login) },
+                        write: Write::CreateUser(user.clone()),
                     }),
-                    Op::PatchUser { user_id, patch } => patches.push(patch_item(i, user_id, patch)),
+                    Op::PatchUser { user_id, patch } => {
+                        patches.push(Item::patch(i, Write::PatchUser { id: user_id.clone(), patch: patch.clone() }))
+                    }
                     _ => {}
                 }
             }
@@ -441,10 +377,11 @@ impl<'a> Applier<'a> {
                 match op {
                     Op::CreateProfile { profile } => creates.push(Item {
                         plan: i,
-                        body: json!(profile),
                         identity: Identity::Profile { key: p.key.clone() },
+                        write: Write::CreateProfile(profile.clone()),
                     }),
-                    Op::PatchProfile { profile_id, patch } => patches.push(patch_item(i, profile_id, patch)),
+                    Op::PatchProfile { profile_id, patch } => patches
+                        .push(Item::patch(i, Write::PatchProfile { id: profile_id.clone(), patch: patch.clone() })),
                     _ => {}
                 }
             }
@@ -486,9 +423,9 @@ impl<'a> Applier<'a> {
         match op {
             Op::AssignRole { role_id, .. } => {
                 let uid = own.user()?;
-                let body = json!({ "user_id": uid, "role_id": role_id });
-                let identity = Identity::UserRole { user_id: uid, role_id: role_id.clone() };
-                links.roles.push(Item { plan: i, body, identity });
+                let identity = Identity::UserRole { user_id: uid.clone(), role_id: role_id.clone() };
+                let write = Write::AssignRole { user_id: uid, role_id: role_id.clone() };
+                links.roles.push(Item { plan: i, write, identity });
             }
             Op::RemoveRole { user_role_id, .. } => links.removals.push((i, user_role_id.clone())),
             Op::LinkSelf { relationship } => {
@@ -504,8 +441,8 @@ impl<'a> Applier<'a> {
                     return Ok(());
                 };
                 let attr = self.target.manager_attribute.clone().ok_or("no manager attribute configured")?;
-                let body = json!({ "id": pid, "attributes": { attr: mid } });
-                links.manager_attributes.push(Item { plan: i, body, identity: Identity::Id(pid) });
+                let write = Write::PatchProfile { id: pid, patch: attribute_patch(&attr, &mid) };
+                links.manager_attributes.push(Item::patch(i, write));
             }
             Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {
                 let uid = own.user()?;
@@ -517,9 +454,9 @@ impl<'a> Applier<'a> {
                 match existing_link_id {
                     Some(link) => links.repoints.push((i, link.clone(), mid)),
                     None => {
-                        let body = json!({ "user_id": uid, "manager_id": mid });
-                        let identity = Identity::UserManager { user_id: uid, manager_id: mid };
-                        links.managers.push(Item { plan: i, body, identity });
+                        let identity = Identity::UserManager { user_id: uid.clone(), manager_id: mid.clone() };
+                        let write = Write::LinkManager { user_id: uid, manager_id: mid };
+                        links.managers.push(Item { plan: i, write, identity });
                     }
                 }
             }
@@ -661,12 +598,10 @@ impl<'a> Applier<'a> {
     /// Sends one bulk body and reads its answer: confirmed items go to `out`; what is left
     /// either was refused whole, or needs a lookup (and maybe another round).
     async fn send_bulk(&self, kind: Kind, pending: Vec<Item>, out: &mut Vec<(usize, Result<String, String>)>) -> Sent {
-        let (route, plural, _, _) = kind.routes();
-        let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
-        let bodies: Vec<Value> = pending.iter().map(|i| i.body.clone()).collect();
-        match self.client.bulk(method, route, plural, bodies).await {
+        let writes: Vec<&Write> = pending.iter().map(|i| &i.write).collect();
+        match self.client.write_bulk(kind, &writes, &self.target.key_attribute).await {
             Ok(BulkAnswer::Records(records)) => {
-                let unmatched = self.match_records(kind, pending, &records, out);
+                let unmatched = self.match_records(pending, records, out);
                 out.extend(self.settle_unmatched(kind, unmatched).await);
                 Sent::Done
             }
@@ -704,17 +639,11 @@ impl<'a> Applier<'a> {
     /// answers the rest.
     fn match_records(
         &self,
-        kind: Kind,
         pending: Vec<Item>,
-        records: &[Value],
+        records: Vec<(Identity, String)>,
         out: &mut Vec<(usize, Result<String, String>)>,
     ) -> Vec<Item> {
-        let mut by_identity: HashMap<Identity, String> = HashMap::new();
-        for r in records {
-            if let (Some(ident), Some(id)) = (self.identity_of(kind, r), r.get("id").and_then(Value::as_str)) {
-                by_identity.insert(ident, id.to_string());
-            }
-        }
+        let by_identity: HashMap<Identity, String> = records.into_iter().collect();
         let mut unmatched = Vec::new();
         for item in pending {
             match by_identity.get(&item.identity) {
@@ -786,47 +715,28 @@ impl<'a> Applier<'a> {
                 return Sent::Lost(Lost::of(pending, true));
             }
         };
-        let mut entries: HashMap<Identity, &Value> = HashMap::new();
-        for entry in &status.job_data {
-            if let Some(ident) = self.job_entry_identity(kind, entry) {
-                entries.insert(ident, entry);
-            }
-        }
+        let entries = status.entries(kind, &self.target.key_attribute);
         let mut lost = Lost::of(Vec::new(), false);
-        lost.foreign = status.job_data.len() != pending.len()
-            || status.job_data.iter().any(|e| e.get("errors").and_then(Value::as_array).is_some_and(|a| !a.is_empty()));
+        lost.foreign = entries.len() != pending.len() || entries.iter().any(|e| !e.errors.is_empty());
+        let by_identity: HashMap<&Identity, &JobEntry> =
+            entries.iter().filter_map(|e| Some((e.identity.as_ref()?, e))).collect();
         for item in pending {
-            let Some(entry) = entries.get(&item.identity) else {
+            let Some(entry) = by_identity.get(&item.identity) else {
                 lost.unconfirmed.push(item);
                 continue;
             };
-            let errs: Vec<String> = entry
-                .get("errors")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
-                .unwrap_or_default();
-            let id = entry.get(kind.job_id_key()).and_then(Value::as_str);
-            match (id, errs.is_empty()) {
-                (Some(id), true) => out.push((item.plan, Ok(id.to_string()))),
+            match (&entry.id, entry.errors.is_empty()) {
+                (Some(id), true) => out.push((item.plan, Ok(id.clone()))),
                 (None, true) => lost.unconfirmed.push(item),
-                (_, false) => match JobItemFailure::of(&errs) {
+                (_, false) => match JobItemFailure::of(&entry.errors) {
                     // Taken by an earlier attempt whose answer was lost: look it up.
                     JobItemFailure::AlreadyTaken => lost.unconfirmed.push(item),
                     JobItemFailure::Transient => lost.retry.push(item),
-                    JobItemFailure::Permanent => out.push((item.plan, Err(errs.join("; ")))),
+                    JobItemFailure::Permanent => out.push((item.plan, Err(entry.errors.join("; ")))),
                 },
             }
         }
         if lost.unconfirmed.is_empty() && lost.retry.is_empty() { Sent::Done } else { Sent::Lost(lost) }
-    }
-
-    /// Which item a job entry speaks of: the record's id for a patch; for a create, the
-    /// identity its fields name, as a synchronous answer's record would.
-    fn job_entry_identity(&self, kind: Kind, entry: &Value) -> Option<Identity> {
-        if kind.is_patch() {
-            return entry.get(kind.job_id_key()).and_then(Value::as_str).map(|id| Identity::Id(id.to_string()));
-        }
-        self.identity_of(kind, entry)
     }
 
     /// Writes items one at a time, settling "already taken" and lost answers by lookup.
@@ -841,42 +751,15 @@ impl<'a> Applier<'a> {
     }
 
     async fn write_one(&self, kind: Kind, item: &Item) -> Result<String, String> {
-        let (_, _, single_route, singular) = kind.routes();
         let rounds = self.rounds();
         for round in 0..rounds {
-            let r = if kind.is_patch() {
-                let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
-                let mut body = item.body.clone();
-                if let Some(m) = body.as_object_mut() {
-                    m.remove("id");
-                }
-                let (bulk_route, _, _, _) = kind.routes();
-                self.client
-                    .patch_one(&format!("{bulk_route}/{id}"), &format!("{bulk_route}/{{id}}"), singular, body)
-                    .await
-            } else {
-                self.client.post_one(single_route, singular, item.body.clone()).await
-            };
-            match r {
+            match self.client.write_one(&item.write).await {
                 // A patch needs no id from its answer (a "no change" answer may carry none).
-                Ok(_) if kind.is_patch() => {
-                    let Identity::Id(id) = &item.identity else { return Err("patch without an id".into()) };
-                    return Ok(id.clone());
+                Ok(answered) => {
+                    let id = item.write.patched_id().map(String::from).or(answered);
+                    return id.ok_or_else(|| "no id in the answer".into());
                 }
-                Ok(v) => {
-                    return v
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                        .ok_or_else(|| "no id in the answer".into());
-                }
-                Err(e)
-                    if e.is_already_taken("login")
-                        || e.is_already_taken("role_id")
-                        || e.is_already_taken("user_id")
-                        || e.is_already_taken("manager_id")
-                        || (kind == Kind::CreateProfiles && e.is_already_taken(&self.target.key_attribute)) =>
-                {
+                Err(e) if kind.refused_as_existing(&e, &self.target.key_attribute) => {
                     // Created by an earlier attempt whose answer was lost: find it.
                     return match self.look_up_one(kind, item).await {
                         Ok(Some(id)) => {
@@ -904,25 +787,6 @@ impl<'a> Applier<'a> {
             }
         }
         Err("NERM never confirmed the write".into())
-    }
-
-    /// How an answered record identifies itself (matching [`Item::identity`]).
-    fn identity_of(&self, kind: Kind, r: &Value) -> Option<Identity> {
-        let s = |k: &str| r.get(k).and_then(Value::as_str).map(String::from);
-        Some(match kind {
-            Kind::PatchUsers | Kind::PatchProfiles => Identity::Id(s("id")?),
-            Kind::CreateUsers => Identity::User { login: login_key(&s("login")?) },
-            Kind::CreateProfiles => Identity::Profile {
-                key: r.get("attributes")?.get(&self.target.key_attribute)?.as_str()?.trim().to_string(),
-            },
-            Kind::CreateUserRoles => Identity::UserRole { user_id: s("user_id")?, role_id: s("role_id")? },
-            Kind::CreateUserProfiles => Identity::UserProfile {
-                user_id: s("user_id")?,
-                profile_id: s("profile_id")?,
-                rel: s("relationship_type")?,
-            },
-            Kind::CreateUserManagers => Identity::UserManager { user_id: s("user_id")?, manager_id: s("manager_id")? },
-        })
     }
 
     /// Looks up records whose write got no clear answer: after [`SETTLE_BEFORE_LOOKUP`], so
@@ -963,9 +827,8 @@ impl<'a> Applier<'a> {
     async fn look_up(&self, kind: Kind, items: &[&Item]) -> Vec<Result<Option<String>, NermError>> {
         let wanted = items.iter().filter(|i| !matches!(i.identity, Identity::Id(_))).count() as u64;
         if wanted > 1 && kind != Kind::CreateProfiles {
-            let (route, _, _, _) = kind.routes();
             let page = u64::from(self.client.page_size().max(1));
-            let scanned = match self.client.count(route, &[]).await {
+            let scanned = match self.client.count(&Listing::all(kind.collection())).await {
                 Ok(0) => Some(Ok(HashMap::new())),
                 Ok(total) if total.div_ceil(page) < wanted => Some(self.scan(kind).await),
                 Ok(_) => None,
@@ -1054,15 +917,14 @@ impl<'a> Applier<'a> {
             Identity::Id(id) => Some(id.clone()),
             // NERM's login filter may compare exactly: ask with the login as written.
             Identity::User { login } => {
-                let asked = item.body.get("login").and_then(Value::as_str).map_or(login.as_str(), str::trim);
+                let asked = match &item.write {
+                    Write::CreateUser(user) => user.login.trim(),
+                    _ => login.as_str(),
+                };
                 self.client.user_by_login(asked).await?.map(|u| u.id)
             }
             Identity::Profile { .. } => {
-                return self
-                    .look_up(kind, &[&Item { plan: item.plan, body: Value::Null, identity: item.identity.clone() }])
-                    .await
-                    .pop()
-                    .unwrap_or(Ok(None));
+                return self.look_up(kind, &[item]).await.pop().unwrap_or(Ok(None));
             }
             Identity::UserRole { user_id, role_id } => {
                 self.client.user_roles_of(user_id).await?.into_iter().find(|r| &r.role_id == role_id).map(|r| r.id)
@@ -1103,15 +965,17 @@ impl Own<'_> {
     }
 }
 
-/// A patch of an existing record, by id.
-fn patch_item(plan: usize, id: &str, patch: &crate::nerm::model::Patch) -> Item {
-    let mut body = patch.clone();
-    body.insert("id".into(), json!(id));
-    Item { plan, body: Value::Object(body), identity: Identity::Id(id.to_string()) }
+impl Item {
+    /// A patch of an existing record, recognised by its id.
+    fn patch(plan: usize, write: Write) -> Item {
+        let identity = Identity::Id(write.patched_id().unwrap_or_default().to_string());
+        Item { plan, write, identity }
+    }
 }
 
 /// A user↔profile link.
 fn profile_link(plan: usize, user_id: String, profile_id: String, rel: &str) -> Item {
-    let body = json!({ "user_id": user_id, "profile_id": profile_id, "relationship_type": rel });
-    Item { plan, body, identity: Identity::UserProfile { user_id, profile_id, rel: rel.to_string() } }
+    let identity =
+        Identity::UserProfile { user_id: user_id.clone(), profile_id: profile_id.clone(), rel: rel.to_string() };
+    Item { plan, write: Write::LinkProfile { user_id, profile_id, relationship: rel.to_string() }, identity }
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::config::{ConfigError, MappingConfig, NermCatalog, Problem, ResolvedConfig, RoleStrategy};
-use crate::nerm::{NermClient, NermError, PageProbe};
+use crate::nerm::{Collection, Listing, NermClient, NermError, PageProbe};
 
 use super::Snapshot;
 
@@ -92,7 +92,7 @@ pub async fn preflight(config: &MappingConfig, client: &NermClient) -> CheckRepo
         }
         Err(e) => {
             add_problems(&mut report, config, &catalog, &e);
-            (vec![SnapshotList::offset("/users", "users")], None)
+            (vec![Listing::all(Collection::Users)], None)
         }
     };
     add_reading_costs(&mut report, client, &lists, catalog_requests).await;
@@ -149,34 +149,14 @@ fn add_problems(report: &mut CheckReport, config: &MappingConfig, catalog: &Nerm
     }
 }
 
-/// One list endpoint a run's snapshot reads in full.
-struct SnapshotList {
-    route: &'static str,
-    plural: &'static str,
-    filters: Vec<(&'static str, String)>,
-}
-
-impl SnapshotList {
-    fn offset(route: &'static str, plural: &'static str) -> Self {
-        SnapshotList { route, plural, filters: Vec::new() }
-    }
-}
-
 /// The lists `Snapshot::load` reads for this mapping, in its order.
-fn snapshot_lists(resolved: &ResolvedConfig) -> Vec<SnapshotList> {
-    let mut lists = vec![
-        SnapshotList::offset("/users", "users"),
-        SnapshotList {
-            route: "/profiles",
-            plural: "profiles",
-            filters: vec![("profile_type_id", resolved.profile_type().id.clone())],
-        },
-    ];
+fn snapshot_lists(resolved: &ResolvedConfig) -> Vec<Listing> {
+    let mut lists = vec![Listing::all(Collection::Users), Listing::profiles_of_type(&resolved.profile_type().id)];
     if resolved.config().roles.strategy == RoleStrategy::UserRole {
-        lists.push(SnapshotList::offset("/user_roles", "user_roles"));
+        lists.push(Listing::all(Collection::UserRoles));
     }
-    lists.push(SnapshotList::offset("/user_profiles", "user_profiles"));
-    lists.push(SnapshotList::offset("/user_managers", "user_managers"));
+    lists.push(Listing::all(Collection::UserProfiles));
+    lists.push(Listing::all(Collection::UserManagers));
     lists
 }
 
@@ -184,15 +164,10 @@ fn snapshot_lists(resolved: &ResolvedConfig) -> Vec<SnapshotList> {
 /// full snapshot — a plan, or a run before its first write — costs in requests: a one-record
 /// count of each list, then one full page of the largest, where a server that serves smaller
 /// pages than asked shows it.
-async fn add_reading_costs(
-    report: &mut CheckReport,
-    client: &NermClient,
-    lists: &[SnapshotList],
-    catalog: Option<u64>,
-) {
+async fn add_reading_costs(report: &mut CheckReport, client: &NermClient, lists: &[Listing], catalog: Option<u64>) {
     let mut totals = Vec::with_capacity(lists.len());
     for list in lists {
-        match client.count(list.route, &list.filters).await {
+        match client.count(list).await {
             Ok(n) => totals.push(n),
             Err(e) => {
                 report.push("tenant", Verdict::Fail, e.to_string());
@@ -203,28 +178,19 @@ async fn add_reading_costs(
     report.push("tenant", Verdict::Ok, format!("{} users in NERM", totals[0]));
     let largest = (0..lists.len()).max_by_key(|&i| totals[i]).unwrap_or(0);
     let list = &lists[largest];
-    let page = match client.page_probe(list.route, list.plural, &probe_filters(list)).await {
+    let page = match client.page_probe(list).await {
         Ok(p) => p,
         Err(e) => {
             report.push("nerm.page_size", Verdict::Fail, e.to_string());
             return;
         }
     };
-    report.push("nerm.page_size", Verdict::Ok, describe_page(&page, list.route));
+    report.push("nerm.page_size", Verdict::Ok, describe_page(&page, list.collection.route()));
     let Some(catalog) = catalog else { return };
     let per_page = u64::from(page.page_size());
     let pages: Vec<u64> = totals.iter().map(|&t| pages_for(t, per_page)).collect();
     report.snapshot_requests = Some(catalog + pages.iter().sum::<u64>());
     report.push("snapshot", Verdict::Ok, describe_snapshot(lists, &totals, &pages, catalog, per_page));
-}
-
-/// A probe's query: the list's filters, and for keyset-paged profiles the blank first `after_id`.
-fn probe_filters(list: &SnapshotList) -> Vec<(&'static str, String)> {
-    let mut filters = list.filters.clone();
-    if list.route == "/profiles" {
-        filters.push(("after_id", String::new()));
-    }
-    filters
 }
 
 /// Requests a full read of `total` records takes at `per_page` records a page (an empty list
@@ -259,12 +225,12 @@ fn counted(n: u64, noun: &str) -> String {
 }
 
 /// The snapshot's predicted cost, list by list.
-fn describe_snapshot(lists: &[SnapshotList], totals: &[u64], pages: &[u64], catalog: u64, per_page: u64) -> String {
+fn describe_snapshot(lists: &[Listing], totals: &[u64], pages: &[u64], catalog: u64, per_page: u64) -> String {
     let all: u64 = catalog + pages.iter().sum::<u64>();
     let each: Vec<String> = lists
         .iter()
         .zip(totals.iter().zip(pages))
-        .map(|(l, (&t, &p))| format!("{} {} in {}", l.plural, counted(t, "record"), counted(p, "page")))
+        .map(|(l, (&t, &p))| format!("{} {} in {}", l.collection.name(), counted(t, "record"), counted(p, "page")))
         .collect();
     format!(
         "a plan (or a run before its first write) reads NERM in {all} requests: the catalog in {catalog}, \

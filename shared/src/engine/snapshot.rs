@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::config::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
 };
-use crate::nerm::model::{Profile, Role, User, UserManager, UserProfile, UserRole};
+use crate::nerm::model::{Profile, Role, RoleKind, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
 
 /// A login folded for comparison ([`crate::login`]: trimmed, case-folded): how logins are
@@ -44,10 +44,10 @@ impl Snapshot {
     pub async fn catalog(client: &NermClient) -> Result<NermCatalog, NermError> {
         let types = client.profile_types().await?;
         let attributes = client.attributes().await?;
-        // GET /roles does not return a role's type, but filters on it (docs/nerm-api.md, "Records and their values"): two reads
-        // tell lifecycle from portal roles, so a portal role in the file is a clear row error.
-        let lifecycle = client.list_all::<Role>("/roles", "roles", &[("type", "NeprofileRole".into())]).await?;
-        let portal = client.list_all::<Role>("/roles", "roles", &[("type", "NeaccessRole".into())]).await?;
+        // A role's type is only known by asking for the roles of each type: two reads tell
+        // lifecycle from portal roles, so a portal role in the file is a clear row error.
+        let lifecycle = client.roles_of_type(RoleKind::Lifecycle).await?;
+        let portal = client.roles_of_type(RoleKind::Portal).await?;
         let typed = |r: &Role| {
             if lifecycle.iter().any(|x| x.id == r.id) {
                 Some(RoleType::NeprofileRole)

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::error::NermError;
 use super::model::*;
 use super::token::{SecretToken, TokenProvider};
+use super::write::{BulkAnswer, Collection, Listing, Write, WriteKind};
 
 /// Bulk bodies start at this many records (the limit practitioners report; the spec states none).
 pub const BULK_MAX: usize = 100;
@@ -520,9 +521,10 @@ impl NermClient {
             .map_err(|e| NermError::Protocol { route: route.to_string(), detail: format!("{key}: {e}") })
     }
 
-    /// How many records a list endpoint holds (`_metadata.total` of a one-record page).
-    pub async fn count(&self, route: &str, filters: &[(&str, String)]) -> Result<u64, NermError> {
-        let mut q: Vec<(&str, String)> = filters.to_vec();
+    /// How many records a listing holds (`_metadata.total` of a one-record page).
+    pub async fn count(&self, listing: &Listing) -> Result<u64, NermError> {
+        let route = listing.collection.route();
+        let mut q = listing.filters.clone();
         q.push(("limit", "1".into()));
         q.push(("metadata", "true".into()));
         let v = self.call(Method::GET, route, route, &q, None).await?;
@@ -532,15 +534,15 @@ impl NermClient {
         })
     }
 
-    /// One page of a list endpoint at the configured page size, read only for what it says about
-    /// paging: how many records the server served, and its `_metadata.total`.
-    pub async fn page_probe(
-        &self,
-        route: &str,
-        plural: &str,
-        filters: &[(&str, String)],
-    ) -> Result<PageProbe, NermError> {
-        let mut q: Vec<(&str, String)> = filters.to_vec();
+    /// One page of a listing at the configured page size, read only for what it says about
+    /// paging: how many records the server served, and its `_metadata.total`. Profiles are
+    /// asked for as their keyset read asks, with a blank first `after_id`.
+    pub async fn page_probe(&self, listing: &Listing) -> Result<PageProbe, NermError> {
+        let (route, plural) = (listing.collection.route(), listing.collection.name());
+        let mut q = listing.filters.clone();
+        if listing.collection == Collection::Profiles {
+            q.push(("after_id", String::new()));
+        }
         q.push(("limit", self.opts.page_size.to_string()));
         q.push(("metadata", "true".into()));
         let v = self.call(Method::GET, route, route, &q, None).await?;
@@ -555,7 +557,7 @@ impl NermClient {
     /// been read (or a page comes back empty), and each offset is what was actually read. The
     /// first page carries no `offset` at all: the docs call 0 the first page while the spec
     /// says `minimum: 1`, and leaving it out satisfies both.
-    pub async fn list_all<T: DeserializeOwned>(
+    async fn list_all<T: DeserializeOwned>(
         &self,
         route: &str,
         plural: &str,
@@ -696,6 +698,16 @@ impl NermClient {
         self.list_all("/roles", "roles", &[]).await
     }
 
+    /// The roles of one type. `GET /roles` does not say a role's type, but filters on it
+    /// (docs/nerm-api.md, "Records and their values").
+    pub async fn roles_of_type(&self, kind: RoleKind) -> Result<Vec<Role>, NermError> {
+        let name = match kind {
+            RoleKind::Lifecycle => "NeprofileRole",
+            RoleKind::Portal => "NeaccessRole",
+        };
+        self.list_all("/roles", "roles", &[("type", name.into())]).await
+    }
+
     pub async fn profile_types(&self) -> Result<Vec<ProfileType>, NermError> {
         self.list_all("/profile_types", "profile_types", &[]).await
     }
@@ -716,41 +728,7 @@ impl NermClient {
         self.list_all("/user_managers", "user_managers", &[]).await
     }
 
-    pub async fn profile(&self, id: &str) -> Result<Profile, NermError> {
-        let v = self.call(Method::GET, &format!("/profiles/{id}"), "/profiles/{id}", &[], None).await?;
-        Self::unwrap(v, "profile", "/profiles/{id}")
-    }
-
     // ----- single writes -------------------------------------------------------------------
-
-    pub async fn create_user(&self, user: &NewUser) -> Result<User, NermError> {
-        let v = self.call(Method::POST, "/user", "/user", &[], Some(&json!({ "user": user }))).await?;
-        Self::unwrap(v, "user", "/user")
-    }
-
-    pub async fn patch_user(&self, id: &str, patch: &Patch) -> Result<User, NermError> {
-        let v = self
-            .call(Method::PATCH, &format!("/users/{id}"), "/users/{id}", &[], Some(&json!({ "user": patch })))
-            .await?;
-        Self::unwrap(v, "user", "/users/{id}")
-    }
-
-    pub async fn create_profile(&self, profile: &NewProfile) -> Result<Profile, NermError> {
-        let v = self.call(Method::POST, "/profile", "/profile", &[], Some(&json!({ "profile": profile }))).await?;
-        Self::unwrap(v, "profile", "/profile")
-    }
-
-    pub async fn patch_profile(&self, id: &str, patch: &Patch) -> Result<Profile, NermError> {
-        let body = json!({ "profile": patch });
-        let v = self.call(Method::PATCH, &format!("/profiles/{id}"), "/profiles/{id}", &[], Some(&body)).await?;
-        Self::unwrap(v, "profile", "/profiles/{id}")
-    }
-
-    pub async fn create_user_role(&self, user_id: &str, role_id: &str) -> Result<UserRole, NermError> {
-        let body = json!({ "user_role": { "user_id": user_id, "role_id": role_id } });
-        let v = self.call(Method::POST, "/user_role", "/user_role", &[], Some(&body)).await?;
-        Self::unwrap(v, "user_role", "/user_role")
-    }
 
     pub async fn delete_user_role(&self, id: &str) -> Result<(), NermError> {
         match self.call(Method::DELETE, &format!("/user_role/{id}"), "/user_role/{id}", &[], None).await {
@@ -760,31 +738,8 @@ impl NermClient {
         }
     }
 
-    pub async fn create_user_profile(
-        &self,
-        user_id: &str,
-        profile_id: &str,
-        relationship_type: &str,
-        ne_attribute_id: Option<&str>,
-    ) -> Result<UserProfile, NermError> {
-        let mut link = json!({ "user_id": user_id, "profile_id": profile_id, "relationship_type": relationship_type });
-        if let Some(a) = ne_attribute_id {
-            link["ne_attribute_id"] = json!(a);
-        }
-        let v = self
-            .call(Method::POST, "/user_profile", "/user_profile", &[], Some(&json!({ "user_profile": link })))
-            .await?;
-        Self::unwrap(v, "user_profile", "/user_profile")
-    }
-
     pub async fn user_profiles_of(&self, profile_id: &str) -> Result<Vec<UserProfile>, NermError> {
         self.list_all("/user_profiles", "user_profiles", &[("profile_id", profile_id.to_string())]).await
-    }
-
-    pub async fn create_user_manager(&self, user_id: &str, manager_id: &str) -> Result<UserManager, NermError> {
-        let body = json!({ "user_manager": { "user_id": user_id, "manager_id": manager_id } });
-        let v = self.call(Method::POST, "/user_manager", "/user_manager", &[], Some(&body)).await?;
-        Self::unwrap(v, "user_manager", "/user_manager")
     }
 
     pub async fn patch_user_manager(&self, id: &str, manager_id: &str) -> Result<UserManager, NermError> {
@@ -802,57 +757,48 @@ impl NermClient {
         self.list_all("/user_roles", "user_roles", &[("user_id", user_id.to_string())]).await
     }
 
-    /// `POST <route>` with `{singular: body}`, answering the created record (raw JSON).
-    pub async fn post_one(&self, route: &str, singular: &str, body: Value) -> Result<Value, NermError> {
-        let mut wrapper = serde_json::Map::new();
-        wrapper.insert(singular.to_string(), body);
-        let v = self.call(Method::POST, route, route, &[], Some(&Value::Object(wrapper))).await?;
-        Self::unwrap(v, singular, route)
+    /// One record written on its own: a create is `POST /user` (and so on), a patch
+    /// `PATCH /users/{id}`, each with `{singular: record}`. Answers the written record's id; a
+    /// patch that changed nothing may be answered without the record ("200 – No Change" in
+    /// some shape), which is success all the same, with no id to read.
+    pub async fn write_one(&self, write: &Write) -> Result<Option<String>, NermError> {
+        let collection = write.kind().collection();
+        let singular = collection.singular();
+        let body = json!({ singular: write.single_body() });
+        let v = match write.patched_id() {
+            Some(id) => {
+                let (route, path) = (format!("{}/{{id}}", collection.route()), format!("{}/{id}", collection.route()));
+                self.call(Method::PATCH, &path, &route, &[], Some(&body)).await?
+            }
+            None => {
+                self.call(Method::POST, collection.single_route(), collection.single_route(), &[], Some(&body)).await?
+            }
+        };
+        Ok(v.get(singular).and_then(|r| r.get("id")).and_then(Value::as_str).map(String::from))
     }
 
-    /// `PATCH <path>` (whose template is `route`) with `{singular: body}`, answering the record.
-    pub async fn patch_one(&self, path: &str, route: &str, singular: &str, body: Value) -> Result<Value, NermError> {
-        let mut wrapper = serde_json::Map::new();
-        wrapper.insert(singular.to_string(), body);
-        let v = self.call(Method::PATCH, path, route, &[], Some(&Value::Object(wrapper))).await?;
-        // A PATCH that changes nothing may be answered without the record ("200 – No Change"
-        // in some shape): success all the same, with nothing to read.
-        Ok(match v {
-            Value::Object(mut m) => m.remove(singular).unwrap_or(Value::Null),
-            _ => Value::Null,
-        })
-    }
-
-    // ----- bulk ----------------------------------------------------------------------------
-
-    /// A bulk POST/PATCH (`route` e.g. `/users`, `plural` e.g. `users`); answers the records or
-    /// a job id (docs/nerm-api.md, "Bulk writes and jobs"). A bulk create is not idempotent: on `Ambiguous` re-read.
-    pub async fn bulk(
+    /// A bulk POST (creates) or PATCH (patches) of writes of one `kind`; answers the records
+    /// that name themselves, or a job id (docs/nerm-api.md, "Bulk writes and jobs"). A bulk
+    /// create is not idempotent: on `Ambiguous` the caller looks its records up.
+    /// `key_attribute` is the profiles' unique attribute, which names an answered profile.
+    pub async fn write_bulk(
         &self,
-        method: Method,
-        route: &str,
-        plural: &str,
-        items: Vec<Value>,
+        kind: WriteKind,
+        writes: &[&Write],
+        key_attribute: &str,
     ) -> Result<BulkAnswer, NermError> {
-        let n = items.len();
-        let mut body = serde_json::Map::new();
-        body.insert(plural.to_string(), Value::Array(items));
-        let v = self.call(method, route, route, &[], Some(&Value::Object(body))).await?;
-        if n >= self.bulk_size() {
+        let (route, plural) = (kind.collection().route(), kind.collection().name());
+        let method = if kind.is_patch() { Method::PATCH } else { Method::POST };
+        let records: Vec<Value> = writes.iter().map(|w| w.bulk_body()).collect();
+        let v = self.call(method, route, route, &[], Some(&json!({ plural: records }))).await?;
+        if writes.len() >= self.bulk_size() {
             self.bulk_size_proven.store(true, Ordering::Relaxed);
         }
         if let Some(job_id) = v.get("job_status").and_then(|j| j.get("job_id")).and_then(Value::as_str) {
             return Ok(BulkAnswer::Job(job_id.to_string()));
         }
-        // An answer without the list (a PATCH that changed nothing may say only that) confirms
-        // no record: the caller settles each one.
-        Ok(BulkAnswer::Records(match v {
-            Value::Object(mut m) => match m.remove(plural) {
-                Some(Value::Array(records)) => records,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        }))
+        let records = v.get(plural).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        Ok(BulkAnswer::records(kind, records, key_attribute))
     }
 
     /// Polls `GET /job_status` until the job has ended or `job_timeout` passes, waiting

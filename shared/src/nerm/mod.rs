@@ -6,8 +6,10 @@ pub mod client;
 pub mod error;
 pub mod model;
 pub mod token;
+pub mod write;
 
 pub use auth::{AccessTokens, CredentialSource, Credentials, PatCredentials, PatSource, SecretOrigin};
 pub use client::{ClientOptions, ClientStats, NermClient, PageProbe, check_base_url};
 pub use error::NermError;
 pub use token::{SecretToken, StaticToken, TokenProvider};
+pub use write::{BulkAnswer, Collection, Identity, JobEntry, Listing, Write, WriteKind};

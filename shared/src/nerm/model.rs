@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::write::{JobEntry, WriteKind};
+
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -190,11 +192,43 @@ pub struct NewProfile {
 /// A partial update: only the named fields change (docs/nerm-api.md, "Records and their values").
 pub type Patch = serde_json::Map<String, serde_json::Value>;
 
-/// What a bulk call answered (docs/nerm-api.md, "Bulk writes and jobs"): the records, or a job to poll.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BulkAnswer {
-    Records(Vec<serde_json::Value>),
-    Job(String),
+impl NewUser {
+    /// Every field the new user would have set, as a patch: what gives a user found in its
+    /// place (created by an SSO login, say) the values the plan wanted.
+    pub fn as_patch(&self) -> Patch {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => Patch::new(),
+        }
+    }
+}
+
+impl NewProfile {
+    /// The new profile's status and attributes, as a patch (its type cannot change).
+    pub fn as_patch(&self) -> Patch {
+        let mut patch = Patch::new();
+        patch.insert("status".into(), serde_json::json!(self.status));
+        patch.insert("attributes".into(), serde_json::json!(self.attributes));
+        patch
+    }
+}
+
+/// A patch that sets one profile attribute, e.g. the manager attribute to a profile id.
+pub fn attribute_patch(attribute: &str, value: &str) -> Patch {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert(attribute.to_string(), serde_json::json!(value));
+    let mut patch = Patch::new();
+    patch.insert("attributes".into(), serde_json::Value::Object(attributes));
+    patch
+}
+
+/// A role's type, which `GET /roles` filters on but does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Roles of profile owners and sponsors (`NeprofileRole`): the ones employees get.
+    Lifecycle,
+    /// Portal roles (`NeaccessRole`).
+    Portal,
 }
 
 /// A job's state and, once complete, its per-record outcome (`job_data`, in no promised order
@@ -208,6 +242,11 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
+    /// Each `job_data` entry, read as a result of writes of `kind` (see [`JobEntry::read`]).
+    pub fn entries(&self, kind: WriteKind, key_attribute: &str) -> Vec<JobEntry> {
+        self.job_data.iter().map(|e| JobEntry::read(kind, e, key_attribute)).collect()
+    }
+
     pub fn is_complete(&self) -> bool {
         self.status.trim().eq_ignore_ascii_case("complete") || self.status.trim().eq_ignore_ascii_case("completed")
     }

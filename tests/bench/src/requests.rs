@@ -19,7 +19,7 @@ use nerm_sim::{Faults, RateLimit, Running, Seed, SimConfig};
 use serde_json::Value;
 use shared::config::MappingConfig;
 use shared::nerm::model::NewUser;
-use shared::nerm::{ClientOptions, ClientStats, NermClient, SecretToken, StaticToken};
+use shared::nerm::{ClientOptions, ClientStats, NermClient, SecretToken, StaticToken, Write};
 use shared::report::{ReportSink, Summary};
 
 use crate::generate::{Variant, hr_string};
@@ -213,15 +213,15 @@ async fn paced_stream(limit: RateLimit, client_requests: u32, latency_ms: u64, n
         .map(|i| {
             let client = &client;
             async move {
-                let user = NewUser {
+                let user = Write::CreateUser(NewUser {
                     name: format!("Pace {i}"),
                     email: format!("pace{i}@example.com"),
                     kind: "NeprofileUser".into(),
                     login: format!("pace{i}@example.com"),
                     status: Some("Active".into()),
                     ..NewUser::default()
-                };
-                client.create_user(&user).await.is_err()
+                });
+                client.write_one(&user).await.is_err()
             }
         })
         .buffer_unordered(4)
