@@ -12,7 +12,7 @@ use futures::stream::{self, StreamExt};
 
 use super::plan::{EmployeePlan, Op};
 use super::snapshot::{Snapshot, login_key};
-use crate::nerm::model::{JobItemFailure, JobOutcome, attribute_patch};
+use crate::nerm::model::{JobItemFailure, JobOutcome, ProfilePatch};
 use crate::nerm::{BulkAnswer, Identity, JobEntry, Listing, NermClient, NermError, Write, WriteKind as Kind};
 
 /// Bulk bodies start at this size; the client lowers it when NERM refuses a body for its size.
@@ -441,7 +441,7 @@ impl<'a> Applier<'a> {
                     return Ok(());
                 };
                 let attr = self.target.manager_attribute.clone().ok_or("no manager attribute configured")?;
-                let write = Write::PatchProfile { id: pid, patch: attribute_patch(&attr, &mid) };
+                let write = Write::PatchProfile { id: pid, patch: ProfilePatch::attribute(&attr, &mid) };
                 links.manager_attributes.push(Item::patch(i, write));
             }
             Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {

@@ -7,14 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::read::{Employee, Rejection};
 use super::snapshot::{Snapshot, login_key};
 use crate::config::{CatalogRole, ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
 use crate::input::validate::{Field, check_login, check_not_own_manager};
 use crate::input::{KeyIndex, LoginIndex, LoginIndexFull, RowError};
-use crate::nerm::model::{NewProfile, NewUser, Patch};
+use crate::nerm::model::{NewProfile, NewUser, ProfilePatch, UserPatch};
 
 /// One NERM write for one employee. The employee's own user and profile are implied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +24,7 @@ pub enum Op {
     },
     PatchUser {
         user_id: String,
-        patch: Patch,
+        patch: UserPatch,
     },
     AssignRole {
         role_id: String,
@@ -42,7 +41,7 @@ pub enum Op {
     },
     PatchProfile {
         profile_id: String,
-        patch: Patch,
+        patch: ProfilePatch,
     },
     /// The employee's user becomes owner/contributor of the employee's profile.
     LinkSelf {
@@ -461,25 +460,25 @@ impl<'a> Planner<'a> {
         groups: Option<&str>,
         d: &mut Draft,
     ) {
-        let mut patch = Patch::new();
+        let mut patch = UserPatch::default();
         let changes = &mut d.changes;
         if let Some(old) = renamed_from {
-            patch.insert("login".into(), json!(e.login));
+            patch.login = Some(e.login.clone());
             changes.push(format!("login {old} → {}", e.login));
         }
-        diff_field(&mut patch, changes, "name", Some(&u.name), Some(&e.name));
-        diff_field(&mut patch, changes, "email", Some(&u.email), Some(&e.email));
-        diff_field(&mut patch, changes, "status", u.status.as_deref(), Some(&e.user_status));
-        diff_field(&mut patch, changes, "title", u.title.as_deref(), e.title.as_deref());
-        diff_field(&mut patch, changes, "locale", u.locale.as_deref(), e.locale.as_deref());
+        diff_field(&mut patch.name, changes, "name", Some(&u.name), Some(&e.name));
+        diff_field(&mut patch.email, changes, "email", Some(&u.email), Some(&e.email));
+        diff_field(&mut patch.status, changes, "status", u.status.as_deref(), Some(&e.user_status));
+        diff_field(&mut patch.title, changes, "title", u.title.as_deref(), e.title.as_deref());
+        diff_field(&mut patch.locale, changes, "locale", u.locale.as_deref(), e.locale.as_deref());
         if e.sailpoint_identity_id.is_some() {
             let (have, want) = (u.sailpoint_identity_id.as_deref(), e.sailpoint_identity_id.as_deref());
-            diff_field(&mut patch, changes, "sailpoint_identity_id", have, want);
+            diff_field(&mut patch.sailpoint_identity_id, changes, "sailpoint_identity_id", have, want);
         }
         if let Some(g) = groups
             && !same_groups(u.group_strings.as_deref().unwrap_or(""), &[g])
         {
-            diff_field(&mut patch, changes, "group_strings", u.group_strings.as_deref(), Some(g));
+            diff_field(&mut patch.group_strings, changes, "group_strings", u.group_strings.as_deref(), Some(g));
         }
         if !patch.is_empty() {
             d.ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
@@ -523,18 +522,18 @@ impl<'a> Planner<'a> {
             self.create_profile(e, manager.map(|m| m.login), target, d);
             return;
         };
-        let mut patch = Patch::new();
+        let mut patch = ProfilePatch::default();
         if p.status != e.profile_status {
-            patch.insert("status".into(), json!(e.profile_status));
+            patch.status = Some(e.profile_status.clone());
             d.changes.push(format!("profile.status: {:?} -> {:?}", p.status, e.profile_status));
         }
-        let mut attrs = serde_json::Map::new();
+        let attrs = &mut patch.attributes;
         for a in self.cfg.attributes() {
             // A handful of attributes: a linear search beats building a map per row.
             let want = e.attributes.iter().find(|(k, _)| *k == a.uid).map_or("", |(_, v)| v.as_str());
             let have = p.attributes.get(&a.uid).map(String::as_str).unwrap_or("");
             if want != have {
-                attrs.insert(a.uid.clone(), json!(want));
+                attrs.insert(a.uid.clone(), want.to_string());
                 d.changes.push(format!("profile.{}: {have:?} -> {want:?}", a.uid));
             }
         }
@@ -542,7 +541,7 @@ impl<'a> Planner<'a> {
             let have = p.attributes.get(attr).map(String::as_str).unwrap_or("");
             match target {
                 ManagerProfile::Existing { id, name } if have != name => {
-                    attrs.insert(attr.to_string(), json!(id));
+                    attrs.insert(attr.to_string(), id.to_string());
                     d.changes.push(format!("profile.{attr}: {have:?} -> {name:?}"));
                 }
                 ManagerProfile::InFile { key } => {
@@ -555,9 +554,6 @@ impl<'a> Planner<'a> {
                 }
                 ManagerProfile::Existing { .. } => {}
             }
-        }
-        if !attrs.is_empty() {
-            patch.insert("attributes".into(), Value::Object(attrs));
         }
         if !patch.is_empty() {
             let at = d.ops.iter().position(|o| matches!(o, Op::SetProfileManager { .. })).unwrap_or(d.ops.len());
@@ -724,14 +720,12 @@ impl<'a> Planner<'a> {
             if let Some(u) = user
                 && u.status.as_deref() != Some(user_status)
             {
-                let mut patch = Patch::new();
-                patch.insert("status".into(), json!(user_status));
+                let patch = UserPatch { status: Some(user_status.to_string()), ..UserPatch::default() };
                 changes.push(format!("user.status: {:?} -> {user_status:?}", u.status.as_deref().unwrap_or("")));
                 ops.push(Op::PatchUser { user_id: u.id.clone(), patch });
             }
             if p.status != profile_status {
-                let mut patch = Patch::new();
-                patch.insert("status".into(), json!(profile_status));
+                let patch = ProfilePatch { status: Some(profile_status.to_string()), ..ProfilePatch::default() };
                 changes.push(format!("profile.status: {:?} -> {profile_status:?}", p.status));
                 ops.push(Op::PatchProfile { profile_id: p.id.clone(), patch });
             }
@@ -857,12 +851,18 @@ fn same_groups(have: &str, want: &[&str]) -> bool {
     x == y
 }
 
-/// Adds `field` to the patch when the wanted value differs; an emptied value is cleared.
-fn diff_field(patch: &mut Patch, changes: &mut Vec<String>, field: &str, have: Option<&str>, want: Option<&str>) {
+/// Sets a patch's `field` (`slot`) when the wanted value differs; an emptied value is cleared.
+fn diff_field(
+    slot: &mut Option<String>,
+    changes: &mut Vec<String>,
+    field: &str,
+    have: Option<&str>,
+    want: Option<&str>,
+) {
     let have = have.unwrap_or("");
     let want = want.unwrap_or("");
     if have != want {
-        patch.insert(field.to_string(), json!(want));
+        *slot = Some(want.to_string());
         changes.push(format!("user.{field}: {have:?} -> {want:?}"));
     }
 }
@@ -1002,10 +1002,9 @@ mod tests {
         assert_eq!(p.kind, PlanKind::Update);
         assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
-        assert_eq!(patch.len(), 1);
-        assert_eq!(patch["title"], "Lead");
+        assert_eq!(patch, &UserPatch { title: Some("Lead".into()), ..UserPatch::default() });
         let Op::PatchProfile { patch, .. } = &p.ops[1] else { panic!("{:?}", p.ops) };
-        assert_eq!(patch["attributes"], json!({"job_title": "Lead"}));
+        assert_eq!(patch.attributes, BTreeMap::from([("job_title".to_string(), "Lead".to_string())]));
     }
 
     #[test]
@@ -1218,8 +1217,7 @@ mod tests {
         let kinds: Vec<&str> = p.ops.iter().map(Op::kind).collect();
         assert_eq!(kinds, ["update_user", "update_profile"]);
         let Op::PatchUser { patch, .. } = &p.ops[0] else { unreachable!() };
-        assert_eq!(patch.len(), 1, "{patch:?}");
-        assert_eq!(patch["login"], "ann.renamed");
+        assert_eq!(patch, &UserPatch { login: Some("ann.renamed".into()), ..UserPatch::default() });
         assert_eq!(p.changes[0], "login ann → ann.renamed");
     }
 
@@ -1286,7 +1284,7 @@ mod tests {
         sponsor.roles = vec!["Sponsor".into()];
         let p = change(Planner::new(&cfg, &snap, &file).plan_row(Ok(&sponsor)));
         let Op::PatchUser { patch, .. } = &p.ops[0] else { panic!() };
-        assert_eq!(patch["group_strings"], "Employees,NERM_Admins,Sponsors");
+        assert_eq!(patch.group_strings.as_deref(), Some("Employees,NERM_Admins,Sponsors"));
     }
 
     fn full_sync(percent: &str) -> ResolvedConfig {

@@ -189,37 +189,81 @@ pub struct NewProfile {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// A partial update: only the named fields change (docs/nerm-api.md, "Records and their values").
-pub type Patch = serde_json::Map<String, serde_json::Value>;
+/// A partial update of a user: only the fields set change (docs/nerm-api.md, "Records and
+/// their values"); an emptied value is sent as `""`, which clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UserPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_strings: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sailpoint_identity_id: Option<String>,
+}
+
+impl UserPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == UserPatch::default()
+    }
+}
+
+/// A partial update of a profile: its status and the attributes named (attribute uid → value;
+/// the manager attribute holds the manager's profile id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProfilePatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl ProfilePatch {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none() && self.attributes.is_empty()
+    }
+
+    /// A patch that sets one attribute, e.g. the manager attribute to a profile id.
+    pub fn attribute(attribute: &str, value: &str) -> ProfilePatch {
+        ProfilePatch { status: None, attributes: BTreeMap::from([(attribute.to_string(), value.to_string())]) }
+    }
+}
 
 impl NewUser {
     /// Every field the new user would have set, as a patch: what gives a user found in its
     /// place (created by an SSO login, say) the values the plan wanted.
-    pub fn as_patch(&self) -> Patch {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(fields)) => fields,
-            _ => Patch::new(),
+    pub fn as_patch(&self) -> UserPatch {
+        let u = self.clone();
+        UserPatch {
+            login: Some(u.login),
+            name: Some(u.name),
+            email: Some(u.email),
+            kind: Some(u.kind),
+            status: u.status,
+            title: u.title,
+            locale: u.locale,
+            group_strings: u.group_strings,
+            sailpoint_identity_id: u.sailpoint_identity_id,
         }
     }
 }
 
 impl NewProfile {
     /// The new profile's status and attributes, as a patch (its type cannot change).
-    pub fn as_patch(&self) -> Patch {
-        let mut patch = Patch::new();
-        patch.insert("status".into(), serde_json::json!(self.status));
-        patch.insert("attributes".into(), serde_json::json!(self.attributes));
-        patch
+    pub fn as_patch(&self) -> ProfilePatch {
+        ProfilePatch { status: Some(self.status.clone()), attributes: self.attributes.clone() }
     }
-}
-
-/// A patch that sets one profile attribute, e.g. the manager attribute to a profile id.
-pub fn attribute_patch(attribute: &str, value: &str) -> Patch {
-    let mut attributes = serde_json::Map::new();
-    attributes.insert(attribute.to_string(), serde_json::json!(value));
-    let mut patch = Patch::new();
-    patch.insert("attributes".into(), serde_json::Value::Object(attributes));
-    patch
 }
 
 /// A role's type, which `GET /roles` filters on but does not answer.

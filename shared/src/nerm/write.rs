@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::NermError;
-use super::model::{NewProfile, NewUser, Patch};
+use super::model::{NewProfile, NewUser, ProfilePatch, UserPatch};
 use crate::login::fold_login;
 
 /// A NERM collection the engine lists, counts or writes.
@@ -128,9 +128,9 @@ impl WriteKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
     CreateUser(NewUser),
-    PatchUser { id: String, patch: Patch },
+    PatchUser { id: String, patch: UserPatch },
     CreateProfile(NewProfile),
-    PatchProfile { id: String, patch: Patch },
+    PatchProfile { id: String, patch: ProfilePatch },
     AssignRole { user_id: String, role_id: String },
     LinkProfile { user_id: String, profile_id: String, relationship: String },
     LinkManager { user_id: String, manager_id: String },
@@ -160,10 +160,10 @@ impl Write {
     /// The record as it goes into a bulk body: a patch names its record with `id`.
     pub(crate) fn bulk_body(&self) -> Value {
         match self {
-            Write::PatchUser { id, patch } | Write::PatchProfile { id, patch } => {
-                let mut body = patch.clone();
-                body.insert("id".into(), json!(id));
-                Value::Object(body)
+            Write::PatchUser { id, .. } | Write::PatchProfile { id, .. } => {
+                let mut body = self.single_body();
+                body["id"] = json!(id);
+                body
             }
             other => other.single_body(),
         }
@@ -174,7 +174,8 @@ impl Write {
         match self {
             Write::CreateUser(user) => json!(user),
             Write::CreateProfile(profile) => json!(profile),
-            Write::PatchUser { patch, .. } | Write::PatchProfile { patch, .. } => Value::Object(patch.clone()),
+            Write::PatchUser { patch, .. } => json!(patch),
+            Write::PatchProfile { patch, .. } => json!(patch),
             Write::AssignRole { user_id, role_id } => json!({ "user_id": user_id, "role_id": role_id }),
             Write::LinkProfile { user_id, profile_id, relationship } => {
                 json!({ "user_id": user_id, "profile_id": profile_id, "relationship_type": relationship })
@@ -297,8 +298,7 @@ mod tests {
 
     #[test]
     fn a_patch_names_its_record_in_a_bulk_body_and_not_in_a_single_one() {
-        let mut patch = Patch::new();
-        patch.insert("status".into(), json!("Inactive"));
+        let patch = UserPatch { status: Some("Inactive".into()), ..UserPatch::default() };
         let w = Write::PatchUser { id: "u1".into(), patch };
         assert_eq!(w.bulk_body(), json!({ "id": "u1", "status": "Inactive" }));
         assert_eq!(w.single_body(), json!({ "status": "Inactive" }));
