@@ -386,6 +386,16 @@ mod tests {
     }
 
     #[test]
+    fn typed_patches_write_only_the_fields_set_and_read_the_maps_older_builds_queued() {
+        let older = json!({ "status": "Inactive", "title": "", "type": "NeprofileUser" });
+        let patch: UserPatch = serde_json::from_value(older.clone()).expect("an older message's patch reads");
+        assert_eq!(patch.title.as_deref(), Some(""), "an emptied value stays a clearing write");
+        assert_eq!(serde_json::to_value(&patch).unwrap(), older);
+        let profile = ProfilePatch::attribute("manager", "p-9");
+        assert_eq!(serde_json::to_value(&profile).unwrap(), json!({ "attributes": { "manager": "p-9" } }));
+    }
+
+    #[test]
     fn job_item_errors_are_told_apart_by_what_they_say_about_trying_again() {
         let of = |m: &[&str]| JobItemFailure::of(&m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(of(&["Login has already been taken"]), JobItemFailure::AlreadyTaken);
