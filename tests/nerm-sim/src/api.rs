@@ -1,4 +1,4 @@
-//! The `/api` routes: NERM's irregular paths (NOTES §1.3), envelopes, paging and filters (§2.0).
+//! The `/api` routes: NERM's irregular paths (docs/nerm-api.md, "Base URL and envelopes"), envelopes, paging and filters.
 
 use std::sync::Arc;
 
@@ -66,7 +66,7 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|_| ApiError::bad_request("There was an issue with your JSON syntax"))
 }
 
-/// The single-object wrapper every write needs: `{"user": {...}}` (NOTES §1.3).
+/// The single-object wrapper every write needs: `{"user": {...}}` (docs/nerm-api.md, "Base URL and envelopes").
 fn wrapped(body: &Bytes, key: &str) -> Result<Map<String, Value>, ApiError> {
     match parse_json(body)?.get(key) {
         Some(Value::Object(m)) if !m.is_empty() => Ok(m.clone()),
@@ -209,7 +209,7 @@ fn cmp_json(a: &Value, b: &Value) -> std::cmp::Ordering {
     }
 }
 
-/// Exact, case-sensitive filter match; an absent filter matches everything (NOTES §5 item 5).
+/// Exact, case-sensitive filter match; an absent filter matches everything (docs/nerm-api.md, "Open questions, and the simulator switch for each").
 fn matches_filter(p: &Params, key: &str, value: Option<&str>) -> bool {
     match p.get(key) {
         None => true,
@@ -224,7 +224,7 @@ fn uuid_filter(p: &Params, key: &str, value: Option<Uuid>) -> bool {
     }
 }
 
-/// Runs a bulk body now, or queues it as a job (NOTES §2.11, §5 items 17–18).
+/// Runs a bulk body now, or queues it as a job (docs/nerm-api.md, "Bulk writes and jobs").
 fn run_bulk(sim: &Arc<Sim>, kind: BulkKind, plural: &str, items: Vec<Value>) -> ApiResult {
     let b = sim.behaviour();
     let mode = match kind {
@@ -373,7 +373,7 @@ async fn get_role(State(sim): S, Path(id): Path<String>) -> ApiResult {
     ok(json!({ "role": find(&t.roles, &id, "Role")?.render() }))
 }
 
-/// The two system default roles (NOTES §2.4), with ids stable per process.
+/// The two system default roles (docs/nerm-api.md, "Records and their values"), with ids stable per process.
 async fn list_system_roles(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
     let pg = paging(&p, &sim.behaviour(), &["name", "uid", "id"])?;
@@ -483,7 +483,7 @@ async fn list_profiles(State(sim): S, Query(q): Q) -> ApiResult {
     let type_ok = |pt: Uuid| uuid_filter(&p, "profile_type_id", Some(pt));
     let date_ok = |day: &str| updated_after.as_deref().is_none_or(|d| day >= d);
     if let Some(after) = p.get("after_id") {
-        // Keyset paging: id order, only type/limit/updated_after honoured (NOTES §2.6, §5 item 4).
+        // Keyset paging: id order, only type/limit/updated_after honoured (docs/nerm-api.md, "Records and their values").
         if p.get("offset").is_some() {
             return Err(ApiError::bad_request("offset cannot be used together with after_id"));
         }
@@ -642,7 +642,7 @@ async fn bulk_patch_user_managers(State(sim): S, body: Bytes) -> ApiResult {
 
 // ----- jobs ---------------------------------------------------------------------------------
 
-/// `GET /job_status?job_id=` answers unwrapped (NOTES §2.11).
+/// `GET /job_status?job_id=` answers unwrapped (docs/nerm-api.md, "Bulk writes and jobs").
 async fn job_status(State(sim): S, Query(q): Q) -> ApiResult {
     let p = Params(&q);
     let Some(job_id) = p.get("job_id").filter(|s| !s.is_empty()) else {

@@ -1,5 +1,6 @@
-//! Everything about the simulator that a test may want to change: tokens, the behaviours the
-//! NOTES leave open (§5, each one configurable), and the load/fault knobs.
+//! Everything about the simulator that a test may want to change: tokens, the behaviours NERM's
+//! documentation leaves open (docs/nerm-api.md, "Open questions, and the simulator switch for
+//! each"; every one configurable), and the load/fault knobs.
 //!
 //! The whole config is plain serde data, so the same struct is read from a TOML file at start
 //! and merged from a JSON patch at run time (`PATCH /_sim/config`).
@@ -34,35 +35,35 @@ impl Default for SimConfig {
     }
 }
 
-/// The assumptions taken for NOTES §5's open questions.
+/// The assumptions taken for docs/nerm-api.md, "Open questions, and the simulator switch for each"'s open questions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Behaviour {
-    /// Largest page any list returns; larger `limit`s are clamped (§5 item 1).
+    /// Largest page any list returns; larger `limit`s are clamped (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub page_max: usize,
     /// Page size when `limit` is absent.
     pub page_default: usize,
-    /// Largest bulk body accepted; more items → 400 (§5 item 17).
+    /// Largest bulk body accepted; more items → 400 (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub bulk_max: usize,
-    /// Sync or async for `POST/PATCH /profiles` (§5 item 17).
+    /// Sync or async for `POST/PATCH /profiles` (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub job_mode_profiles: JobMode,
     /// Sync or async for the other bulk endpoints.
     pub job_mode_other: JobMode,
     /// How long a queued job waits before it runs (a `POST /_sim/jobs/run` runs them at once).
     pub job_delay_ms: u64,
-    /// Bulk bodies fail whole instead of per record (§5 item 18 alternative).
+    /// Bulk bodies fail whole instead of per record (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub bulk_all_or_nothing: bool,
-    /// The tenant toggle "ISC role assignment management using entitlements" (NOTES §4 item 7).
+    /// The tenant toggle "ISC role assignment management using entitlements" (docs/nerm-api.md, "Roles under SSO").
     pub isc_entitlement_mode: bool,
-    /// An ISC-local (non-IdP) login keeps API-assigned roles (the older report, NOTES §4 item 8).
+    /// An ISC-local (non-IdP) login keeps API-assigned roles (the older report, docs/nerm-api.md, "Roles under SSO").
     pub isc_local_keeps_roles: bool,
-    /// Answer the legacy 400 at the end of `after_id` paging instead of `after_id: null` (§5 item 4).
+    /// Answer the legacy 400 at the end of `after_id` paging instead of `after_id: null` (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub after_id_legacy_400: bool,
-    /// A second `owner` on a profile replaces the first instead of failing (§5 item 15).
+    /// A second `owner` on a profile replaces the first instead of failing (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub owner_replaces: bool,
-    /// Enforce the profile type's duplicate-detection attributes on create (§5 item 23).
+    /// Enforce the profile type's duplicate-detection attributes on create (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub enforce_dup_protection: bool,
-    /// Emit `archived` on profiles (§5 item 25).
+    /// Emit `archived` on profiles (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub emit_profile_archived: bool,
     // ----- tenant variants the documentation allows; all off by default --------------------
     /// Answers carry fields the spec does not declare (on records, lists, `_metadata`, jobs).

@@ -1,4 +1,4 @@
-//! The error bodies NERM answers with (NOTES §2.0 "Errors"), as one type every handler returns.
+//! The error bodies NERM answers with (docs/nerm-api.md, "Base URL and envelopes" "Errors"), as one type every handler returns.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,11 +11,11 @@ pub enum ApiError {
     BadRequest(String),
     /// 400 `{"error": msg, "errors": {field: message}}`: a model validation failure.
     Validation { error: String, errors: Map<String, Value> },
-    /// 404 `{"error": "The requested <Type> was not found"}` (NOTES §5 item 7).
+    /// 404 `{"error": "The requested <Type> was not found"}` (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     NotFound(&'static str),
-    /// 401 `{"error": ...}` (NOTES §5 item 8).
+    /// 401 `{"error": ...}` (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     Unauthorized,
-    /// 429 with `Retry-After` seconds (NOTES §5 item 9).
+    /// 429 with `Retry-After` seconds (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     TooManyRequests { retry_after_secs: u64 },
     /// 500 `{"error": "Sorry something went wrong"}`.
     Internal,

@@ -2,8 +2,8 @@
 //!
 //! No real tenant is reachable from our machines or CI, so this crate stands in for one,
 //! strictly enough that a client passing against it works against NERM: shapes follow the
-//! official OpenAPI document (checked by [`spec`] in tests) and behaviour follows our NOTES
-//! (`../shared/nerm/NOTES.md` §1–§6), with every open question a [`config`] switch.
+//! official OpenAPI document (checked by [`spec`] in tests) and behaviour follows what the
+//! project records in docs/nerm-api.md, with every open question a [`config`] switch.
 //! Nothing in `shared/` or `functions/` depends on it.
 
 pub mod api;

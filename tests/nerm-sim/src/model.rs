@@ -1,4 +1,4 @@
-//! The simulated tenant's records (NOTES §6) and how each renders on the wire.
+//! The simulated tenant's records (docs/nerm-api.md, "Records and their values") and how each renders on the wire.
 //!
 //! Records keep canonical values (ids for select attributes, hidden fields such as a user's
 //! password); rendering applies NERM's read-side quirks (names instead of ids, hidden fields
@@ -70,7 +70,7 @@ impl<T: Record> Coll<T> {
     }
 }
 
-/// A 32-hex random `uid`, as NERM assigns when the caller gives none (NOTES §1.3).
+/// A 32-hex random `uid`, as NERM assigns when the caller gives none (docs/nerm-api.md, "Base URL and envelopes").
 pub fn random_uid() -> String {
     Uuid::new_v4().simple().to_string()
 }
@@ -102,7 +102,7 @@ impl UserType {
             UserType::NeaccessUser => "NeaccessUser",
         }
     }
-    /// The role type a user of this type may hold (NOTES §2.4).
+    /// The role type a user of this type may hold (docs/nerm-api.md, "Records and their values").
     pub fn role_type(self) -> &'static str {
         match self {
             UserType::NeprofileUser => "NeprofileRole",
@@ -135,11 +135,11 @@ pub struct User {
     pub locale: Option<String>,
     pub group_strings: Option<String>,
     pub sailpoint_identity_id: Option<String>,
-    /// Never returned by GET (NOTES §2.1).
+    /// Never returned by GET (docs/nerm-api.md, "Endpoints used").
     pub profile_id: Option<Uuid>,
     /// Never returned by GET.
     pub password: Option<String>,
-    /// The groups of the user's last IdP login, for the daily refresh (NOTES §5 item 14).
+    /// The groups of the user's last IdP login, for the daily refresh (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub last_idp_groups: Option<Vec<String>>,
     pub updated_at: String,
 }
@@ -170,7 +170,7 @@ impl User {
         Value::Object(m)
     }
 
-    /// `group_strings` split on commas, trimmed, blanks dropped (NOTES §5 item 13).
+    /// `group_strings` split on commas, trimmed, blanks dropped (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub fn groups(&self) -> Vec<String> {
         split_groups(self.group_strings.as_deref().unwrap_or(""))
     }
@@ -186,7 +186,7 @@ pub struct Role {
     pub uid: String,
     pub name: String,
     pub groups: Vec<String>,
-    /// Stored, honoured by `GET /roles?type=`, not emitted (NOTES §5 item 27).
+    /// Stored, honoured by `GET /roles?type=`, not emitted (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     #[serde(rename = "type")]
     pub kind: String,
     pub archived: bool,
@@ -249,7 +249,7 @@ pub struct ProfileType {
     pub isc_synced: bool,
     /// Attribute ids used for duplicate detection.
     pub dup_attribute_ids: Vec<Uuid>,
-    /// Attribute ids whose values build the profile name, in order (NOTES §3.7).
+    /// Attribute ids whose values build the profile name, in order (docs/nerm-api.md, "Records and their values").
     pub naming_attribute_ids: Vec<Uuid>,
 }
 
@@ -288,7 +288,7 @@ impl ProfileType {
     }
 }
 
-/// How an attribute's values are written and read (NOTES §3.6).
+/// How an attribute's values are written and read (docs/nerm-api.md, "Records and their values").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttrKind {
     Text,
@@ -383,7 +383,7 @@ pub struct Profile {
     pub profile_type_id: Uuid,
     pub status: String,
     pub id_proofing_status: Option<String>,
-    /// Stored, not emitted unless the compatibility flag is set (NOTES §5 item 25).
+    /// Stored, not emitted unless the compatibility flag is set (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub archived: bool,
     pub created_at: String,
     pub updated_at: String,

@@ -186,7 +186,7 @@ impl Sim {
         if max == 0 { 0 } else { self.rng.lock().unwrap_or_else(|e| e.into_inner()).random_range(0..=max) }
     }
 
-    /// Queues a bulk body as a job and schedules it (NOTES §2.11).
+    /// Queues a bulk body as a job and schedules it (docs/nerm-api.md, "Bulk writes and jobs").
     pub fn queue_job(self: &Arc<Self>, kind: BulkKind, items: Vec<Value>) -> String {
         let job_id = self.tenant().queue_job();
         self.pending_jobs.lock().unwrap_or_else(|e| e.into_inner()).push(PendingJob {
@@ -224,7 +224,7 @@ impl Sim {
     }
 }
 
-/// The token in `Authorization: Bearer <t>` or `Authorization: Token token=<t>` (NOTES §1.2).
+/// The token in `Authorization: Bearer <t>` or `Authorization: Token token=<t>` (docs/nerm-api.md, "Authentication").
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     // The scheme name is case-insensitive (RFC 9110 §11.1).
@@ -433,7 +433,7 @@ async fn spec_check(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Re
     };
     let status = parts.status.as_u16();
     let documented = spec.documented_statuses(&method, &template).iter().any(|s| s == &status.to_string());
-    // Error statuses the document omits (401, 404, 429, ...) follow the NOTES' assumptions instead.
+    // Error statuses the document omits (401, 404, 429, ...) follow docs/nerm-api.md's assumptions instead.
     if documented || parts.status.is_success() {
         match body_json(&bytes) {
             Ok(v) => {

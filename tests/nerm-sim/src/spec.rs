@@ -603,12 +603,12 @@ fn convert_document(doc: &mut Value, strict: bool) {
     }
 }
 
-/// Where the document contradicts the behaviour our NOTES record, the NOTES win and the schema
+/// Where the document contradicts the behaviour docs/nerm-api.md records, that behaviour wins and the schema
 /// is widened here, each with its reason:
-/// * `_metadata.next`/`previous` are `null` when there is no such page (NOTES §5 item 3), and
-///   `_metadata.after_id` is `null` on the last page (NOTES §2.6, the spec's own prose).
+/// * `_metadata.next`/`previous` are `null` when there is no such page (docs/nerm-api.md, "Open questions, and the simulator switch for each"), and
+///   `_metadata.after_id` is `null` on the last page (docs/nerm-api.md, "Records and their values", the spec's own prose).
 /// * a job's `job_data` entries name the record id per resource (`user_role_id`, `profile_id`,
-///   ...); the document's example copies `user_managers`' keys (NOTES §2.11, [OPEN]).
+///   ...); the document's example copies `user_managers`' keys (docs/nerm-api.md, "Bulk writes and jobs", [OPEN]).
 fn apply_known_quirks(doc: &mut Value) {
     let job_items = "/components/responses/Job/content/application~1json/schema/properties/job_data/items";
     if let Some(Value::Object(items)) = doc.pointer_mut(job_items) {

@@ -1,4 +1,4 @@
-//! The tenant's state and every rule a write must pass (NOTES §2–§3, assumptions from §5).
+//! The tenant's state and every rule a write must pass (docs/nerm-api.md: "Endpoints used", "Records and their values", and the open questions).
 //!
 //! Handlers stay thin: they parse HTTP, take the lock, and call one method here. Each method
 //! validates the whole record first and only then mutates, so a rejected write changes nothing.
@@ -21,7 +21,7 @@ const TS_FORMAT: &[FormatItem<'static>] = format_description!(
 );
 const DAY_FORMAT: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
-/// ISO-8601 with milliseconds and offset, as NERM emits (NOTES §5 item 26).
+/// ISO-8601 with milliseconds and offset, as NERM emits (docs/nerm-api.md, "Open questions, and the simulator switch for each").
 pub fn now_iso() -> String {
     OffsetDateTime::now_utc().format(TS_FORMAT).unwrap_or_default()
 }
@@ -89,7 +89,7 @@ fn check_enum(field: &Field, key: &str, allowed: &[&str], errs: &mut FieldErrors
     }
 }
 
-/// Lower-cased, trimmed login: the uniqueness key (NOTES §5 item 10).
+/// Lower-cased, trimmed login: the uniqueness key (docs/nerm-api.md, "Open questions, and the simulator switch for each").
 pub fn login_key(login: &str) -> String {
     login.trim().to_lowercase()
 }
@@ -141,7 +141,7 @@ pub struct Tenant {
     pub idp_directory: BTreeMap<String, Vec<String>>,
     #[serde(skip)]
     login_index: HashMap<String, Uuid>,
-    /// Profile ids in id order, for `after_id` paging (NOTES §2.6).
+    /// Profile ids in id order, for `after_id` paging (docs/nerm-api.md, "Records and their values").
     #[serde(skip)]
     profile_order: BTreeSet<Uuid>,
     #[serde(skip)]
@@ -195,7 +195,7 @@ impl Tenant {
 
     // ----- users ---------------------------------------------------------------------------
 
-    /// `POST /user` (NOTES §2.1, §5 items 10–13).
+    /// `POST /user` (docs/nerm-api.md, "Endpoints used").
     pub fn create_user(&mut self, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let name = Field::read(obj, "name", &mut errs);
@@ -285,7 +285,7 @@ impl Tenant {
         }
     }
 
-    /// `PATCH /users/{id}`: partial; an unchanged PATCH writes nothing (NOTES §2.3).
+    /// `PATCH /users/{id}`: partial; an unchanged PATCH writes nothing (docs/nerm-api.md, "Endpoints used").
     pub fn patch_user(&mut self, id: Uuid, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let Some(current) = self.users.get(&id) else {
             return Err(ApiError::NotFound("User"));
@@ -360,7 +360,7 @@ impl Tenant {
         Ok(self.users.get(&id).expect("exists").render())
     }
 
-    /// `DELETE /users/{id}`, cascading to the user's links (NOTES §5 item 24).
+    /// `DELETE /users/{id}`, cascading to the user's links (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub fn delete_user(&mut self, id: Uuid) -> Result<(), ApiError> {
         let user = self.users.remove(&id).ok_or(ApiError::NotFound("User"))?;
         self.login_index.remove(&login_key(&user.login));
@@ -379,7 +379,7 @@ impl Tenant {
             .collect()
     }
 
-    /// Recomputes the roles a user holds through `group_strings` (NOTES §5 item 13).
+    /// Recomputes the roles a user holds through `group_strings` (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     fn sync_group_roles(&mut self, user_id: Uuid) {
         let Some(user) = self.users.get(&user_id) else {
             return;
@@ -416,7 +416,7 @@ impl Tenant {
         }
     }
 
-    // ----- SSO hooks (NOTES §4, §5 item 14) -----------------------------------------------
+    // ----- SSO hooks (docs/nerm-api.md, "Roles under SSO") -----------------------------------------------
 
     /// An SSO login. Returns the user after the login, or why the login failed.
     pub fn simulate_login(&mut self, req: &LoginRequest, b: &Behaviour) -> Result<Value, String> {
@@ -478,7 +478,7 @@ impl Tenant {
         Ok(self.users.get(&user_id).expect("exists").render())
     }
 
-    /// NERM's daily refresh: drops every role the IdP does not back (NOTES §4 item 6).
+    /// NERM's daily refresh: drops every role the IdP does not back (docs/nerm-api.md, "Roles under SSO").
     /// Returns how many role assignments were removed.
     pub fn daily_refresh(&mut self, b: &Behaviour) -> usize {
         if b.isc_entitlement_mode {
@@ -497,7 +497,7 @@ impl Tenant {
 
     // ----- user roles ----------------------------------------------------------------------
 
-    /// `POST /user_role` (NOTES §2.5, §5 items 15–16).
+    /// `POST /user_role` (docs/nerm-api.md, "Endpoints used").
     pub fn create_user_role(&mut self, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let user_id = self.required_ref(obj, "user_id", &mut errs, |t, id| t.users.contains(id));
@@ -550,7 +550,7 @@ impl Tenant {
 
     // ----- user ↔ profile links ------------------------------------------------------------
 
-    /// `POST /user_profile` (NOTES §2.9; single owner per profile).
+    /// `POST /user_profile` (docs/nerm-api.md, "Endpoints used"; single owner per profile).
     pub fn create_user_profile(&mut self, obj: &Map<String, Value>, b: &Behaviour) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let user_id = self.required_ref(obj, "user_id", &mut errs, |t, id| t.users.contains(id));
@@ -606,7 +606,7 @@ impl Tenant {
 
     // ----- user managers -------------------------------------------------------------------
 
-    /// `POST /user_manager` (NOTES §2.10).
+    /// `POST /user_manager` (docs/nerm-api.md, "Endpoints used").
     pub fn create_user_manager(&mut self, obj: &Map<String, Value>) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let user_id = self.required_ref(obj, "user_id", &mut errs, |t, id| t.users.contains(id));
@@ -655,7 +655,7 @@ impl Tenant {
 
     // ----- profiles ------------------------------------------------------------------------
 
-    /// `POST /profile` (NOTES §2.6, §5 items 20–23).
+    /// `POST /profile` (docs/nerm-api.md, "Records and their values").
     pub fn create_profile(&mut self, obj: &Map<String, Value>, b: &Behaviour) -> Result<Value, ApiError> {
         let mut errs = FieldErrors::default();
         let type_id = self.required_ref(obj, "profile_type_id", &mut errs, |t, id| {
@@ -755,7 +755,7 @@ impl Tenant {
         Ok(self.render_profile(self.profiles.get(&id).expect("exists"), false, b))
     }
 
-    /// `DELETE /profiles/{id}`; its user_profiles go with it (NOTES §5 item 24).
+    /// `DELETE /profiles/{id}`; its user_profiles go with it (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub fn delete_profile(&mut self, id: Uuid) -> Result<(), ApiError> {
         self.profiles.remove(&id).ok_or(ApiError::NotFound("Profile"))?;
         self.profile_order.remove(&id);
@@ -889,7 +889,7 @@ impl Tenant {
         }
     }
 
-    /// Names from the type's naming attributes, joined by one space (NOTES §5 item 21).
+    /// Names from the type's naming attributes, joined by one space (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     fn apply_naming(&self, p: &mut Profile) {
         let Some(pt) = self.profile_types.get(&p.profile_type_id) else {
             return;
@@ -907,7 +907,7 @@ impl Tenant {
         p.name = parts.join(" ");
     }
 
-    /// Owner/contributor select attributes materialise as user_profiles rows (NOTES §5 item 22).
+    /// Owner/contributor select attributes materialise as user_profiles rows (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     fn sync_user_select_links(&mut self, profile_id: Uuid) {
         let Some(p) = self.profiles.get(&profile_id) else {
             return;
@@ -964,7 +964,7 @@ impl Tenant {
         }
     }
 
-    /// A profile as GET shows it: select attributes as names (NOTES §3.6).
+    /// A profile as GET shows it: select attributes as names (docs/nerm-api.md, "Records and their values").
     pub fn render_profile(&self, p: &Profile, exclude_attributes: bool, b: &Behaviour) -> Value {
         let mut m = Map::new();
         m.insert("id".into(), json!(p.id));
@@ -1017,7 +1017,7 @@ impl Tenant {
 
     // ----- bulk and jobs -------------------------------------------------------------------
 
-    /// Applies one bulk body item by item (NOTES §5 item 18).
+    /// Applies one bulk body item by item (docs/nerm-api.md, "Open questions, and the simulator switch for each").
     pub fn apply_bulk(&mut self, kind: BulkKind, items: &[Value], b: &Behaviour) -> Vec<ItemResult> {
         items
             .iter()
@@ -1208,7 +1208,7 @@ pub fn looks_like_email(s: &str) -> bool {
         && !domain.contains('@')
 }
 
-/// Checks `text` against one of NERM's date formats (NOTES §2.8).
+/// Checks `text` against one of NERM's date formats (docs/nerm-api.md, "Records and their values").
 pub fn date_matches(text: &str, fmt: &str) -> bool {
     let sep = if fmt.contains('/') { '/' } else { '-' };
     let parts: Vec<&str> = text.split(sep).collect();

@@ -1,4 +1,4 @@
-//! Authentication (NOTES §1.2, §5 item 8) and the routing-level errors.
+//! Authentication (docs/nerm-api.md, "Authentication") and the routing-level errors.
 
 mod common;
 
@@ -70,7 +70,7 @@ async fn an_unknown_path_is_a_404_with_an_error_body() {
     let h = Harness::start().await;
     let r = h.get("/no_such_resource").await;
     assert_eq!(r.expect(404), json!({"error": "The requested resource was not found"}));
-    // there is no /v1 segment (NOTES §1.1)
+    // there is no /v1 segment (docs/nerm-api.md, "Base URL and envelopes")
     assert_eq!(h.get("/v1/users").await.status, 404);
 }
 

@@ -143,7 +143,10 @@ async fn the_default_threshold_makes_a_body_of_100_a_job() {
     let h = Harness::start().await;
     let users: Vec<Value> = (0..100).map(|i| user(&format!("t{i}"))).collect();
     let r = h.post("/users", json!({ "users": users })).await.ok();
-    assert_eq!(r["info"], "job has started", "threshold:100 is the default for users (NOTES §5 item 17)");
+    assert_eq!(
+        r["info"], "job has started",
+        "threshold:100 is the default for users (docs/nerm-api.md, open questions)"
+    );
     let r = h.post("/users", json!({"users": [user("small")]})).await.ok();
     assert_eq!(field_of(&r, "users", "login"), ["small"]);
 }

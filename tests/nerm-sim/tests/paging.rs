@@ -45,7 +45,7 @@ async fn offset_and_limit_page_through_users_in_creation_order() {
     assert_eq!(logins("limit=3").await, ["u000", "u001", "u002"]);
     assert_eq!(logins("limit=3&offset=3").await, ["u003", "u004", "u005"]);
     assert_eq!(logins("limit=3&offset=6").await, ["u006"]);
-    // An offset past the end is an empty 200 page (NOTES §5 item 2)
+    // An offset past the end is an empty 200 page (docs/nerm-api.md, "Open questions, and the simulator switch for each")
     assert_eq!(h.get("/users?limit=3&offset=9").await.ok(), json!({"users": []}));
     // No limit: the default page of 100
     assert_eq!(logins("").await.len(), 7);
@@ -225,7 +225,11 @@ async fn after_id_honours_the_profile_type_and_ignores_other_filters() {
 
     let mut expected = employees.clone();
     expected.sort();
-    assert_eq!(field_of(&body, "profiles", "id"), expected, "status is ignored in after_id mode (NOTES §5 item 4)");
+    assert_eq!(
+        field_of(&body, "profiles", "id"),
+        expected,
+        "status is ignored in after_id mode (docs/nerm-api.md, open questions)"
+    );
     assert_eq!(body["_metadata"]["total"], 5);
 }
 

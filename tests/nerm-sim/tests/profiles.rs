@@ -452,7 +452,7 @@ async fn with_dup_protection_on_a_profile_equal_in_all_dup_attributes_is_rejecte
         json!({"error": "The profile failed to create",
                "errors": {"base": "a profile with the same duplicate-detection attributes already exists"}})
     );
-    // AND with the switch off (the default) the API does not enforce it (NOTES §5 item 23)
+    // AND with the switch off (the default) the API does not enforce it (docs/nerm-api.md, "Open questions, and the simulator switch for each")
     h.configure(json!({"behaviour": {"enforce_dup_protection": false}})).await;
     h.post("/profile", visitor("Ann", "Lee")).await.ok();
 }

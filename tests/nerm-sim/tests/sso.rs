@@ -1,4 +1,4 @@
-//! The SSO hooks (NOTES §4, §5 item 14): logins and the daily refresh rewrite role assignments
+//! The SSO hooks (docs/nerm-api.md, "Roles under SSO"): logins and the daily refresh rewrite role assignments
 //! in the default mode, leave them alone in ISC-entitlement mode, and never touch profile or
 //! manager links.
 
@@ -114,7 +114,7 @@ async fn in_isc_entitlement_mode_logins_and_the_daily_refresh_leave_roles_alone(
 #[tokio::test]
 async fn the_daily_refresh_drops_a_group_role_the_idp_directory_does_not_back() {
     let h = Harness::start().await;
-    // GIVEN a user created through the API with group_strings "Sponsors" (NOTES §4 item 6)
+    // GIVEN a user created through the API with group_strings "Sponsors" (docs/nerm-api.md, "Roles under SSO")
     let dropped = h.create_user("api.sponsor", json!({"group_strings": "Sponsors"})).await;
     // AND one whose IdP directory entry has the group (login case does not matter)
     let kept = h.create_user("Backed.Sponsor", json!({"group_strings": "Sponsors"})).await;
@@ -152,7 +152,7 @@ async fn the_daily_refresh_follows_the_idp_directory_after_a_login() {
     // WHEN the daily refresh runs
     h.sim_post("/sso/daily_refresh", json!({})).await.ok();
 
-    // THEN Sponsor is no longer backed and goes (NOTES §4 item 6)
+    // THEN Sponsor is no longer backed and goes (docs/nerm-api.md, "Roles under SSO")
     assert_eq!(h.role_uids_of(&id(&r["user"])).await, ["employee"]);
 }
 

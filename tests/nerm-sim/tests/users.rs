@@ -247,7 +247,11 @@ async fn users_can_be_filtered_by_login_email_status_and_type() {
     let logins = async |path: &str| field_of(&h.get(path).await.ok(), "users", "login");
     // THEN each filter is an exact match
     assert_eq!(logins("/users?login=alice").await, ["alice"]);
-    assert_eq!(logins("/users?login=ALICE").await, Vec::<String>::new(), "case-sensitive (NOTES §5 item 5)");
+    assert_eq!(
+        logins("/users?login=ALICE").await,
+        Vec::<String>::new(),
+        "case-sensitive (docs/nerm-api.md, open questions)"
+    );
     assert_eq!(logins("/users?email=bob@example.com").await, ["bob"]);
     assert_eq!(logins("/users?email=bob").await, Vec::<String>::new(), "no partial match");
     assert_eq!(logins("/users?user_status=Disabled").await, ["bob"]);
