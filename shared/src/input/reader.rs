@@ -663,7 +663,7 @@ impl QuoteScan {
 }
 
 /// The first `byte` in `haystack`, eight bytes at a time: values are short, so this beats a
-/// `memchr` call's set-up (callgrind, 100,000 rows read: 244.5M instructions against 270.3M).
+/// `memchr` call's set-up (BENCHMARKS.md, "What the numbers expose").
 #[inline]
 pub(super) fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -687,8 +687,8 @@ pub(super) fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
 /// Files field number `field` of a data record, its value `bytes` (kept in `slot` if wanted):
 /// a wanted value over `max_field` marks the record too long (and as having content), any
 /// other value may give the record content. Returns the slot to keep the value's span in:
-/// `None` for an unwanted field or one too long. Inlined: it runs for every field, and as a
-/// call it cost 150 instructions per row (callgrind, 100,000 rows).
+/// `None` for an unwanted field or one too long. Inlined: it runs for every field, where a
+/// call's cost shows in the first pass.
 #[inline(always)]
 fn file_field(
     slot: Option<usize>,
