@@ -11,6 +11,38 @@
 
 use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+
+/// A login as logins are compared: folded (see the module documentation). Every map by login
+/// is keyed by it, so a login cannot be looked up unfolded by mistake.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LoginKey(String);
+
+impl LoginKey {
+    pub fn of(login: &str) -> LoginKey {
+        LoginKey(fold_login(login))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A map by `LoginKey` can be asked with an already folded `&str` (see [`with_folded`]): the
+/// key hashes and compares as its text.
+impl std::borrow::Borrow<str> for LoginKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LoginKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The folded form of `login` (see the module documentation).
 pub fn fold_login(login: &str) -> String {
     let mut key = String::with_capacity(login.len());

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use futures::stream::{self, StreamExt};
 
 use super::plan::{EmployeePlan, Op};
-use super::snapshot::{Snapshot, login_key};
+use super::snapshot::Snapshot;
+use crate::login::LoginKey;
 use crate::nerm::model::{JobItemFailure, JobOutcome, ProfilePatch};
 use crate::nerm::{BulkAnswer, Identity, JobEntry, Listing, NermClient, NermError, Write, WriteKind as Kind};
 
@@ -68,8 +69,8 @@ impl Lost {
 /// created.
 #[derive(Debug, Default, Clone)]
 pub struct Ids {
-    /// Lower-cased login → user id.
-    pub users: HashMap<String, String>,
+    /// Login → user id.
+    pub users: HashMap<LoginKey, String>,
     /// Employee key → profile id.
     pub profiles: HashMap<String, String>,
 }
@@ -78,7 +79,7 @@ impl Ids {
     pub fn from_snapshot(snap: &Snapshot) -> Ids {
         let mut ids = Ids::default();
         for u in &snap.users {
-            ids.users.insert(login_key(&u.login), u.id.clone());
+            ids.users.insert(LoginKey::of(&u.login), u.id.clone());
         }
         for (k, p) in snap.keyed_profiles() {
             ids.profiles.insert(k.to_string(), p.id.clone());
@@ -91,7 +92,7 @@ impl Ids {
         let mut ids = Ids::default();
         for p in plans {
             if let Some(u) = &p.user_id {
-                ids.users.insert(login_key(&p.login), u.clone());
+                ids.users.insert(LoginKey::of(&p.login), u.clone());
             }
             if let Some(pr) = &p.profile_id {
                 ids.profiles.insert(p.key.clone(), pr.clone());
@@ -108,7 +109,7 @@ impl Ids {
                     *id = self.profiles.get(manager_key).cloned();
                 }
                 Op::SetUserManager { manager_login, manager_user_id: id @ None, .. } => {
-                    *id = self.users.get(&login_key(manager_login)).cloned();
+                    *id = self.users.get(&LoginKey::of(manager_login)).cloned();
                 }
                 _ => {}
             }
@@ -119,7 +120,7 @@ impl Ids {
 /// `plan` with only `ops` left to do: its user and profile exist now (ids from the plan or from
 /// `ids`). Its report row still tells everything the plan changed.
 pub fn remaining(plan: EmployeePlan, ops: Vec<Op>, ids: &Ids) -> EmployeePlan {
-    let user_id = plan.user_id.clone().or_else(|| ids.users.get(&login_key(&plan.login)).cloned());
+    let user_id = plan.user_id.clone().or_else(|| ids.users.get(&LoginKey::of(&plan.login)).cloned());
     let profile_id = plan.profile_id.clone().or_else(|| ids.profiles.get(&plan.key).cloned());
     EmployeePlan { ops, user_id, profile_id, ..plan }
 }
@@ -287,7 +288,7 @@ impl<'a> Applier<'a> {
                 let write = match (kind, op) {
                     (Kind::CreateUsers, Op::CreateUser { user }) => ids
                         .users
-                        .get(&login_key(&p.login))
+                        .get(&LoginKey::of(&p.login))
                         .map(|id| Write::PatchUser { id: id.clone(), patch: user.as_patch() }),
                     (Kind::CreateProfiles, Op::CreateProfile { profile }) => ids
                         .profiles
@@ -347,7 +348,7 @@ impl<'a> Applier<'a> {
                 match op {
                     Op::CreateUser { user } => creates.push(Item {
                         plan: i,
-                        identity: Identity::User { login: login_key(&user.login) },
+                        identity: Identity::User { login: LoginKey::of(&user.login) },
                         write: Write::CreateUser(user.clone()),
                     }),
                     Op::PatchUser { user_id, patch } => {
@@ -360,7 +361,7 @@ impl<'a> Applier<'a> {
         for (plan, r) in self.write(Kind::CreateUsers, creates).await {
             match r {
                 Ok(id) => {
-                    ids.users.insert(login_key(&plans[plan].login), id);
+                    ids.users.insert(LoginKey::of(&plans[plan].login), id);
                 }
                 Err(e) => status.fail(plan, format!("creating the user failed: {e}")),
             }
@@ -405,7 +406,7 @@ impl<'a> Applier<'a> {
             if status.failed(i) {
                 continue;
             }
-            let user_id = ids.users.get(&login_key(&p.login)).cloned().or_else(|| p.user_id.clone());
+            let user_id = ids.users.get(&LoginKey::of(&p.login)).cloned().or_else(|| p.user_id.clone());
             let profile_id = ids.profiles.get(&p.key).cloned().or_else(|| p.profile_id.clone());
             let own = Own { plan: i, login: &p.login, key: &p.key, user_id, profile_id };
             for op in &p.ops {
@@ -446,7 +447,7 @@ impl<'a> Applier<'a> {
             }
             Op::SetUserManager { manager_login, manager_user_id, existing_link_id } => {
                 let uid = own.user()?;
-                let known = manager_user_id.clone().or_else(|| ids.users.get(&login_key(manager_login)).cloned());
+                let known = manager_user_id.clone().or_else(|| ids.users.get(&LoginKey::of(manager_login)).cloned());
                 let Some(mid) = known else {
                     status.manager_missing(i, manager_login, "user");
                     return Ok(());
@@ -879,7 +880,7 @@ impl<'a> Applier<'a> {
         let c = self.client;
         Ok(match kind {
             Kind::CreateUsers => {
-                c.users().await?.into_iter().map(|u| (Identity::User { login: login_key(&u.login) }, u.id)).collect()
+                c.users().await?.into_iter().map(|u| (Identity::User { login: LoginKey::of(&u.login) }, u.id)).collect()
             }
             Kind::CreateUserRoles => c
                 .user_roles()

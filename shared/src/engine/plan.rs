@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::read::{Employee, Rejection};
-use super::snapshot::{Snapshot, login_key};
+use super::snapshot::Snapshot;
 use crate::config::{CatalogRole, ResolvedConfig, RoleStrategy, SelfRelationship, SyncMode};
 use crate::input::validate::{Field, check_login, check_not_own_manager};
 use crate::input::{KeyIndex, LoginIndex, LoginIndexFull, RowError};
+use crate::login::LoginKey;
 use crate::nerm::model::{NewProfile, NewUser, ProfilePatch, UserPatch};
 
 /// One NERM write for one employee. The employee's own user and profile are implied.
@@ -360,7 +361,7 @@ impl<'a> Planner<'a> {
         match recorded {
             Some(login)
                 if !login.trim().eq_ignore_ascii_case(user.login.trim())
-                    && login_key(login) != login_key(&user.login) =>
+                    && LoginKey::of(login) != LoginKey::of(&user.login) =>
             {
                 None
             }
@@ -682,8 +683,8 @@ impl<'a> Planner<'a> {
     /// Where the manager's profile is: already in NERM (id and display name), or to be created
     /// in this run from the file.
     fn manager_profile(&self, manager_login: &str) -> Option<ManagerProfile<'a>> {
-        let lower = login_key(manager_login);
-        if let Some(key) = self.file.key_of(&lower) {
+        let lower = LoginKey::of(manager_login);
+        if let Some(key) = self.file.key_of(lower.as_str()) {
             return Some(match self.snap.profile_by_key(key) {
                 Some(p) => ManagerProfile::Existing { id: &p.id, name: &p.name },
                 None => ManagerProfile::InFile { key },

@@ -11,6 +11,7 @@ use super::read::{Employee, EmployeeReader, ReadContext, index_file};
 use super::snapshot::Snapshot;
 use crate::config::{ConfigError, MappingConfig, ResolvedConfig};
 use crate::input::{FileError, LoginIndex};
+use crate::login::LoginKey;
 use crate::nerm::{NermClient, NermError};
 use crate::report::{Outcome, ReportSink, RowReport};
 
@@ -215,10 +216,10 @@ impl<J: Write + Send, C: Write + Send> ApplySink<'_, J, C> {
         ids.users.extend(own.users);
         ids.profiles.extend(own.profiles);
         // Ids of employees who manage nobody are not needed after this chunk.
-        let forget: Vec<(String, String)> = plans
+        let forget: Vec<(LoginKey, String)> = plans
             .iter()
             .filter(|p| !self.managers.contains(&p.login))
-            .map(|p| (super::snapshot::login_key(&p.login), p.key.clone()))
+            .map(|p| (LoginKey::of(&p.login), p.key.clone()))
             .collect();
         let (errors, mut ids) = applier.apply_with(&plans, ids, missing).await;
         for (p, err) in plans.into_iter().zip(errors) {

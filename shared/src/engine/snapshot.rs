@@ -7,19 +7,14 @@ use std::collections::HashMap;
 use crate::config::{
     CatalogAttribute, CatalogProfileType, CatalogRole, NermCatalog, ResolvedConfig, RoleStrategy, RoleType,
 };
+use crate::login::LoginKey;
 use crate::nerm::model::{Profile, Role, RoleKind, User, UserManager, UserProfile, UserRole};
 use crate::nerm::{NermClient, NermError};
-
-/// A login folded for comparison ([`crate::login`]: trimmed, case-folded): how logins are
-/// compared everywhere.
-pub fn login_key(login: &str) -> String {
-    crate::login::fold_login(login)
-}
 
 /// The NERM state the mapping config manages.
 /// A snapshot index by id, login or key. The planner looks several up per row, so they hash
 /// with foldhash (randomly seeded) rather than SipHash.
-type Index<V> = HashMap<String, V, foldhash::fast::RandomState>;
+type Index<V, K = String> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
@@ -30,7 +25,7 @@ pub struct Snapshot {
     pub user_managers: Vec<UserManager>,
     /// Records NERM answered that could not be read, skipped (one line each, for the summary).
     pub warnings: Vec<String>,
-    user_by_login: Index<usize>,
+    user_by_login: Index<usize, LoginKey>,
     user_by_id: Index<usize>,
     profile_by_key: Index<usize>,
     profile_by_id: Index<usize>,
@@ -117,7 +112,7 @@ impl Snapshot {
     ) -> Snapshot {
         let mut s = Snapshot { users, profiles, user_roles, user_profiles, user_managers, ..Snapshot::default() };
         for (i, u) in s.users.iter().enumerate() {
-            s.user_by_login.insert(login_key(&u.login), i);
+            s.user_by_login.insert(LoginKey::of(&u.login), i);
             s.user_by_id.insert(u.id.clone(), i);
         }
         for (i, p) in s.profiles.iter().enumerate() {

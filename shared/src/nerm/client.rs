@@ -690,8 +690,8 @@ impl NermClient {
         let v = self.call(Method::GET, "/users", "/users", &q, None).await?;
         let users: Vec<User> = self.readable(Self::records(v, "users", "/users")?, "/users");
         // The filter may be exact or not; logins are compared as everywhere else (`crate::login`).
-        let wanted = crate::login::fold_login(login);
-        Ok(users.into_iter().find(|u| crate::login::fold_login(&u.login) == wanted))
+        let wanted = crate::login::LoginKey::of(login);
+        Ok(users.into_iter().find(|u| crate::login::LoginKey::of(&u.login) == wanted))
     }
 
     pub async fn roles(&self) -> Result<Vec<Role>, NermError> {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::NermError;
 use super::model::{NewProfile, NewUser, ProfilePatch, UserPatch};
-use crate::login::fold_login;
+use crate::login::LoginKey;
 
 /// A NERM collection the engine lists, counts or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,7 +192,7 @@ pub enum Identity {
     Id(String),
     /// A user by its login, folded as logins are compared everywhere (`crate::login`).
     User {
-        login: String,
+        login: LoginKey,
     },
     /// A profile by its key attribute's value, trimmed.
     Profile {
@@ -219,7 +219,7 @@ impl Identity {
         let s = |k: &str| r.get(k).and_then(Value::as_str).map(String::from);
         Some(match kind {
             WriteKind::PatchUsers | WriteKind::PatchProfiles => Identity::Id(s("id")?),
-            WriteKind::CreateUsers => Identity::User { login: fold_login(&s("login")?) },
+            WriteKind::CreateUsers => Identity::User { login: LoginKey::of(&s("login")?) },
             WriteKind::CreateProfiles => {
                 Identity::Profile { key: r.get("attributes")?.get(key_attribute)?.as_str()?.trim().to_string() }
             }
@@ -317,7 +317,7 @@ mod tests {
         let user = json!({ "id": "u1", "login": "Ann@Example.COM" });
         assert_eq!(
             Identity::in_record(WriteKind::CreateUsers, &user, "employee_id"),
-            Some(Identity::User { login: fold_login("ann@example.com") })
+            Some(Identity::User { login: LoginKey::of("ann@example.com") })
         );
         let profile = json!({ "id": "p1", "attributes": { "employee_id": " E1 " } });
         assert_eq!(
@@ -345,6 +345,6 @@ mod tests {
         let BulkAnswer::Records(named) = BulkAnswer::records(WriteKind::CreateUsers, &records, "k") else {
             panic!("records")
         };
-        assert_eq!(named, [(Identity::User { login: "a".into() }, "u1".into())]);
+        assert_eq!(named, [(Identity::User { login: LoginKey::of("a") }, "u1".into())]);
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Settings;
 use crate::engine::EmployeePlan;
 use crate::engine::Ids;
-use crate::engine::snapshot::login_key;
+use crate::login::LoginKey;
 use crate::ports::{ObjectStore, PortError};
 
 /// Ids objects read at once.
@@ -21,8 +21,8 @@ const READS_AT_ONCE: usize = 8;
 /// What one part of a run left in NERM: the ids of its employees' users and profiles that exist.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartIds {
-    /// Lower-cased login → user id.
-    pub users: BTreeMap<String, String>,
+    /// Login → user id.
+    pub users: BTreeMap<LoginKey, String>,
     /// Employee key → profile id.
     pub profiles: BTreeMap<String, String>,
 }
@@ -32,7 +32,7 @@ impl PartIds {
     pub fn of(plans: &[EmployeePlan], ids: &Ids) -> PartIds {
         let mut out = PartIds::default();
         for p in plans {
-            let login = login_key(&p.login);
+            let login = LoginKey::of(&p.login);
             if let Some(u) = ids.users.get(&login) {
                 out.users.insert(login, u.clone());
             }
@@ -131,7 +131,7 @@ mod tests {
 
     fn boss_ids() -> PartIds {
         PartIds {
-            users: BTreeMap::from([("boss@example.com".into(), "u-boss".into())]),
+            users: BTreeMap::from([(LoginKey::of("boss@example.com"), "u-boss".into())]),
             profiles: BTreeMap::from([("E1".into(), "p-boss".into())]),
         }
     }
@@ -142,9 +142,9 @@ mod tests {
         let store = MemoryStore::default();
         let settings = Settings::default();
         let mut ids = Ids::default();
-        ids.users.insert("boss@example.com".into(), "u-boss".into());
+        ids.users.insert(LoginKey::of("boss@example.com"), "u-boss".into());
         ids.profiles.insert("E1".into(), "p-boss".into());
-        ids.users.insert("elsewhere@example.com".into(), "u-other".into());
+        ids.users.insert(LoginKey::of("elsewhere@example.com"), "u-other".into());
         // WHEN it writes its ids object
         let mine = PartIds::of(&[plan("Boss@Example.com", "E1")], &ids);
         write_ids(&store, &settings, RUN, "m00001", &mine).await.unwrap();
@@ -178,7 +178,10 @@ mod tests {
         let store = MemoryStore::default();
         let settings = Settings::default();
         write_ids(&store, &settings, RUN, "a1.m00000", &boss_ids()).await.unwrap();
-        let ann = PartIds { users: BTreeMap::from([("ann@example.com".into(), "u-ann".into())]), ..PartIds::default() };
+        let ann = PartIds {
+            users: BTreeMap::from([(LoginKey::of("ann@example.com"), "u-ann".into())]),
+            ..PartIds::default()
+        };
         write_ids(&store, &settings, RUN, "a1.m00001", &ann).await.unwrap();
         store.insert("runs/run1/ids/a1.m00002.json", "not json");
         write_ids(
@@ -186,7 +189,10 @@ mod tests {
             &settings,
             RUN,
             "zz.m00000",
-            &PartIds { users: BTreeMap::from([("old@example.com".into(), "u-old".into())]), ..PartIds::default() },
+            &PartIds {
+                users: BTreeMap::from([(LoginKey::of("old@example.com"), "u-old".into())]),
+                ..PartIds::default()
+            },
         )
         .await
         .unwrap();

@@ -142,6 +142,7 @@ mod tests {
 
     use super::*;
     use crate::engine::{Op, PlanKind, Target};
+    use crate::login::LoginKey;
     use crate::pipeline::ids::{PartIds, write_ids};
     use crate::pipeline::{Settings, write_part};
     use crate::ports::memory::{MemoryNotifier, MemoryQueue, MemoryStore};
@@ -202,7 +203,7 @@ mod tests {
         store.insert(&settings.claim_key(RUN, "a1.m00000"), serde_json::to_vec(&decision).unwrap());
         store.insert(&settings.claim_key(RUN, "a1.m00001"), serde_json::to_vec(&Decision::default()).unwrap());
         let boss = PartIds {
-            users: BTreeMap::from([("boss@example.com".into(), "u-boss".into())]),
+            users: BTreeMap::from([(LoginKey::of("boss@example.com"), "u-boss".into())]),
             profiles: BTreeMap::from([("E1".into(), "p-boss".into())]),
         };
         write_ids(store, settings, RUN, "a1.m00000", &PartIds::default()).await.unwrap();

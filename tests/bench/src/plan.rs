@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shared::engine::snapshot::login_key;
 use shared::engine::{Employee, EmployeeReader, Op, Planner, ReadContext, RowPlan, Snapshot, index_file};
+use shared::login::LoginKey;
 use shared::nerm::model::{Profile, User, UserManager, UserProfile};
 
 use crate::util::{self, Measurement, fmt_num, mib, proc_status_kb, secs};
@@ -39,7 +39,7 @@ fn synthesize(csv: &Path, change_every: usize) -> Result<State, String> {
     let mut reader = EmployeeReader::new(open()?, &ctx).map_err(|e| e.to_string())?;
     let manager_attr = resolved.manager_attribute().map(|a| a.uid.clone()).ok_or("no manager attribute")?;
     let mut s = State::default();
-    let mut user_of_login: HashMap<String, String> = HashMap::new();
+    let mut user_of_login: HashMap<LoginKey, String> = HashMap::new();
     let mut profile_of_key: HashMap<String, usize> = HashMap::new();
     let mut deferred_user_managers: Vec<(String, String)> = Vec::new();
     let mut deferred_profile_managers: Vec<(usize, String)> = Vec::new();
@@ -54,7 +54,7 @@ fn synthesize(csv: &Path, change_every: usize) -> Result<State, String> {
         for op in plan.ops {
             match op {
                 Op::CreateUser { user } => {
-                    user_of_login.insert(login_key(&user.login), user_id.clone());
+                    user_of_login.insert(LoginKey::of(&user.login), user_id.clone());
                     s.users.push(User {
                         id: user_id.clone(),
                         uid: String::new(),
@@ -99,7 +99,7 @@ fn synthesize(csv: &Path, change_every: usize) -> Result<State, String> {
         n += 1;
     }
     for (i, (user_id, manager_login)) in deferred_user_managers.into_iter().enumerate() {
-        let manager_id = user_of_login.get(&login_key(&manager_login)).ok_or("manager user missing")?.clone();
+        let manager_id = user_of_login.get(&LoginKey::of(&manager_login)).ok_or("manager user missing")?.clone();
         s.user_managers.push(UserManager { id: id(4, i), user_id, manager_id });
     }
     for (profile, manager_key) in deferred_profile_managers {
