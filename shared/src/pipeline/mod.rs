@@ -137,7 +137,9 @@ pub struct Manifest {
     pub run_id: String,
     pub source_key: String,
     pub dry_run: bool,
-    pub started_at: String,
+    /// When the ingest took the run on (RFC 3339, see [`crate::report::now`]).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
     /// The ingest attempt that planned the run: every part name it made begins `{attempt}.`,
     /// and only those parts count. An attempt that died before writing the manifest may have
     /// queued messages; they are applied (NERM writes are idempotent) but not reported, since
@@ -298,8 +300,10 @@ fn add_run_facts(summary: &mut Summary, manifest: &Manifest, stats: PartStats) {
         summary.warnings.push(format!("quarantined: {q}"));
     }
     summary.planned = manifest.planned.clone();
-    summary.finished_at = crate::report::now_rfc3339();
-    summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
+    let finished_at = crate::report::now();
+    summary.finished_at = Some(finished_at);
+    // 0 if the clocks of the ingest and of this finisher disagree the other way.
+    summary.duration_ms = u64::try_from((finished_at - manifest.started_at).whole_milliseconds()).unwrap_or(0);
 }
 
 /// The report files of a finished run, by name, as the store addresses them.
@@ -371,7 +375,7 @@ async fn merge_parts<S: ObjectStore>(
     let all_path = work.join("parts.jsonl");
     let mut all = BufWriter::new(std::fs::File::create(&all_path).map_err(disk)?);
     let part_path = work.join("part.jsonl");
-    let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
+    let mut summary = Summary::new(run, manifest.started_at, manifest.dry_run);
     let mut index: Vec<MergeEntry> = Vec::new();
     let mut offset = 0u64;
     for key in store.list(&settings.counted_parts_prefix(manifest)).await? {
@@ -429,4 +433,21 @@ async fn merge_parts<S: ObjectStore>(
 
 fn short(run: &str) -> &str {
     &run[..run.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_written_by_an_earlier_build_reads_and_is_written_the_same_way() {
+        let earlier = serde_json::json!({
+            "run_id": "r1", "source_key": "incoming/hr.csv", "dry_run": false,
+            "started_at": "2026-12-07T10:00:00.123Z", "attempt": "a1b2c3", "expected_rows": 3,
+            "messages": 1, "warnings": [], "quarantined": null, "planned": {"create_user": 3}, "target": null
+        });
+        let manifest: Manifest = serde_json::from_value(earlier.clone()).unwrap();
+        assert_eq!(manifest.started_at, time::macros::datetime!(2026-12-07 10:00:00.123 UTC));
+        assert_eq!(serde_json::to_value(&manifest).unwrap(), earlier);
+    }
 }
