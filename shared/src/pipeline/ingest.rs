@@ -295,8 +295,13 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     ctx: &RunContext<'_>,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
-    let local = work_dir.join(format!("{}.csv", ctx.run));
-    p.store.download(ctx.key, &local).await.map_err(|e| ctx.transient(e))?;
+    // Removed when dropped, however this returns. Named by the run id, never by the key.
+    let local = tempfile::Builder::new()
+        .prefix(&format!("{}-", ctx.run))
+        .suffix(".csv")
+        .tempfile_in(work_dir)
+        .map_err(|e| ctx.transient(PortError::new("local disk", format!("{}: {e}", work_dir.display()), false)))?;
+    p.store.download(ctx.key, local.path()).await.map_err(|e| ctx.transient(e))?;
     let attempt = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let mut sink = IngestSink {
         p,
@@ -308,8 +313,8 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         plans: Vec::new(),
         messages: 0,
     };
-    let planned = plan_into(&mut sink, &local, config, client, ctx).await;
-    let _ = std::fs::remove_file(&local);
+    let planned = plan_into(&mut sink, local.path(), config, client, ctx).await;
+    drop(local);
     let stats = serde_json::to_vec(&PartStats::from_client(&client.stats())).unwrap_or_default();
     let stats_key = format!("{}ingest.json", p.settings.stats_prefix(&ctx.run));
     p.store.put(&stats_key, stats, "application/json").await.map_err(|e| ctx.transient(e))?;

@@ -227,9 +227,13 @@ async fn finish_if_complete<S: ObjectStore, Q, N: Notifier>(
     if rows_reported(parts, settings, manifest) < manifest.expected_rows {
         return Ok(None);
     }
-    let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
-    let merged = merge_and_upload(store, settings, run, &work, manifest).await;
-    let _ = std::fs::remove_dir_all(&work);
+    // Removed with everything in it when dropped, however the merge ends.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("nerm-report-{}-", short(run)))
+        .tempdir()
+        .map_err(|e| PortError::new("local disk", format!("{}: {e}", std::env::temp_dir().display()), true))?;
+    let merged = merge_and_upload(store, settings, run, work.path(), manifest).await;
+    drop(work);
     let (mut summary, listed) = merged?;
     add_run_facts(&mut summary, manifest, run_stats(store, settings, run).await?);
     let page = crate::report_page::render(&summary, &store.uri(&manifest.source_key), &listed)
@@ -371,16 +375,15 @@ async fn merge_parts<S: ObjectStore>(
     use std::os::unix::fs::FileExt;
     let disk = |e: std::io::Error| PortError::new("local disk", format!("{}: {e}", work.display()), true);
     let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
-    std::fs::create_dir_all(work).map_err(disk)?;
-    let all_path = work.join("parts.jsonl");
-    let mut all = BufWriter::new(std::fs::File::create(&all_path).map_err(disk)?);
-    let part_path = work.join("part.jsonl");
+    // The parts one after another, then each part as it is downloaded: removed once read.
+    let mut all = BufWriter::new(tempfile::NamedTempFile::new_in(work).map_err(disk)?);
+    let part = tempfile::NamedTempFile::new_in(work).map_err(disk)?;
     let mut summary = Summary::new(run, manifest.started_at, manifest.dry_run);
     let mut index: Vec<MergeEntry> = Vec::new();
     let mut offset = 0u64;
     for key in store.list(&settings.counted_parts_prefix(manifest)).await? {
-        store.download(&key, &part_path).await?;
-        let mut lines = BufReader::new(std::fs::File::open(&part_path).map_err(disk)?);
+        store.download(&key, part.path()).await?;
+        let mut lines = BufReader::new(std::fs::File::open(part.path()).map_err(disk)?);
         let mut line = Vec::new();
         loop {
             line.clear();
@@ -407,10 +410,8 @@ async fn merge_parts<S: ObjectStore>(
         }
     }
     let all = all.into_inner().map_err(|e| disk(e.into_error()))?;
-    drop(all);
-    let _ = std::fs::remove_file(&part_path);
+    drop(part);
     index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
-    let all = std::fs::File::open(&all_path).map_err(disk)?;
     let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
     let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
         .map_err(report)?;
@@ -418,7 +419,7 @@ async fn merge_parts<S: ObjectStore>(
     let mut listed = ListedRows::default();
     for entry in &index {
         buf.resize(entry.len as usize, 0);
-        all.read_exact_at(&mut buf, entry.at).map_err(disk)?;
+        all.as_file().read_exact_at(&mut buf, entry.at).map_err(disk)?;
         jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
         let row: RowReport =
             serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
@@ -427,7 +428,7 @@ async fn merge_parts<S: ObjectStore>(
     }
     jsonl.flush().map_err(disk)?;
     csv.finish().map_err(report)?.flush().map_err(disk)?;
-    let _ = std::fs::remove_file(&all_path);
+    drop(all);
     Ok((summary, listed))
 }
 
