@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Target;
+use crate::engine::run::blocking;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::{CsvReportWriter, JsonlWriter, Outcome, RowReport, Summary};
 use crate::report_page::ListedRows;
@@ -363,7 +364,8 @@ struct MergeEntry {
 
 /// Merges the report parts into `report.jsonl` and `report.csv` in `work`, sorted by line
 /// (leavers, line 0, last by key), and counts the outcomes. Parts are streamed through local
-/// disk; memory holds a small index entry per row, not the rows.
+/// disk; memory holds a small index entry per row, not the rows. The downloads are async; the
+/// local reading and writing runs on tokio's blocking threads.
 async fn merge_parts<S: ObjectStore>(
     store: &S,
     settings: &Settings,
@@ -371,24 +373,49 @@ async fn merge_parts<S: ObjectStore>(
     work: &std::path::Path,
     manifest: &Manifest,
 ) -> Result<(Summary, ListedRows), PortError> {
-    use std::io::{BufRead, BufReader, BufWriter, Write};
-    use std::os::unix::fs::FileExt;
-    let disk = |e: std::io::Error| PortError::new("local disk", format!("{}: {e}", work.display()), true);
-    let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
-    // The parts one after another, then each part as it is downloaded: removed once read.
-    let mut all = BufWriter::new(tempfile::NamedTempFile::new_in(work).map_err(disk)?);
-    let part = tempfile::NamedTempFile::new_in(work).map_err(disk)?;
-    let mut summary = Summary::new(run, manifest.started_at, manifest.dry_run);
-    let mut index: Vec<MergeEntry> = Vec::new();
-    let mut offset = 0u64;
+    let mut merge = Merge::new(work, Summary::new(run, manifest.started_at, manifest.dry_run))?;
+    // Each part as it is downloaded: removed once every part is read.
+    let part = tempfile::NamedTempFile::new_in(work).map_err(|e| merge.disk(e))?;
     for key in store.list(&settings.counted_parts_prefix(manifest)).await? {
         store.download(&key, part.path()).await?;
-        let mut lines = BufReader::new(std::fs::File::open(part.path()).map_err(disk)?);
+        let path = part.path().to_path_buf();
+        merge = blocking(move || merge.add_part(&key, &path).map(|()| merge)).await?;
+    }
+    drop(part);
+    blocking(move || merge.write_sorted()).await
+}
+
+/// The report parts read so far: their rows one after another in a scratch file, an index
+/// entry per row, and the outcomes counted. Its methods do blocking file I/O.
+struct Merge {
+    work: std::path::PathBuf,
+    /// Removed when the merge is dropped.
+    all: std::io::BufWriter<tempfile::NamedTempFile>,
+    offset: u64,
+    index: Vec<MergeEntry>,
+    summary: Summary,
+}
+
+impl Merge {
+    fn new(work: &std::path::Path, summary: Summary) -> Result<Merge, PortError> {
+        let all = tempfile::NamedTempFile::new_in(work).map_err(|e| disk_error(work, e))?;
+        let all = std::io::BufWriter::new(all);
+        Ok(Merge { work: work.to_path_buf(), all, offset: 0, index: Vec::new(), summary })
+    }
+
+    fn disk(&self, e: std::io::Error) -> PortError {
+        disk_error(&self.work, e)
+    }
+
+    /// Appends the rows of one part (`key`, downloaded to `path`) and indexes them.
+    fn add_part(&mut self, key: &str, path: &std::path::Path) -> Result<(), PortError> {
+        use std::io::{BufRead, Write};
+        let mut lines = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| self.disk(e))?);
         let mut line = Vec::new();
         loop {
             line.clear();
-            if lines.read_until(b'\n', &mut line).map_err(disk)? == 0 {
-                break;
+            if lines.read_until(b'\n', &mut line).map_err(|e| self.disk(e))? == 0 {
+                return Ok(());
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             if text.is_empty() {
@@ -396,40 +423,53 @@ async fn merge_parts<S: ObjectStore>(
             }
             let row: RowReport =
                 serde_json::from_slice(text).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
-            summary.count_row(&row);
+            self.summary.count_row(&row);
             let leaver_key = (row.line == 0).then(|| row.employee_key.into_boxed_str());
-            index.push(MergeEntry {
+            self.index.push(MergeEntry {
                 leaver: row.line == 0,
                 line: row.line,
                 leaver_key,
-                at: offset,
+                at: self.offset,
                 len: text.len() as u32,
             });
-            all.write_all(text).map_err(disk)?;
-            offset += text.len() as u64;
+            self.all.write_all(text).map_err(|e| self.disk(e))?;
+            self.offset += text.len() as u64;
         }
     }
-    let all = all.into_inner().map_err(|e| disk(e.into_error()))?;
-    drop(part);
-    index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
-    let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
-    let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
-        .map_err(report)?;
-    let mut buf = Vec::new();
-    let mut listed = ListedRows::default();
-    for entry in &index {
-        buf.resize(entry.len as usize, 0);
-        all.as_file().read_exact_at(&mut buf, entry.at).map_err(disk)?;
-        jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
-        let row: RowReport =
-            serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
-        csv.write(&row).map_err(report)?;
-        listed.note(&row);
+
+    /// Writes `report.jsonl` and `report.csv` in `work`, the rows in report order; the summary
+    /// counts them, and the listed rows are those `report.html` shows.
+    fn write_sorted(mut self) -> Result<(Summary, ListedRows), PortError> {
+        use std::io::{BufWriter, Write};
+        use std::os::unix::fs::FileExt;
+        let work = &self.work;
+        let disk = |e| disk_error(work, e);
+        let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
+        let all = self.all.into_inner().map_err(|e| disk(e.into_error()))?;
+        self.index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
+        let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
+        let mut csv =
+            CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
+                .map_err(report)?;
+        let mut buf = Vec::new();
+        let mut listed = ListedRows::default();
+        for entry in &self.index {
+            buf.resize(entry.len as usize, 0);
+            all.as_file().read_exact_at(&mut buf, entry.at).map_err(disk)?;
+            jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
+            let row: RowReport =
+                serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
+            csv.write(&row).map_err(report)?;
+            listed.note(&row);
+        }
+        jsonl.flush().map_err(disk)?;
+        csv.finish().map_err(report)?.flush().map_err(disk)?;
+        Ok((self.summary, listed))
     }
-    jsonl.flush().map_err(disk)?;
-    csv.finish().map_err(report)?.flush().map_err(disk)?;
-    drop(all);
-    Ok((summary, listed))
+}
+
+fn disk_error(work: &std::path::Path, e: std::io::Error) -> PortError {
+    PortError::new("local disk", format!("{}: {e}", work.display()), true)
 }
 
 fn short(run: &str) -> &str {
