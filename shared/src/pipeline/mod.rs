@@ -71,12 +71,12 @@ impl Default for Settings {
 
 impl Settings {
     /// The deployment's settings from the Lambda environment (template.yaml names).
-    pub fn from_env() -> Result<Settings, String> {
+    pub fn from_env() -> Result<Settings, crate::env::EnvError> {
         Settings::from_vars(&crate::env::Env::process())
     }
 
     /// The settings from `env` (defaults as in [`Settings::default`]).
-    pub fn from_vars(env: &crate::env::Env) -> Result<Settings, String> {
+    pub fn from_vars(env: &crate::env::Env) -> Result<Settings, crate::env::EnvError> {
         Ok(Settings {
             input_prefix: env.var_or("INPUT_PREFIX", "incoming/"),
             report_prefix: env.var_or("REPORT_PREFIX", "reports/"),
