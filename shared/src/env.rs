@@ -11,13 +11,6 @@ pub enum EnvError {
     NotANumber { name: String, value: String },
 }
 
-/// For callers that still report configuration errors as text (`Settings::from_vars`).
-impl From<EnvError> for String {
-    fn from(e: EnvError) -> String {
-        e.to_string()
-    }
-}
-
 /// Where settings come from: the process environment ([`Env::process`]) or, in tests, any
 /// lookup ([`Env::from_fn`]), which also lets a test see every name a function asks for.
 pub struct Env<'a> {

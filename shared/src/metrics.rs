@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_finished_run_reports_rows_by_outcome_requests_and_duration_without_dimensions() {
-        let mut summary = Summary::new("run-1", "2026-12-07T10:00:00Z", false);
+        let mut summary = Summary::new("run-1", time::macros::datetime!(2026-12-07 10:00 UTC), false);
         summary.count(Outcome::Created);
         summary.count(Outcome::Created);
         summary.count(Outcome::Rejected);

@@ -22,6 +22,7 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 /// What happened to one input row.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -200,10 +201,12 @@ impl<W: Write> CsvReportWriter<W> {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Summary {
     pub run_id: String,
-    /// RFC 3339, UTC.
-    pub started_at: String,
-    /// RFC 3339, UTC; empty until the run is finished.
-    pub finished_at: String,
+    /// RFC 3339, UTC, to the millisecond (see [`now`]).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// As `started_at`; `None` until the run is finished.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub finished_at: Option<OffsetDateTime>,
     pub duration_ms: u64,
     pub dry_run: bool,
     /// Rows in the report (input rows plus leavers not in the file); the sum of `counts`.
@@ -225,11 +228,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn new(run_id: impl Into<String>, started_at: impl Into<String>, dry_run: bool) -> Self {
+    pub fn new(run_id: impl Into<String>, started_at: OffsetDateTime, dry_run: bool) -> Self {
         Summary {
             run_id: run_id.into(),
-            started_at: started_at.into(),
-            finished_at: String::new(),
+            started_at,
+            finished_at: None,
             duration_ms: 0,
             dry_run,
             rows_total: 0,
@@ -316,7 +319,7 @@ impl<J: Write, C: Write> ReportSink<J, C> {
         Ok(ReportSink {
             jsonl: JsonlWriter::new(jsonl),
             csv: CsvReportWriter::new(csv)?,
-            summary: Summary::new(run_id, now_rfc3339(), dry_run),
+            summary: Summary::new(run_id, now(), dry_run),
             secrets,
             started: Instant::now(),
             listed: Default::default(),
@@ -373,7 +376,7 @@ impl<J: Write, C: Write> ReportSink<J, C> {
         self.jsonl.finish()?;
         self.csv.finish()?;
         let mut summary = self.summary;
-        summary.finished_at = now_rfc3339();
+        summary.finished_at = Some(now());
         summary.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(summary)
     }
@@ -384,24 +387,22 @@ impl<J: Write, C: Write> ReportSink<J, C> {
     }
 }
 
-/// Milliseconds from one RFC 3339 time to another (0 if either does not parse).
-pub fn millis_between(from: &str, to: &str) -> u64 {
-    let parse = |t: &str| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok();
-    match (parse(from), parse(to)) {
-        (Some(a), Some(b)) => (b - a).whole_milliseconds().max(0) as u64,
-        _ => 0,
-    }
+/// Now, UTC, to the millisecond: the precision of every timestamp a run writes
+/// (`2026-05-04T09:30:00.123Z` in RFC 3339).
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_millisecond(now.millisecond()).unwrap_or(now)
 }
 
-/// Now, UTC, RFC 3339 with milliseconds (`2026-05-04T09:30:00.123Z`).
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_millisecond(now.millisecond()).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+/// `at` in RFC 3339, as the run's files carry it (for logs, and for JSON built by hand).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use time::macros::datetime;
+
     use super::*;
 
     fn row(line: u64, outcome: Outcome) -> RowReport {
@@ -533,7 +534,7 @@ mod tests {
 
     #[test]
     fn a_new_summary_lists_all_six_outcomes_at_zero() {
-        let s = Summary::new("r1", "2026-01-01T00:00:00Z", false);
+        let s = Summary::new("r1", datetime!(2026-01-01 0:00 UTC), false);
         assert_eq!(s.counts.len(), 6);
         assert!(s.counts.values().all(|&n| n == 0));
         let json: serde_json::Value = serde_json::from_str(&s.to_json_pretty()).unwrap();
@@ -542,8 +543,18 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_times_are_rfc3339_utc_strings_to_the_millisecond() {
+        let mut s = Summary::new("r1", datetime!(2026-05-04 9:30:00.123 UTC), false);
+        s.finished_at = Some(datetime!(2026-05-04 9:31:05 UTC));
+        let json: serde_json::Value = serde_json::from_str(&s.to_json_pretty()).unwrap();
+        assert_eq!(json["started_at"], "2026-05-04T09:30:00.123Z");
+        assert_eq!(json["finished_at"], "2026-05-04T09:31:05Z");
+        assert_eq!(now().nanosecond() % 1_000_000, 0, "whole milliseconds");
+    }
+
+    #[test]
     fn the_summary_counts_all_six_outcomes_and_round_trips_as_json() {
-        let mut s = Summary::new("r1", "2026-01-01T00:00:00Z", true);
+        let mut s = Summary::new("r1", datetime!(2026-01-01 0:00 UTC), true);
         for (i, &o) in Outcome::ALL.iter().enumerate() {
             for _ in 0..=i {
                 s.count(o);
@@ -559,7 +570,7 @@ mod tests {
 
     #[test]
     fn exit_code_is_zero_when_every_row_is_done() {
-        let mut s = Summary::new("r1", "", false);
+        let mut s = Summary::new("r1", datetime!(2026-01-01 0:00 UTC), false);
         assert_eq!(s.exit_code(), 0);
         for o in [Outcome::Created, Outcome::Updated, Outcome::Unchanged, Outcome::Disabled] {
             s.count(o);
@@ -570,7 +581,7 @@ mod tests {
     #[test]
     fn exit_code_is_two_when_any_row_is_rejected_or_failed() {
         for bad in [Outcome::Rejected, Outcome::Failed] {
-            let mut s = Summary::new("r1", "", false);
+            let mut s = Summary::new("r1", datetime!(2026-01-01 0:00 UTC), false);
             s.count(Outcome::Created);
             s.count(bad);
             assert_eq!(s.exit_code(), 2, "{bad}");
@@ -579,7 +590,7 @@ mod tests {
 
     #[test]
     fn the_human_summary_shows_counts_requests_429s_retries_and_duration() {
-        let mut s = Summary::new("r1", "", true);
+        let mut s = Summary::new("r1", datetime!(2026-01-01 0:00 UTC), true);
         s.count(Outcome::Created);
         s.requests_total = 12;
         s.rate_limited = 3;
@@ -637,7 +648,7 @@ mod tests {
         assert_eq!((summary.rate_limited, summary.retries), (1, 3));
         assert_eq!(summary.planned["create_user"], 3);
         assert_eq!(summary.warnings, ["token *** expires soon"]);
-        assert!(!summary.started_at.is_empty() && !summary.finished_at.is_empty());
+        assert!(summary.finished_at.is_some_and(|end| end >= summary.started_at));
 
         let text = String::from_utf8(jsonl).unwrap();
         assert!(!text.contains("tok-SECRET-1"));

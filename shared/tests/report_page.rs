@@ -3,6 +3,7 @@
 use scraper::{Html, Selector};
 use shared::report::{Outcome, RowReport, Summary};
 use shared::report_page::{ListedRows, MAX_LISTED_ROWS, render};
+use time::macros::datetime;
 
 fn row(line: u64, login: &str, outcome: Outcome, error: Option<&str>, changes: &[&str]) -> RowReport {
     RowReport {
@@ -17,13 +18,13 @@ fn row(line: u64, login: &str, outcome: Outcome, error: Option<&str>, changes: &
 }
 
 fn summary_of(rows: &[RowReport], dry_run: bool) -> (Summary, ListedRows) {
-    let mut summary = Summary::new("run-0123456789abcdef", "2026-12-07T10:00:00Z", dry_run);
+    let mut summary = Summary::new("run-0123456789abcdef", datetime!(2026-12-07 10:00 UTC), dry_run);
     let mut listed = ListedRows::default();
     for r in rows {
         summary.count_row(r);
         listed.note(r);
     }
-    summary.finished_at = "2026-12-07T10:01:05Z".into();
+    summary.finished_at = Some(datetime!(2026-12-07 10:01:05 UTC));
     summary.duration_ms = 65_000;
     summary.requests_by_endpoint = [("GET /users".to_string(), 3), ("POST /users".to_string(), 2)].into();
     summary.requests_total = 5;
@@ -109,6 +110,9 @@ fn the_page_shows_the_counts_requests_and_problem_rows_of_the_run() {
     assert_eq!(warned[0], "7");
     assert!(warned[3].contains("manager \"ghost\""), "{warned:?}");
     assert_eq!(text(&select(&page, "#rows-warned")[0]), "1");
+    // AND when it ran, in RFC 3339 as summary.json has it
+    let meta: Vec<String> = select(&page, "p.meta").iter().map(text).collect();
+    assert!(meta.contains(&"Started 2026-12-07T10:00:00Z, finished 2026-12-07T10:01:05Z (65.0 s)".into()), "{meta:?}");
     // AND a real run lists no planned changes
     assert!(select(&page, "#changes, #dry-run").is_empty());
 }

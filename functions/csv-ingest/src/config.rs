@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use shared::config::MappingConfig;
-use shared::env::Env;
+use shared::env::{Env, EnvError};
 use shared::pipeline::Settings;
 
 /// The mapping config packaged with the function (replace the file, or set `CONFIG_S3_KEY`).
@@ -29,11 +29,11 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
+    pub fn from_env() -> Result<Config, EnvError> {
         Config::from_vars(&Env::process())
     }
 
-    pub fn from_vars(env: &Env) -> Result<Config, String> {
+    pub fn from_vars(env: &Env) -> Result<Config, EnvError> {
         let settings = Settings::from_vars(env)?;
         Ok(Config {
             bucket: env.var("BUCKET_NAME")?,
@@ -78,7 +78,7 @@ mod tests {
         ])
     }
 
-    fn config(vars: &HashMap<&str, &str>) -> Result<Config, String> {
+    fn config(vars: &HashMap<&str, &str>) -> Result<Config, EnvError> {
         Config::from_vars(&Env::from_fn(|name| vars.get(name).map(|v| v.to_string())))
     }
 
@@ -98,9 +98,11 @@ mod tests {
         for name in ["BUCKET_NAME", "QUEUE_URL", "SUMMARY_TOPIC_ARN", "NERM_SECRET_ID"] {
             let mut vars = required();
             vars.remove(name);
-            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            let missing = config(&vars).unwrap_err();
+            assert_eq!(missing, EnvError::Missing { name: name.to_string() });
+            assert_eq!(missing.to_string(), format!("environment variable {name} is not set"));
             vars.insert(name, "  ");
-            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            assert_eq!(config(&vars).unwrap_err().to_string(), format!("environment variable {name} is not set"));
         }
     }
 
@@ -112,7 +114,7 @@ mod tests {
             let mut vars = required();
             vars.insert(name, "10/s");
             assert_eq!(
-                config(&vars).unwrap_err(),
+                config(&vars).unwrap_err().to_string(),
                 format!("environment variable {name} must be a whole number, got \"10/s\""),
             );
         }

@@ -1,6 +1,6 @@
 //! The provisioner's settings, from its environment (names as in template.yaml).
 
-use shared::env::Env;
+use shared::env::{Env, EnvError};
 use shared::pipeline::Settings;
 
 #[derive(Debug, Clone)]
@@ -21,11 +21,11 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
+    pub fn from_env() -> Result<Config, EnvError> {
         Config::from_vars(&Env::process())
     }
 
-    pub fn from_vars(env: &Env) -> Result<Config, String> {
+    pub fn from_vars(env: &Env) -> Result<Config, EnvError> {
         let settings = Settings::from_vars(env)?;
         Ok(Config {
             bucket: env.var("BUCKET_NAME")?,
@@ -40,7 +40,7 @@ impl Config {
 }
 
 /// See [`Config::requests_per_10s`].
-fn share_per_10s(env: &Env) -> Result<u32, String> {
+fn share_per_10s(env: &Env) -> Result<u32, EnvError> {
     let total = env.number("NERM_REQUESTS_PER_10S", 100)?.max(1);
     let provisioners = env.number("PROVISIONER_MAX_CONCURRENCY", 4)?.max(1);
     Ok((total / provisioners).max(1))
@@ -61,7 +61,7 @@ mod tests {
         ])
     }
 
-    fn config(vars: &HashMap<&str, &str>) -> Result<Config, String> {
+    fn config(vars: &HashMap<&str, &str>) -> Result<Config, EnvError> {
         Config::from_vars(&Env::from_fn(|name| vars.get(name).map(|v| v.to_string())))
     }
 
@@ -79,9 +79,11 @@ mod tests {
         for name in ["BUCKET_NAME", "QUEUE_URL", "SUMMARY_TOPIC_ARN", "NERM_SECRET_ID"] {
             let mut vars = required();
             vars.remove(name);
-            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            let missing = config(&vars).unwrap_err();
+            assert_eq!(missing, EnvError::Missing { name: name.to_string() });
+            assert_eq!(missing.to_string(), format!("environment variable {name} is not set"));
             vars.insert(name, "");
-            assert_eq!(config(&vars).unwrap_err(), format!("environment variable {name} is not set"));
+            assert_eq!(config(&vars).unwrap_err().to_string(), format!("environment variable {name} is not set"));
         }
     }
 
@@ -91,7 +93,7 @@ mod tests {
             let mut vars = required();
             vars.insert(name, "-1");
             assert_eq!(
-                config(&vars).unwrap_err(),
+                config(&vars).unwrap_err().to_string(),
                 format!("environment variable {name} must be a whole number, got \"-1\""),
             );
         }

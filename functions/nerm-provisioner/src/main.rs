@@ -10,7 +10,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let cfg = config::Config::from_env().map_err(|e| {
         tracing::error!(error = %e, "configuration error");
-        e
+        // As text: the process prints it on exit, and the message is what the operator needs.
+        e.to_string()
     })?;
     let deps = handler::Deps::from_config(cfg).await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {

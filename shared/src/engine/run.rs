@@ -93,9 +93,17 @@ pub async fn resolve(config: &MappingConfig, client: &NermClient) -> Result<Reso
     Ok(config.resolve(&catalog)?)
 }
 
+/// Plans per hand-over from the planning thread to the sink: enough to make the channel cost
+/// nothing per row, few enough to keep memory flat.
+const PLANS_PER_BATCH: usize = 256;
+/// Batches planned ahead of the sink.
+const BATCHES_AHEAD: usize = 4;
+
 /// Validates the whole file (nothing is written if that fails), snapshots NERM, works out the
 /// leavers (a full-sync threshold breach is an error before the sink sees anything), then
-/// plans every row into `sink` as it is read (`open` is called twice).
+/// plans every row into `sink` as it is read (`open` is called twice). Both passes over the
+/// file run on tokio's blocking threads ([`blocking`]): the runtime only snapshots NERM and
+/// feeds the sink.
 pub async fn plan_file<R, F, S>(
     open: F,
     resolved: &ResolvedConfig,
@@ -108,58 +116,124 @@ where
     F: Fn() -> io::Result<R>,
     S: PlanSink,
 {
-    let mut warnings: Vec<String> = resolved.warnings().iter().map(|w| w.to_string()).collect();
-    let mut planned = std::collections::BTreeMap::new();
-    let (mut settled, mut changed) = (0u64, 0u64);
-    {
-        let mut ctx = ReadContext::new(resolved);
-        ctx.index_managers = sink.wants_managers();
-        let file = index_file(open()?, &ctx)?;
-        progress(&format!(
-            "validated the file: {} valid rows ({} MiB of index)",
-            file.valid_rows,
-            file.heap_bytes() >> 20
-        ));
-        sink.file_indexed(&file);
-        let snap = Snapshot::load(client, resolved).await?;
-        warnings.extend(snap.warnings.iter().cloned());
-        progress(&format!(
-            "read NERM: {} users, {} {} profiles ({} requests so far)",
-            snap.users.len(),
-            snap.profiles.len(),
-            resolved.profile_type().name,
-            client.stats().total_requests()
-        ));
-        let mut planner = Planner::new(resolved, &snap, &file);
-        let leavers = planner.leavers()?;
-        let mut count = |p: &EmployeePlan| {
-            changed += 1;
-            for op in &p.ops {
-                *planned.entry(op.kind().to_string()).or_insert(0) += 1;
+    let warnings = resolved.warnings().iter().map(|w| w.to_string()).collect();
+    let mut run = PlannedRun { warnings, planned: Default::default(), settled: 0, plans: 0 };
+    let (input, cfg, index_managers) = (open()?, resolved.clone(), sink.wants_managers());
+    let file = blocking(move || {
+        let mut ctx = ReadContext::new(&cfg);
+        ctx.index_managers = index_managers;
+        index_file(input, &ctx)
+    })
+    .await?;
+    progress(&format!("validated the file: {} valid rows ({} MiB of index)", file.valid_rows, file.heap_bytes() >> 20));
+    sink.file_indexed(&file);
+    let snap = Snapshot::load(client, resolved).await?;
+    run.warnings.extend(snap.warnings.iter().cloned());
+    progress(&format!(
+        "read NERM: {} users, {} {} profiles ({} requests so far)",
+        snap.users.len(),
+        snap.profiles.len(),
+        resolved.profile_type().name,
+        client.stats().total_requests()
+    ));
+    let (to_sink, mut from_planner) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let (input, cfg) = (open()?, resolved.clone());
+    let planner = blocking(move || plan_rows(input, &cfg, &snap, &file, to_sink));
+    let fed = feed(&mut run, sink, &mut from_planner).await;
+    // A sink that failed leaves the planner nobody to hand plans to: it stops.
+    drop(from_planner);
+    let planner_warnings = planner.await;
+    fed?;
+    run.warnings.extend(planner_warnings?);
+    progress(&format!("planned: {} employees to change, {} rows settled", run.plans, run.settled));
+    Ok(run)
+}
+
+/// The second pass, on a blocking thread: the leavers (with line 0), then a plan for every row
+/// of the file, handed to `plans` in batches as they come. Returns the planner's warnings;
+/// returns early when nobody takes the plans any more.
+fn plan_rows<R: Read + Send + 'static>(
+    input: R,
+    cfg: &ResolvedConfig,
+    snap: &Snapshot,
+    file: &FileIndex,
+    plans: tokio::sync::mpsc::Sender<Vec<RowPlan>>,
+) -> Result<Vec<String>, RunError> {
+    let mut batch = Vec::with_capacity(PLANS_PER_BATCH);
+    // Hands the batch over; `false` when the receiver is gone.
+    let hand_over = |batch: &mut Vec<RowPlan>| {
+        let full = std::mem::replace(batch, Vec::with_capacity(PLANS_PER_BATCH));
+        full.is_empty() || plans.blocking_send(full).is_ok()
+    };
+    let ctx = ReadContext::new(cfg);
+    let mut planner = Planner::new(cfg, snap, file);
+    // The leavers reach the sink before the file is opened again.
+    batch.extend(planner.leavers()?.into_iter().map(RowPlan::Change));
+    if !hand_over(&mut batch) {
+        return Ok(Vec::new());
+    }
+    let mut reader = EmployeeReader::new(input, &ctx)?.piped().second_pass(&file.logins, &ctx);
+    let mut employee = Employee::default();
+    loop {
+        let item = match reader.read_into(&mut employee) {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                // The rows before the error reach the sink, as they would have row by row.
+                hand_over(&mut batch);
+                return Err(e.into());
             }
         };
-        for p in leavers {
-            count(&p);
-            sink.change(p).await?;
+        batch.push(planner.plan_row(item.map(|()| &employee)));
+        if batch.len() >= PLANS_PER_BATCH && !hand_over(&mut batch) {
+            return Ok(Vec::new());
         }
-        let mut reader = EmployeeReader::new(open()?, &ctx)?.piped().second_pass(&file.logins, &ctx);
-        let mut employee = Employee::default();
-        while let Some(item) = reader.read_into(&mut employee)? {
-            match settled_row(planner.plan_row(item.map(|()| &employee))) {
+    }
+    hand_over(&mut batch);
+    Ok(planner.warnings().to_vec())
+}
+
+/// Hands the planner's output to `sink` as it comes, and counts it into `run`.
+async fn feed<S: PlanSink>(
+    run: &mut PlannedRun,
+    sink: &mut S,
+    from_planner: &mut tokio::sync::mpsc::Receiver<Vec<RowPlan>>,
+) -> Result<(), RunError> {
+    while let Some(batch) = from_planner.recv().await {
+        for plan in batch {
+            match settled_row(plan) {
                 Ok(row) => {
-                    settled += 1;
+                    run.settled += 1;
                     sink.settled(row).await?;
                 }
                 Err(p) => {
-                    count(&p);
+                    run.plans += 1;
+                    for op in &p.ops {
+                        *run.planned.entry(op.kind().to_string()).or_insert(0) += 1;
+                    }
                     sink.change(*p).await?;
                 }
             }
         }
-        warnings.extend(planner.warnings().iter().cloned());
     }
-    progress(&format!("planned: {changed} employees to change, {settled} rows settled"));
-    Ok(PlannedRun { warnings, planned, settled, plans: changed })
+    Ok(())
+}
+
+/// Runs `work` (a pass over a file, local disk) on tokio's blocking threads, so that it holds
+/// up none of the runtime's workers (a current-thread runtime has only the one). It starts at
+/// once; the future gives its result, and a panic in it carries on in the caller.
+pub(crate) fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
+    let handle = tokio::task::spawn_blocking(work);
+    async move {
+        match handle.await {
+            Ok(out) => out,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled before it started: the runtime is shutting down.
+                Err(e) => panic!("blocking work did not run: {e}"),
+            },
+        }
+    }
 }
 
 /// The report row of an applied (or, in a dry run, planned) employee.

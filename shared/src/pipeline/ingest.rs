@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use super::message::{self, Stage, WorkMessage};
 use super::{Manifest, PartStats, Pipeline, Settings, write_part};
@@ -22,7 +24,7 @@ pub const OVERRIDE_TAG: &str = "nerm-sync-override";
 pub const OVERRIDE_VALUE: &str = "allow-mass-disable";
 /// A run marker without a manifest older than this (a Lambda lives 15 minutes at most) belongs
 /// to an attempt that died.
-const STALE_MARKER_MS: u64 = 16 * 60 * 1000;
+const STALE_MARKER: time::Duration = time::Duration::minutes(16);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestOutcome {
@@ -96,7 +98,7 @@ struct RunContext<'a> {
     dry_run: bool,
     /// The object tag lifted the full-sync disable threshold.
     overridden: bool,
-    started_at: String,
+    started_at: OffsetDateTime,
 }
 
 impl RunContext<'_> {
@@ -121,7 +123,7 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         return Ok(IngestOutcome::Ignored(why));
     }
     let run = run_id(upload.bucket, key, upload.version_or_etag);
-    let mut ctx = RunContext { run, key, dry_run: false, overridden: false, started_at: crate::report::now_rfc3339() };
+    let mut ctx = RunContext { run, key, dry_run: false, overridden: false, started_at: crate::report::now() };
     // The first read of the object: one that is not there (or cannot be read) stays so on a retry.
     let tags = p.store.tags(key).await.map_err(|e| if e.retryable { ctx.transient(e) } else { ctx.rejected(e) })?;
     let tag = |name: &str| tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -144,6 +146,20 @@ pub async fn ingest<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     result
 }
 
+/// The run marker, `{state}{run}/started.json`. It is read only to tell a retry or a dead
+/// attempt from a duplicate, so every field may be missing.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct RunMarker {
+    run_id: String,
+    key: String,
+    version: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    started_at: Option<OffsetDateTime>,
+    /// The Lambda request id of the attempt (see [`Upload::invocation`]).
+    invocation: String,
+}
+
 /// Claims the run with its marker. A run taken before is a duplicate, unless it died before
 /// writing its manifest: then it is taken on again at once by Lambda's retry of the same
 /// invocation (the attempt was killed or timed out), and by anyone once its marker is older
@@ -155,21 +171,24 @@ async fn claim_run<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     version: &str,
     invocation: &str,
 ) -> Result<Option<IngestOutcome>, IngestError> {
-    let marker = serde_json::json!({
-        "run_id": ctx.run, "key": ctx.key, "version": version, "started_at": ctx.started_at, "invocation": invocation
-    });
+    let marker = RunMarker {
+        run_id: ctx.run.clone(),
+        key: ctx.key.to_string(),
+        version: version.to_string(),
+        started_at: Some(ctx.started_at),
+        invocation: invocation.to_string(),
+    };
     let marker_key = p.settings.marker_key(&ctx.run);
-    let body = marker.to_string().into_bytes();
+    let body = serde_json::to_vec(&marker).unwrap_or_default();
     let t = |e| ctx.transient(e);
     if p.store.put_if_absent(&marker_key, body.clone(), "application/json").await.map_err(t)? {
         return Ok(None);
     }
     let manifest = p.store.get(&p.settings.manifest_key(&ctx.run)).await.map_err(t)?;
     let earlier = p.store.get(&marker_key).await.map_err(t)?;
-    let earlier: serde_json::Value = earlier.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let field = |name: &str| earlier.get(name).and_then(|t| t.as_str()).unwrap_or_default().to_string();
-    let retried = !invocation.is_empty() && field("invocation") == invocation;
-    let stale = crate::report::millis_between(&field("started_at"), &ctx.started_at) > STALE_MARKER_MS;
+    let earlier: RunMarker = earlier.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let retried = !invocation.is_empty() && earlier.invocation == invocation;
+    let stale = earlier.started_at.is_some_and(|then| ctx.started_at - then > STALE_MARKER);
     let duplicate = Some(IngestOutcome::Duplicate { run_id: ctx.run.clone() });
     if manifest.is_some() {
         if retried {
@@ -276,8 +295,13 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     ctx: &RunContext<'_>,
     work_dir: &Path,
 ) -> Result<IngestOutcome, IngestError> {
-    let local = work_dir.join(format!("{}.csv", ctx.run));
-    p.store.download(ctx.key, &local).await.map_err(|e| ctx.transient(e))?;
+    // Removed when dropped, however this returns. Named by the run id, never by the key.
+    let local = tempfile::Builder::new()
+        .prefix(&format!("{}-", ctx.run))
+        .suffix(".csv")
+        .tempfile_in(work_dir)
+        .map_err(|e| ctx.transient(PortError::new("local disk", format!("{}: {e}", work_dir.display()), false)))?;
+    p.store.download(ctx.key, local.path()).await.map_err(|e| ctx.transient(e))?;
     let attempt = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let mut sink = IngestSink {
         p,
@@ -289,8 +313,8 @@ async fn take_on<S: ObjectStore, Q: WorkQueue, N: Notifier>(
         plans: Vec::new(),
         messages: 0,
     };
-    let planned = plan_into(&mut sink, &local, config, client, ctx).await;
-    let _ = std::fs::remove_file(&local);
+    let planned = plan_into(&mut sink, local.path(), config, client, ctx).await;
+    drop(local);
     let stats = serde_json::to_vec(&PartStats::from_client(&client.stats())).unwrap_or_default();
     let stats_key = format!("{}ingest.json", p.settings.stats_prefix(&ctx.run));
     p.store.put(&stats_key, stats, "application/json").await.map_err(|e| ctx.transient(e))?;
@@ -381,7 +405,7 @@ fn empty_manifest(ctx: &RunContext<'_>, attempt: &str) -> Manifest {
         run_id: ctx.run.clone(),
         source_key: ctx.key.to_string(),
         dry_run: ctx.dry_run,
-        started_at: ctx.started_at.clone(),
+        started_at: ctx.started_at,
         attempt: attempt.to_string(),
         expected_rows: 0,
         messages: 0,
@@ -440,6 +464,18 @@ mod tests {
         assert!(accepts(&s, "reports/abc/report.csv").is_err());
         assert!(accepts(&s, "incoming/hr.xlsx").is_err());
         assert!(accepts(&s, "incoming/../reports/x.csv").is_err());
+    }
+
+    #[test]
+    fn a_run_marker_written_by_an_earlier_build_reads_and_is_written_the_same_way() {
+        let earlier = serde_json::json!({
+            "run_id": "r1", "key": "incoming/hr.csv", "version": "v1",
+            "started_at": "2026-12-07T10:00:00.123Z", "invocation": "req-1"
+        });
+        let marker: RunMarker = serde_json::from_value(earlier.clone()).unwrap();
+        assert_eq!(marker.started_at, Some(time::macros::datetime!(2026-12-07 10:00:00.123 UTC)));
+        assert_eq!(marker.invocation, "req-1");
+        assert_eq!(serde_json::to_value(&marker).unwrap(), earlier);
     }
 
     #[test]

@@ -26,14 +26,16 @@ use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 /// Claim objects read at once.
 const READS_AT_ONCE: usize = 8;
 /// A claim older than this (a Lambda lives 15 minutes at most) belongs to someone who died.
-const STALE_CLAIM_MS: u64 = 16 * 60 * 1000;
+const STALE_CLAIM: time::Duration = time::Duration::minutes(16);
 
 /// The content of `links.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct LinksMarker {
     /// `false` while the messages are being sent.
     queued: bool,
-    at: String,
+    /// When it was claimed, or queued (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    at: time::OffsetDateTime,
     messages: usize,
 }
 
@@ -79,7 +81,7 @@ pub(super) async fn queue_if_due<S: ObjectStore, Q: WorkQueue, N: Notifier>(
     let count = messages.len();
     tracing::info!(run_id = run, messages = count, "every records part is applied: queueing the manager links");
     message::send(p.store, p.queue, p.settings, messages).await?;
-    let marker = LinksMarker { queued: true, at: crate::report::now_rfc3339(), messages: count };
+    let marker = LinksMarker { queued: true, at: crate::report::now(), messages: count };
     p.store.put(&p.settings.links_key(run), to_body(&marker)?, "application/json").await
 }
 
@@ -97,18 +99,18 @@ async fn claim<S: ObjectStore, Q, N>(
     take_over: bool,
 ) -> Result<bool, PortError> {
     let key = p.settings.links_key(&manifest.run_id);
-    let now = crate::report::now_rfc3339();
-    let ours = to_body(&LinksMarker { queued: false, at: now.clone(), messages: 0 })?;
+    let now = crate::report::now();
+    let ours = to_body(&LinksMarker { queued: false, at: now, messages: 0 })?;
     if p.store.put_if_absent(&key, ours.clone(), "application/json").await? {
         return Ok(true);
     }
     let Some(body) = p.store.get(&key).await? else { return Ok(false) };
     let Ok(theirs) = serde_json::from_slice::<LinksMarker>(&body) else { return Ok(false) };
-    let abandoned = take_over || crate::report::millis_between(&theirs.at, &now) > STALE_CLAIM_MS;
+    let abandoned = take_over || now - theirs.at > STALE_CLAIM;
     if theirs.queued || !abandoned {
         return Ok(false);
     }
-    tracing::warn!(run_id = %manifest.run_id, since = %theirs.at, "taking over the links wave of someone who died queueing it");
+    tracing::warn!(run_id = %manifest.run_id, since = %crate::report::rfc3339(theirs.at), "taking over the links wave of someone who died queueing it");
     p.store.put(&key, ours, "application/json").await?;
     Ok(true)
 }
@@ -154,7 +156,7 @@ mod tests {
             run_id: RUN.into(),
             source_key: "incoming/hr.csv".into(),
             dry_run: false,
-            started_at: "2026-12-07T20:00:00Z".into(),
+            started_at: time::macros::datetime!(2026-12-07 20:00 UTC),
             attempt: "a1".into(),
             expected_rows: 2,
             messages: 2,
@@ -270,7 +272,7 @@ mod tests {
         let p = Pipeline { store: &store, queue: &queue, notifier: &notifier, settings: &settings };
         records_applied(&store, &settings).await;
         let all = parts(&store, &settings).await;
-        let fresh = LinksMarker { queued: false, at: crate::report::now_rfc3339(), messages: 0 };
+        let fresh = LinksMarker { queued: false, at: crate::report::now(), messages: 0 };
         store.insert(&settings.links_key(RUN), serde_json::to_vec(&fresh).unwrap());
         // WHEN another provisioner advances the run while the claim is fresh: nothing
         queue_if_due(&p, &manifest(), &all, false).await.unwrap();
@@ -280,7 +282,7 @@ mod tests {
         assert_eq!(sent(&queue).len(), 1);
         // AND a claim older than any Lambda lives is taken over by anyone
         queue.sent.lock().unwrap().clear();
-        let stale = LinksMarker { queued: false, at: "2026-12-07T00:00:00Z".into(), messages: 0 };
+        let stale = LinksMarker { queued: false, at: time::macros::datetime!(2026-12-07 0:00 UTC), messages: 0 };
         store.insert(&settings.links_key(RUN), serde_json::to_vec(&stale).unwrap());
         queue_if_due(&p, &manifest(), &all, false).await.unwrap();
         assert_eq!(sent(&queue).len(), 1);

@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Target;
+use crate::engine::run::blocking;
 use crate::ports::{Notifier, ObjectStore, PortError, WorkQueue};
 use crate::report::{CsvReportWriter, JsonlWriter, Outcome, RowReport, Summary};
 use crate::report_page::ListedRows;
@@ -70,12 +71,12 @@ impl Default for Settings {
 
 impl Settings {
     /// The deployment's settings from the Lambda environment (template.yaml names).
-    pub fn from_env() -> Result<Settings, String> {
+    pub fn from_env() -> Result<Settings, crate::env::EnvError> {
         Settings::from_vars(&crate::env::Env::process())
     }
 
     /// The settings from `env` (defaults as in [`Settings::default`]).
-    pub fn from_vars(env: &crate::env::Env) -> Result<Settings, String> {
+    pub fn from_vars(env: &crate::env::Env) -> Result<Settings, crate::env::EnvError> {
         Ok(Settings {
             input_prefix: env.var_or("INPUT_PREFIX", "incoming/"),
             report_prefix: env.var_or("REPORT_PREFIX", "reports/"),
@@ -137,7 +138,9 @@ pub struct Manifest {
     pub run_id: String,
     pub source_key: String,
     pub dry_run: bool,
-    pub started_at: String,
+    /// When the ingest took the run on (RFC 3339, see [`crate::report::now`]).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
     /// The ingest attempt that planned the run: every part name it made begins `{attempt}.`,
     /// and only those parts count. An attempt that died before writing the manifest may have
     /// queued messages; they are applied (NERM writes are idempotent) but not reported, since
@@ -225,9 +228,13 @@ async fn finish_if_complete<S: ObjectStore, Q, N: Notifier>(
     if rows_reported(parts, settings, manifest) < manifest.expected_rows {
         return Ok(None);
     }
-    let work = std::env::temp_dir().join(format!("nerm-report-{}-{:016x}", short(run), rand::random::<u64>()));
-    let merged = merge_and_upload(store, settings, run, &work, manifest).await;
-    let _ = std::fs::remove_dir_all(&work);
+    // Removed with everything in it when dropped, however the merge ends.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("nerm-report-{}-", short(run)))
+        .tempdir()
+        .map_err(|e| PortError::new("local disk", format!("{}: {e}", std::env::temp_dir().display()), true))?;
+    let merged = merge_and_upload(store, settings, run, work.path(), manifest).await;
+    drop(work);
     let (mut summary, listed) = merged?;
     add_run_facts(&mut summary, manifest, run_stats(store, settings, run).await?);
     let page = crate::report_page::render(&summary, &store.uri(&manifest.source_key), &listed)
@@ -298,8 +305,10 @@ fn add_run_facts(summary: &mut Summary, manifest: &Manifest, stats: PartStats) {
         summary.warnings.push(format!("quarantined: {q}"));
     }
     summary.planned = manifest.planned.clone();
-    summary.finished_at = crate::report::now_rfc3339();
-    summary.duration_ms = crate::report::millis_between(&manifest.started_at, &summary.finished_at);
+    let finished_at = crate::report::now();
+    summary.finished_at = Some(finished_at);
+    // 0 if the clocks of the ingest and of this finisher disagree the other way.
+    summary.duration_ms = u64::try_from((finished_at - manifest.started_at).whole_milliseconds()).unwrap_or(0);
 }
 
 /// The report files of a finished run, by name, as the store addresses them.
@@ -355,7 +364,8 @@ struct MergeEntry {
 
 /// Merges the report parts into `report.jsonl` and `report.csv` in `work`, sorted by line
 /// (leavers, line 0, last by key), and counts the outcomes. Parts are streamed through local
-/// disk; memory holds a small index entry per row, not the rows.
+/// disk; memory holds a small index entry per row, not the rows. The downloads are async; the
+/// local reading and writing runs on tokio's blocking threads.
 async fn merge_parts<S: ObjectStore>(
     store: &S,
     settings: &Settings,
@@ -363,25 +373,49 @@ async fn merge_parts<S: ObjectStore>(
     work: &std::path::Path,
     manifest: &Manifest,
 ) -> Result<(Summary, ListedRows), PortError> {
-    use std::io::{BufRead, BufReader, BufWriter, Write};
-    use std::os::unix::fs::FileExt;
-    let disk = |e: std::io::Error| PortError::new("local disk", format!("{}: {e}", work.display()), true);
-    let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
-    std::fs::create_dir_all(work).map_err(disk)?;
-    let all_path = work.join("parts.jsonl");
-    let mut all = BufWriter::new(std::fs::File::create(&all_path).map_err(disk)?);
-    let part_path = work.join("part.jsonl");
-    let mut summary = Summary::new(run, manifest.started_at.clone(), manifest.dry_run);
-    let mut index: Vec<MergeEntry> = Vec::new();
-    let mut offset = 0u64;
+    let mut merge = Merge::new(work, Summary::new(run, manifest.started_at, manifest.dry_run))?;
+    // Each part as it is downloaded: removed once every part is read.
+    let part = tempfile::NamedTempFile::new_in(work).map_err(|e| merge.disk(e))?;
     for key in store.list(&settings.counted_parts_prefix(manifest)).await? {
-        store.download(&key, &part_path).await?;
-        let mut lines = BufReader::new(std::fs::File::open(&part_path).map_err(disk)?);
+        store.download(&key, part.path()).await?;
+        let path = part.path().to_path_buf();
+        merge = blocking(move || merge.add_part(&key, &path).map(|()| merge)).await?;
+    }
+    drop(part);
+    blocking(move || merge.write_sorted()).await
+}
+
+/// The report parts read so far: their rows one after another in a scratch file, an index
+/// entry per row, and the outcomes counted. Its methods do blocking file I/O.
+struct Merge {
+    work: std::path::PathBuf,
+    /// Removed when the merge is dropped.
+    all: std::io::BufWriter<tempfile::NamedTempFile>,
+    offset: u64,
+    index: Vec<MergeEntry>,
+    summary: Summary,
+}
+
+impl Merge {
+    fn new(work: &std::path::Path, summary: Summary) -> Result<Merge, PortError> {
+        let all = tempfile::NamedTempFile::new_in(work).map_err(|e| disk_error(work, e))?;
+        let all = std::io::BufWriter::new(all);
+        Ok(Merge { work: work.to_path_buf(), all, offset: 0, index: Vec::new(), summary })
+    }
+
+    fn disk(&self, e: std::io::Error) -> PortError {
+        disk_error(&self.work, e)
+    }
+
+    /// Appends the rows of one part (`key`, downloaded to `path`) and indexes them.
+    fn add_part(&mut self, key: &str, path: &std::path::Path) -> Result<(), PortError> {
+        use std::io::{BufRead, Write};
+        let mut lines = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| self.disk(e))?);
         let mut line = Vec::new();
         loop {
             line.clear();
-            if lines.read_until(b'\n', &mut line).map_err(disk)? == 0 {
-                break;
+            if lines.read_until(b'\n', &mut line).map_err(|e| self.disk(e))? == 0 {
+                return Ok(());
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             if text.is_empty() {
@@ -389,44 +423,72 @@ async fn merge_parts<S: ObjectStore>(
             }
             let row: RowReport =
                 serde_json::from_slice(text).map_err(|e| PortError::new("report", format!("{key}: {e}"), false))?;
-            summary.count_row(&row);
+            self.summary.count_row(&row);
             let leaver_key = (row.line == 0).then(|| row.employee_key.into_boxed_str());
-            index.push(MergeEntry {
+            self.index.push(MergeEntry {
                 leaver: row.line == 0,
                 line: row.line,
                 leaver_key,
-                at: offset,
+                at: self.offset,
                 len: text.len() as u32,
             });
-            all.write_all(text).map_err(disk)?;
-            offset += text.len() as u64;
+            self.all.write_all(text).map_err(|e| self.disk(e))?;
+            self.offset += text.len() as u64;
         }
     }
-    let all = all.into_inner().map_err(|e| disk(e.into_error()))?;
-    drop(all);
-    let _ = std::fs::remove_file(&part_path);
-    index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
-    let all = std::fs::File::open(&all_path).map_err(disk)?;
-    let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
-    let mut csv = CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
-        .map_err(report)?;
-    let mut buf = Vec::new();
-    let mut listed = ListedRows::default();
-    for entry in &index {
-        buf.resize(entry.len as usize, 0);
-        all.read_exact_at(&mut buf, entry.at).map_err(disk)?;
-        jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
-        let row: RowReport =
-            serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
-        csv.write(&row).map_err(report)?;
-        listed.note(&row);
+
+    /// Writes `report.jsonl` and `report.csv` in `work`, the rows in report order; the summary
+    /// counts them, and the listed rows are those `report.html` shows.
+    fn write_sorted(mut self) -> Result<(Summary, ListedRows), PortError> {
+        use std::io::{BufWriter, Write};
+        use std::os::unix::fs::FileExt;
+        let work = &self.work;
+        let disk = |e| disk_error(work, e);
+        let report = |e: std::io::Error| PortError::new("report", e.to_string(), false);
+        let all = self.all.into_inner().map_err(|e| disk(e.into_error()))?;
+        self.index.sort_by(|a, b| (a.leaver, a.line, &a.leaver_key).cmp(&(b.leaver, b.line, &b.leaver_key)));
+        let mut jsonl = BufWriter::new(std::fs::File::create(work.join("report.jsonl")).map_err(disk)?);
+        let mut csv =
+            CsvReportWriter::new(BufWriter::new(std::fs::File::create(work.join("report.csv")).map_err(disk)?))
+                .map_err(report)?;
+        let mut buf = Vec::new();
+        let mut listed = ListedRows::default();
+        for entry in &self.index {
+            buf.resize(entry.len as usize, 0);
+            all.as_file().read_exact_at(&mut buf, entry.at).map_err(disk)?;
+            jsonl.write_all(&buf).and_then(|()| jsonl.write_all(b"\n")).map_err(disk)?;
+            let row: RowReport =
+                serde_json::from_slice(&buf).map_err(|e| PortError::new("report", e.to_string(), false))?;
+            csv.write(&row).map_err(report)?;
+            listed.note(&row);
+        }
+        jsonl.flush().map_err(disk)?;
+        csv.finish().map_err(report)?.flush().map_err(disk)?;
+        Ok((self.summary, listed))
     }
-    jsonl.flush().map_err(disk)?;
-    csv.finish().map_err(report)?.flush().map_err(disk)?;
-    let _ = std::fs::remove_file(&all_path);
-    Ok((summary, listed))
+}
+
+fn disk_error(work: &std::path::Path, e: std::io::Error) -> PortError {
+    PortError::new("local disk", format!("{}: {e}", work.display()), true)
 }
 
 fn short(run: &str) -> &str {
     &run[..run.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_written_by_an_earlier_build_reads_and_is_written_the_same_way() {
+        let earlier = serde_json::json!({
+            "run_id": "r1", "source_key": "incoming/hr.csv", "dry_run": false,
+            "started_at": "2026-12-07T10:00:00.123Z", "attempt": "a1b2c3", "expected_rows": 3,
+            "messages": 1, "warnings": [], "quarantined": null, "planned": {"create_user": 3}, "target": null
+        });
+        let manifest: Manifest = serde_json::from_value(earlier.clone()).unwrap();
+        assert_eq!(manifest.started_at, time::macros::datetime!(2026-12-07 10:00:00.123 UTC));
+        assert_eq!(serde_json::to_value(&manifest).unwrap(), earlier);
+    }
 }

@@ -258,7 +258,7 @@ async fn lambdas_retry_of_a_killed_ingest_takes_the_run_over_but_another_deliver
     let up = stack.upload("incoming/hr.csv", to_csv(&people), None).await;
     let version = up.version_id.clone().filter(|v| !v.is_empty() && v != "null").unwrap_or(up.etag.clone());
     let run = shared::pipeline::ingest::run_id(&stack.bucket, &up.key, &version);
-    let marker = json!({ "run_id": run, "started_at": shared::report::now_rfc3339(), "invocation": "req-killed" });
+    let marker = json!({ "run_id": run, "started_at": shared::report::rfc3339(shared::report::now()), "invocation": "req-killed" });
     stack.upload(&stack.settings().marker_key(&run), marker.to_string(), None).await;
 
     // WHEN S3 delivers the event again in another invocation

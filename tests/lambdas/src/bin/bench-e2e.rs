@@ -267,7 +267,8 @@ async fn one_run(cli: &Cli, limit: Limit, csv: &str) -> Result<RunResult, String
         "PROVISIONER_MAX_CONCURRENCY" => Some(cli.workers.to_string()),
         _ => None,
     })
-    .nerm_share_per_10s()?;
+    .nerm_share_per_10s()
+    .map_err(|e| e.to_string())?;
     let ingest = stack.ingest_with(csv_ingest::config::Config {
         settings: settings.clone(),
         requests_per_10s: share,
