@@ -76,16 +76,8 @@ pub fn folded(login: &str) -> Cow<'_, str> {
 /// Runs `f` on the folded form of `login`, without allocating for an ASCII login of up to 64
 /// bytes (a lookup per row in the planner).
 pub fn with_folded<R>(login: &str, f: impl FnOnce(&str) -> R) -> R {
-    const STACK: usize = 64;
-    let login = crate::input::trim(login);
-    if login.is_ascii() && login.len() <= STACK {
-        let mut buf = [0u8; STACK];
-        let lower = &mut buf[..login.len()];
-        lower.copy_from_slice(login.as_bytes());
-        lower.make_ascii_lowercase();
-        return f(std::str::from_utf8(lower).expect("ASCII stays UTF-8"));
-    }
-    f(&folded(login))
+    // ASCII folds as its lower case (the sigma rule is for Greek only).
+    crate::input::with_ascii_lowercase(login, f).unwrap_or_else(|f| f(&folded(login)))
 }
 
 #[cfg(test)]

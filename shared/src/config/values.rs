@@ -286,21 +286,7 @@ display_as_str!(
 /// Looks `value` up by its normalised form ([`normalize_value`]: trimmed, lowercased) without
 /// allocating when the value is ASCII and short; other values are normalised into a new string.
 pub(crate) fn with_normalized_value<R>(value: &str, f: impl FnOnce(&str) -> R) -> R {
-    const STACK: usize = 64;
-    let value = crate::input::trim(value);
-    if value.is_ascii() {
-        if !value.bytes().any(|b| b.is_ascii_uppercase()) {
-            return f(value);
-        }
-        if value.len() <= STACK {
-            let mut buf = [0u8; STACK];
-            let lower = &mut buf[..value.len()];
-            lower.copy_from_slice(value.as_bytes());
-            lower.make_ascii_lowercase();
-            return f(std::str::from_utf8(lower).expect("ASCII stays UTF-8"));
-        }
-    }
-    f(&normalize_value(value))
+    crate::input::with_ascii_lowercase(value, f).unwrap_or_else(|f| f(&normalize_value(value)))
 }
 
 /// Maps HR status values (matched trimmed and case-insensitively) to a NERM value.

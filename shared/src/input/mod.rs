@@ -277,6 +277,28 @@ pub fn trim(value: &str) -> &str {
     if maybe_padded(value.as_bytes()) { value.trim() } else { value }
 }
 
+/// Runs `f` on `value`, trimmed and in ASCII lower case, without allocating: as it is when it
+/// has no upper-case letter, else lowered in a stack buffer when it is at most 64 bytes. A value
+/// that is not ASCII, or long and mixed-case, gives `f` back, for the caller's own folding.
+pub(crate) fn with_ascii_lowercase<R, F: FnOnce(&str) -> R>(value: &str, f: F) -> Result<R, F> {
+    const STACK: usize = 64;
+    let value = trim(value);
+    if !value.is_ascii() {
+        return Err(f);
+    }
+    if !value.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Ok(f(value));
+    }
+    if value.len() > STACK {
+        return Err(f);
+    }
+    let mut buf = [0u8; STACK];
+    let lower = &mut buf[..value.len()];
+    lower.copy_from_slice(value.as_bytes());
+    lower.make_ascii_lowercase();
+    Ok(f(std::str::from_utf8(lower).expect("ASCII stays UTF-8")))
+}
+
 /// The range of UTF-8 `bytes` that [`trim`] keeps (bytes that are not UTF-8 are kept whole).
 #[cold]
 pub(crate) fn trimmed_range(bytes: &[u8]) -> std::ops::Range<usize> {
